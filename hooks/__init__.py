@@ -1,0 +1,1 @@
+"""The CDS hooks this service answers: one module per hook."""
