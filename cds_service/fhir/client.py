@@ -1,0 +1,200 @@
+"""A small FHIR REST client: bearer token, per-request time budget, retries, paging, circuit breaker."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+FHIR_JSON = "application/fhir+json"
+
+
+class FetchError(Exception):
+    """A fetch that did not yield FHIR JSON; the message is safe to show (no token, no body)."""
+
+
+@dataclass
+class Budget:
+    """The time left for all FHIR calls of one hook request."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        return self.seconds - (time.monotonic() - self.started)
+
+    def spent(self) -> float:
+        return time.monotonic() - self.started
+
+
+class CircuitBreaker:
+    """Per-server breaker: after N consecutive failures, fail fast for a while."""
+
+    def __init__(self, failures: int, reset_seconds: float) -> None:
+        self.failures = failures
+        self.reset_seconds = reset_seconds
+        self._state: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, server: str) -> bool:
+        with self._lock:
+            count, opened_at = self._state.get(server, (0, 0.0))
+            return count < self.failures or time.monotonic() - opened_at >= self.reset_seconds
+
+    def record(self, server: str, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self._state.pop(server, None)
+            else:
+                count, _ = self._state.get(server, (0, 0.0))
+                self._state[server] = (count + 1, time.monotonic())
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class FhirClient:
+    """Fetches FHIR reads and searches from an EHR's fhirServer within a time budget."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.connect_timeout = float(settings["connect_timeout_seconds"])
+        self.read_timeout = float(settings["read_timeout_seconds"])
+        self.retries = int(settings["retries"])
+        self.backoff = float(settings["backoff_seconds"])
+        self.max_pages = int(settings.get("max_bundle_pages", 10))
+        self.breaker = CircuitBreaker(int(settings["breaker_failures"]), float(settings["breaker_reset_seconds"]))
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False
+            self._local.session = session
+        return session
+
+    def get_json(self, url: str, token: str, budget: Budget) -> dict[str, Any]:
+        """GET one URL as FHIR JSON, retrying transient failures while the budget lasts."""
+        attempt = 0
+        while True:
+            try:
+                return self._get_once(url, token, budget)
+            except FetchError as exc:
+                attempt += 1
+                transient = getattr(exc, "transient", False)
+                wait = self.backoff * (2 ** (attempt - 1))
+                if not transient or attempt > self.retries or budget.remaining() <= wait + 0.05:
+                    raise
+                time.sleep(wait)
+
+    def _get_once(self, url: str, token: str, budget: Budget) -> dict[str, Any]:
+        left = budget.remaining()
+        if left <= 0.01:
+            raise FetchError("the FHIR time budget was used up")
+        timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
+        try:
+            response = self._session().get(
+                url,
+                headers={"Authorization": f"Bearer {token}", "Accept": FHIR_JSON},
+                timeout=timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+            body = self._read_within(response, budget)
+        except requests.exceptions.ConnectTimeout:
+            raise _transient("the FHIR server did not accept the connection in time")
+        except (requests.exceptions.ReadTimeout, TimeoutError):
+            raise _transient("the FHIR server did not answer in time")
+        except requests.exceptions.ConnectionError:
+            raise _transient("the FHIR server could not be reached or closed the connection")
+        except requests.exceptions.RequestException as exc:
+            raise FetchError(f"the FHIR request failed ({type(exc).__name__})")
+        if response.status_code >= 500:
+            raise _transient(f"the FHIR server answered HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type not in (FHIR_JSON, "application/json", "application/json+fhir"):
+            raise FetchError(f"the FHIR server answered {content_type or 'no content type'}, not FHIR JSON")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise FetchError("the FHIR server answered malformed JSON")
+        if not isinstance(data, dict) or "resourceType" not in data:
+            raise FetchError("the FHIR server answered JSON that is not a FHIR resource")
+        return data
+
+    @staticmethod
+    def _read_within(response: requests.Response, budget: Budget, limit: int = 50 * 1024 * 1024) -> bytes:
+        """Read the body, giving up when the budget ends (a server may trickle bytes)."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise FetchError("the FHIR server answered more than 50 MiB")
+            if budget.remaining() <= 0:
+                response.close()
+                raise TimeoutError
+        return b"".join(chunks)
+
+    def fetch(self, server: str, query: str, token: str, budget: Budget) -> tuple[dict[str, Any], list[str]]:
+        """A read or search, following Bundle next links (same origin only) up to max_pages.
+
+        Returns the resource (a search gives one Bundle with all pages' entries) and warnings."""
+        base = server.rstrip("/") + "/"
+        if not self.breaker.allow(server):
+            raise FetchError("the FHIR server failed repeatedly; calls are paused (circuit open)")
+        url = urljoin(base, query)
+        if _origin(url) != _origin(base):
+            raise FetchError("a URL outside fhirServer was not fetched")
+        try:
+            first = self.get_json(url, token, budget)
+        except FetchError:
+            self.breaker.record(server, ok=False)
+            raise
+        self.breaker.record(server, ok=True)
+        warnings: list[str] = []
+        if first.get("resourceType") != "Bundle":
+            return first, warnings
+        entries = list(first.get("entry") or [])
+        page, pages = first, 1
+        while (next_url := _next_link(page)) is not None:
+            if _origin(next_url) != _origin(base):
+                warnings.append("a Bundle next link pointed outside fhirServer and was not followed")
+                break
+            if pages >= self.max_pages:
+                warnings.append(f"paging stopped after {self.max_pages} pages")
+                break
+            try:
+                page = self.get_json(next_url, token, budget)
+            except FetchError as exc:
+                warnings.append(f"paging stopped: {exc}")
+                break
+            pages += 1
+            entries.extend(page.get("entry") or [])
+        merged = {k: v for k, v in first.items() if k not in ("entry", "link")}
+        if entries:
+            merged["entry"] = entries
+        return merged, warnings
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+def _transient(message: str) -> FetchError:
+    error = FetchError(message)
+    error.transient = True  # type: ignore[attr-defined]
+    return error

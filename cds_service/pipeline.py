@@ -1,0 +1,136 @@
+"""One hook call, start to end: request → FHIR resources → engine findings → checked cards.
+
+The only seam between the protocol and the rules: `answer_hook` takes plain data and returns plain
+data; HTTP, auth and storage stay outside."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+import hooks as hook_registry
+from cds_service.fhir import Budget, FhirClient, gather
+from cds_service.fhir.validate import validate_resources
+from cds_service.protocol import ProtocolError, validate_request, validate_response
+from cds_service.protocol.errors import Issue
+
+EXT_WARNINGS = "org.sarcopenia-cds.warnings"
+EXT_INVALID = "org.sarcopenia-cds.invalid-resources"
+
+
+@dataclass
+class HookOutcome:
+    """The response body, and what the audit log and store need to know about it."""
+
+    body: dict[str, Any]
+    patient_id: str
+    findings: list[str] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    fallback: bool = False
+
+
+def check_request(body: Any, service_id: str, hook: ModuleType) -> None:
+    """Raise ProtocolError(400) for every problem of a hook request, including a hook mismatch."""
+    validate_request(body, hook.CONTEXT_SCHEMA)
+    if body["hook"] != hook.HOOK:
+        raise ProtocolError.single(
+            400, "value",
+            f"$.hook: '{body['hook']}' does not match service '{service_id}', which answers '{hook.HOOK}'",
+            "$.hook",
+        )
+    problems = hook.problems(body["context"])
+    if problems:
+        raise ProtocolError(400, [Issue("value", message, path) for path, message in problems])
+
+
+def count_prefetch_resources(prefetch: dict[str, Any] | None) -> int:
+    """How many resources the prefetch holds (Bundles count their entries)."""
+    total = 0
+    for value in (prefetch or {}).values():
+        if isinstance(value, dict):
+            total += len(value.get("entry") or []) if value.get("resourceType") == "Bundle" else 1
+    return total
+
+
+def answer_hook(
+    body: dict[str, Any],
+    *,
+    service_id: str,
+    ruleset: Any,
+    engine_settings: Any,
+    config: dict[str, Any],
+    client: FhirClient | None,
+    suppression: Any = None,
+    now: datetime,
+    on_fetch_error: Any = None,
+) -> HookOutcome:
+    """Answer one validated hook request with checked cards (or raise ProtocolError)."""
+    started = time.perf_counter()
+    hook = hook_registry.HOOKS[hook_registry.SERVICES[service_id]]
+    context = body["context"]
+    limit = config["limits"]["max_prefetch_resources"]
+    count = count_prefetch_resources(body.get("prefetch"))
+    if count > limit:
+        raise ProtocolError.single(413, "too-costly", f"$.prefetch holds {count} resources; the limit is {limit}", "$.prefetch")
+
+    budget = Budget(float(config["fhir"]["budget_seconds"]))
+    authorization = body.get("fhirAuthorization") or {}
+    gathered = gather(
+        body.get("prefetch"),
+        ruleset.prefetch_templates(hook.HOOK),
+        hook_registry.token_values(hook, context),
+        body.get("fhirServer"),
+        authorization.get("access_token"),
+        client,
+        budget,
+        on_fetch_error=on_fetch_error,
+    )
+    fetched = time.perf_counter()
+    if gathered.missing:
+        raise ProtocolError(412, [
+            Issue("incomplete", message, f"$.prefetch.{key}") for key, message in sorted(gathered.missing.items())
+        ])
+
+    resources, invalid = validate_resources(gathered.resources, ruleset.relevant)
+    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True)
+    invalid.extend(invalid_orders)
+    validated = time.perf_counter()
+
+    evaluation = ruleset.evaluate(
+        resources, hook=hook.HOOK, context=context, orders=orders, now=now,
+        settings=engine_settings, suppress=suppression,
+    )
+    evaluated = time.perf_counter()
+
+    response: dict[str, Any] = {"cards": evaluation.cards}
+    extension: dict[str, Any] = {}
+    if gathered.warnings:
+        extension[EXT_WARNINGS] = [{"code": "fhir-data", "message": w} for w in gathered.warnings]
+    if invalid:
+        extension[EXT_INVALID] = invalid
+    if extension:
+        response["extension"] = extension
+
+    outcome = HookOutcome(body=response, patient_id=context["patientId"])
+    problems = validate_response(response)
+    if problems:
+        outcome.fallback = True
+        outcome.body = {"cards": [], "extension": {EXT_WARNINGS: [{
+            "code": "internal-response-invalid",
+            "message": "The service produced guidance that failed its own response schema; no cards were sent.",
+        }]}}
+        outcome.timings_ms["response_problems"] = float(len(problems))
+    else:
+        outcome.findings = sorted({f.code for f in evaluation.findings})
+        outcome.sent = list(evaluation.sent)
+    outcome.timings_ms.update({
+        "fhir": round((fetched - started) * 1000, 3),
+        "validate": round((validated - fetched) * 1000, 3),
+        "engine": round((evaluated - validated) * 1000, 3),
+        "total": round((time.perf_counter() - started) * 1000, 3),
+    })
+    return outcome
