@@ -1,0 +1,1 @@
+"""HTTP blueprints: discovery, service calls, feedback, operations."""

@@ -1,0 +1,42 @@
+"""Operations: /healthz (process and rule packs), /readyz (database too), /metrics."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from cds_service.api.http import json_response
+
+bp = Blueprint("ops", __name__)
+
+
+def _rules_status(state) -> dict:
+    holder = state.rules
+    status = {"versions": holder.current.versions, "version": holder.current.version,
+              "loaded_at": holder.loaded_at.isoformat() if getattr(holder, "loaded_at", None) else None}
+    if getattr(holder, "last_error", None):
+        status["last_error"] = holder.last_error
+    return {k: v for k, v in status.items() if v is not None}
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: the process answers; shows the active rule packs and the last load error."""
+    state = current_app.extensions["cds"]
+    return json_response({"status": "ok", "rules": _rules_status(state)})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: rule packs loaded and the database reachable."""
+    state = current_app.extensions["cds"]
+    database = state.store.ping()
+    body = {"status": "ok" if database else "unavailable", "database": "ok" if database else "unreachable",
+            "rules": _rules_status(state)}
+    return json_response(body, 200 if database else 503)
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text exposition."""
+    state = current_app.extensions["cds"]
+    return Response(state.metrics.exposition(), mimetype="text/plain; version=0.0.4")

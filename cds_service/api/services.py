@@ -1,0 +1,88 @@
+"""POST {base}/cds-services/{id}: validate, gather FHIR data, evaluate the rules, answer cards."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, g
+
+import hooks as hook_registry
+from cds_service.api.http import json_response, read_json
+from cds_service.logs import log_event
+from cds_service.pipeline import answer_hook, check_request
+from cds_service.protocol import ProtocolError
+
+bp = Blueprint("services", __name__)
+
+
+def known_service(service_id: str) -> str:
+    """The hook a service id answers, or ProtocolError 404."""
+    hook = hook_registry.SERVICES.get(service_id)
+    if hook is None:
+        known = ", ".join(sorted(hook_registry.SERVICES))
+        raise ProtocolError.single(404, "not-found", f"there is no CDS service '{service_id[:80]}'; services: {known}")
+    return hook
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str):
+    """Answer one hook call with cards."""
+    state = current_app.extensions["cds"]
+    started = time.perf_counter()
+    hook_name = known_service(service_id)
+    g.cds_hook = hook_name
+    body = read_json()
+    check_request(body, service_id, hook_registry.HOOKS[hook_name])
+    g.hook_instance = body["hookInstance"]
+    now = state.clock()
+    settings = state.config["suppression"]
+    patient_id = body["context"]["patientId"]
+    suppression = state.store.suppressions(
+        patient_id, now, settings["override_days"], settings["default_override_days"], settings["accepted_referral_days"],
+    )
+    ruleset = state.rules.current
+    outcome = answer_hook(
+        body,
+        service_id=service_id,
+        ruleset=ruleset,
+        engine_settings=state.engine_settings,
+        config=state.config,
+        client=state.fhir,
+        suppression=suppression,
+        now=now,
+        on_fetch_error=lambda reason: state.metrics.fhir_errors.labels(reason=_reason_label(reason)).inc(),
+    )
+    if outcome.sent:
+        state.store.record_cards(
+            hook_instance=body["hookInstance"], service_id=service_id, hook=hook_name, patient_id=patient_id,
+            pack_version=ruleset.version, cards=outcome.sent, sent_at=now,
+        )
+    for finding in outcome.findings:
+        state.metrics.findings.labels(finding=finding).inc()
+    for card in outcome.sent:
+        state.metrics.cards.labels(finding=card["primary"]).inc()
+    level = logging.ERROR if outcome.fallback else logging.INFO
+    log_event(
+        level, "hook answered" if not outcome.fallback else "response failed its schema; sent no cards",
+        hookInstance=body["hookInstance"], service=service_id, hook=hook_name, pack_version=ruleset.version,
+        findings=outcome.findings, cards=len(outcome.body["cards"]), timings_ms=outcome.timings_ms,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return json_response(outcome.body)
+
+
+def _reason_label(reason: str) -> str:
+    """A low-cardinality label for a FHIR fetch error message."""
+    for needle, label in (("in time", "timeout"), ("reached", "unreachable"), ("HTTP 5", "http_5xx"),
+                          ("HTTP", "http_other"), ("not FHIR JSON", "not_fhir"), ("JSON", "bad_json"),
+                          ("circuit", "circuit_open"), ("budget", "budget")):
+        if needle in reason:
+            return label
+    return "other"
+
+
+def utcnow() -> datetime:
+    """The service clock."""
+    return datetime.now(timezone.utc)

@@ -1,0 +1,143 @@
+"""The Flask application factory: configuration, rule packs, store, FHIR client, auth, routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+
+from cds_service.api import discovery, feedback, ops, services
+from cds_service.api.http import error_response, json_response
+from cds_service.config import load_config
+from cds_service.engine import EngineSettings, RuleSetHolder
+from cds_service.fhir import FhirClient
+from cds_service.logs import log_event, setup_logging
+from cds_service.metrics import Metrics
+from cds_service.protocol import ProtocolError
+from cds_service.store import Store
+
+
+@dataclass
+class ServiceState:
+    """Everything a request handler needs, built once per app."""
+
+    config: dict[str, Any]
+    rules: RuleSetHolder
+    engine_settings: EngineSettings
+    store: Store
+    fhir: FhirClient
+    metrics: Metrics
+    clock: Callable[[], datetime]
+    auth: Any = None
+
+
+_HTTP_MESSAGES = {
+    404: ("not-found", "there is no such endpoint: {path}"),
+    405: ("not-supported", "method {method} is not allowed on {path}"),
+    413: ("too-costly", "the request body is larger than the limit of {limit} bytes"),
+}
+
+
+def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], datetime] | None = None) -> Flask:
+    """Build the service. `config` overrides the layered configuration (defaults, file, environment)."""
+    settings = load_config(overrides=config)
+    setup_logging(settings["logging"])
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings["limits"]["max_body_bytes"]
+    app.config["CDS"] = settings
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    rules = RuleSetHolder(settings["rules"]["paths"] or None)
+    if settings["rules"]["watch"]:
+        rules.start_watching(settings["rules"]["watch_interval_seconds"])
+    store = Store(settings["database"]["url"], settings["privacy"]["pseudonym_key"])
+    store.migrate()
+    state = ServiceState(
+        config=settings,
+        rules=rules,
+        engine_settings=EngineSettings(
+            profile=settings["rules"]["profile"],
+            ct_cutoffs=settings["rules"]["ct_cutoffs"],
+            locale=settings["locale"],
+            finding_system=settings["rules"]["finding_system"],
+        ),
+        store=store,
+        fhir=FhirClient({**settings["fhir"], "max_bundle_pages": settings["limits"]["max_bundle_pages"]}),
+        metrics=Metrics(),
+        clock=clock or services.utcnow,
+    )
+    app.extensions["cds"] = state
+    _install_auth(app, state)
+    for blueprint in (discovery.bp, services.bp, feedback.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    _install_error_handlers(app, settings)
+    _install_request_metrics(app, state)
+    log_event(logging.INFO, "service started", pack_version=rules.current.version,
+              profile=settings["rules"]["profile"], ct_cutoffs=settings["rules"]["ct_cutoffs"],
+              auth_required=settings["auth"]["required"])
+    return app
+
+
+def _install_auth(app: Flask, state: ServiceState) -> None:
+    from cds_service.auth import Authenticator, init_auth
+
+    settings = state.config
+    authenticator = None
+    if settings["auth"]["required"]:
+        authenticator = Authenticator(settings["auth"], settings["base_url"], settings["redis"]["url"])
+    state.auth = authenticator
+    init_auth(app, authenticator, settings)
+
+
+def _install_error_handlers(app: Flask, settings: dict[str, Any]) -> None:
+    @app.errorhandler(ProtocolError)
+    def protocol_error(error: ProtocolError):
+        log_event(logging.WARNING if error.status < 500 else logging.ERROR, "request refused",
+                  status=error.status, path=request.path, hookInstance=g.get("hook_instance"),
+                  issues=[i.code for i in error.issues])
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        code, template = _HTTP_MESSAGES.get(error.code or 500, ("processing", "{name}"))
+        message = template.format(path=request.path[:200], method=request.method,
+                                  limit=settings["limits"]["max_body_bytes"], name=error.name)
+        if error.code == 405 and error.valid_methods:
+            message += f"; use {', '.join(m for m in error.valid_methods if m not in ('HEAD', 'OPTIONS'))}"
+        headers = {k: v for k, v in error.get_response().headers.items() if k.lower() == "allow"}
+        return error_response(ProtocolError.single(error.code or 500, code, message), headers)
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception):
+        reference = str(uuid.uuid4())
+        frames = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in traceback.extract_tb(error.__traceback__)]
+        log_event(logging.ERROR, "internal error", error_type=type(error).__name__, frames=frames[-8:],
+                  reference=reference, path=request.path, hookInstance=g.get("hook_instance"))
+        return error_response(ProtocolError.single(
+            500, "exception", f"the service failed to process the request; reference {reference}"))
+
+
+def _install_request_metrics(app: Flask, state: ServiceState) -> None:
+    @app.before_request
+    def start_timer():
+        g.cds_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response):
+        if request.path.startswith("/cds-services"):
+            hook = g.get("cds_hook") or ("discovery" if request.path.rstrip("/") == "/cds-services" else "feedback"
+                                         if request.path.endswith("/feedback") else "unknown")
+            status = str(response.status_code)
+            state.metrics.requests.labels(hook=hook, status=status).inc()
+            started = g.get("cds_started")
+            if started is not None:
+                state.metrics.latency.labels(hook=hook, status=status).observe(time.perf_counter() - started)
+        return response

@@ -1,0 +1,111 @@
+"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, and the rules tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from cds_service.config import ConfigError, load_config
+
+
+def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str, Any] | None = None) -> int:
+    """Run the app under gunicorn (gthread workers), migrating the database once first."""
+    from gunicorn.app.base import BaseApplication
+
+    from cds_service.app import create_app
+    from cds_service.store import Store
+
+    merged = {"host": host, "port": port, **(overrides or {})}
+    config = load_config(overrides=merged)
+    store = Store(config["database"]["url"], config["privacy"]["pseudonym_key"])
+    store.migrate()
+    store.dispose()
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 30)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", None)
+
+        def load(self):
+            return create_app(merged)
+
+    print(f"sarcopenia-cds: serving CDS Hooks at {config['base_url']}/cds-services on {host}:{port}", file=sys.stderr, flush=True)
+    Server().run()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sarcopenia-cds", description="CDS Hooks 2.0 service for cancer-associated sarcopenia.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service (gunicorn, configuration from SARCOPENIA_CDS_*)")
+    serve.add_argument("--host", default=None, help="address to bind (default: configuration 'host', 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to bind (default: configuration 'port', 8080)")
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", "1")),
+                       help="gunicorn worker processes (default 1; with more, set redis.url so JWT replay checks are shared)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+
+    demo = commands.add_parser("demo", help="the service with synthetic patients and the EHR-simulator page")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--host", default="127.0.0.1")
+
+    commands.add_parser("migrate", help="bring the database schema to the latest version")
+    commands.add_parser("check-config", help="validate the configuration and print it (secrets masked)")
+
+    try:
+        from cds_service.cli_rules import add_rules_commands
+    except ImportError:  # pragma: no cover - the engine ships cli_rules
+        add_rules_commands = None
+    if add_rules_commands is not None:
+        add_rules_commands(commands)
+    return parser
+
+
+def _masked(config: dict[str, Any]) -> dict[str, Any]:
+    shown = json.loads(json.dumps(config))
+    if shown["privacy"]["pseudonym_key"]:
+        shown["privacy"]["pseudonym_key"] = "***"
+    return shown
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            base = load_config()
+            return _serve(args.host or base["host"], args.port or base["port"], args.workers, args.threads)
+        if args.command == "demo":
+            from cds_service.demo import run_demo
+
+            return run_demo(host=args.host, port=args.port)
+        if args.command == "migrate":
+            from cds_service.store import Store
+
+            config = load_config()
+            Store(config["database"]["url"], config["privacy"]["pseudonym_key"]).migrate()
+            print("database schema is up to date")
+            return 0
+        if args.command == "check-config":
+            print(json.dumps(_masked(load_config()), indent=2))
+            return 0
+        if args.command == "rules":
+            from cds_service.cli_rules import run_rules
+
+            return run_rules(args)
+    except ConfigError as exc:
+        print(f"sarcopenia-cds: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

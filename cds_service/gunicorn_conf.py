@@ -1,0 +1,25 @@
+"""gunicorn settings for production; every value can be overridden on the gunicorn command line."""
+
+import os
+
+from cds_service.config import load_config
+
+_config = load_config()
+bind = os.environ.get("GUNICORN_BIND", f"{_config['host']}:{_config['port']}")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+accesslog = None
+errorlog = "-"
+
+
+def on_starting(server):
+    """Bring the database schema to head once, before any worker starts."""
+    from cds_service.store import Store
+
+    store = Store(_config["database"]["url"], _config["privacy"]["pseudonym_key"])
+    store.migrate()
+    store.dispose()
