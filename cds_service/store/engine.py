@@ -1,0 +1,58 @@
+"""Builds the SQLAlchemy engine: pre-ping for PostgreSQL restarts, WAL and a busy timeout for SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+#: how long a SQLite writer waits for another worker's write lock before giving up
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+#: how long a new PostgreSQL connection may take (also bounds /readyz when the host is gone)
+PG_CONNECT_TIMEOUT_SECONDS = 3
+
+
+def create_engine(database_url: str, **options: Any) -> Engine:
+    """An engine for ``database_url``; ``options`` go to ``sqlalchemy.create_engine``."""
+    url = make_url(database_url)
+    options.setdefault("pool_pre_ping", True)
+    connect_args: dict[str, Any] = dict(options.pop("connect_args", {}))
+    if url.get_backend_name() == "sqlite":
+        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
+        connect_args.setdefault("check_same_thread", False)
+        engine = sa.create_engine(url, connect_args=connect_args, **options)
+        _sqlite_setup(engine, in_memory=url.database in (None, "", ":memory:"))
+        return engine
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        connect_args.setdefault("connect_timeout", PG_CONNECT_TIMEOUT_SECONDS)
+    return sa.create_engine(url, connect_args=connect_args, **options)
+
+
+def _sqlite_setup(engine: Engine, *, in_memory: bool) -> None:
+    """Take transaction control away from pysqlite so BEGIN is ours to issue.
+
+    pysqlite's own BEGIN is deferred and issued late, which lets two workers both read and then
+    deadlock on the upgrade to a write lock. Writers here ask for ``BEGIN IMMEDIATE`` through
+    the execution option ``sqlite_begin``, taking the write lock (waiting up to the busy
+    timeout) before they read.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # autocommit at the driver: we issue BEGIN
+        cursor = dbapi_connection.cursor()
+        try:
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())

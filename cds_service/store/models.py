@@ -1,0 +1,121 @@
+"""The store's tables as SQLAlchemy Core metadata: the shape the newest migration produces.
+
+Migrations under ``migrations/versions`` are written by hand and never import this module, so
+a migration keeps meaning what it meant when it was written. ``tests/store`` checks that the
+migrated database and this metadata agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+#: constraint names that are the same on every database, so migrations can refer to them
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware instant, stored in UTC and always read back as an aware UTC datetime.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores the naive UTC wall time. Naive datetimes
+    are refused: a timestamp whose zone is unknown is a bug in the caller.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime given to the store; pass a timezone-aware one")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: an autoincrementing 64-bit key (plain INTEGER on SQLite, where only that autoincrements)
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+service_secret = sa.Table(
+    "service_secret",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+card_sent = sa.Table(
+    "card_sent",
+    metadata,
+    sa.Column("uuid", sa.String, primary_key=True),
+    sa.Column("hook_instance", sa.String, nullable=False),
+    sa.Column("service_id", sa.String, nullable=False),
+    sa.Column("hook", sa.String, nullable=False),
+    sa.Column("patient_pseudonym", sa.String(64), nullable=False),
+    sa.Column("pack_version", sa.String, nullable=False),
+    sa.Column("primary_finding", sa.String, nullable=False),
+    sa.Column("findings", sa.JSON, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Index(None, "patient_pseudonym"),
+)
+
+card_suggestion = sa.Table(
+    "card_suggestion",
+    metadata,
+    sa.Column("uuid", sa.String, primary_key=True),
+    sa.Column(
+        "card_uuid",
+        sa.String,
+        sa.ForeignKey("card_sent.uuid", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Index(None, "card_uuid"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # the card uuid exactly as the EHR sent it, known to us or not
+    sa.Column("card_uuid", sa.String, nullable=False),
+    # the same uuid when it names a card we recorded (null for unknown cards)
+    sa.Column(
+        "card_sent_uuid",
+        sa.String,
+        sa.ForeignKey("card_sent.uuid", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("outcome_timestamp", UTCDateTime, nullable=False),
+    sa.Column("override_reason_system", sa.String, nullable=True),
+    sa.Column("override_reason_code", sa.String, nullable=True),
+    sa.Column("override_reason_display", sa.Text, nullable=True),
+    # free text from the clinician: may hold PHI, never logged
+    sa.Column("user_comment", sa.Text, nullable=True),
+    sa.Column("accepted_suggestions", sa.JSON, nullable=False),
+    sa.Column("service_id", sa.String, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp"),
+    sa.Index(None, "card_sent_uuid"),
+)

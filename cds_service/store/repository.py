@@ -1,0 +1,426 @@
+"""The store's API: cards sent, feedback received, and the suppressions they imply.
+
+Everything the Flask app needs from the database goes through ``Store``. Patient ids arrive
+raw and leave as keyed pseudonyms; they are never written to a table or a log. Override
+comments (``userComment``) are stored because they are the clinician's words, and never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from cds_service.store import migrator, pseudonym
+from cds_service.store.engine import create_engine
+from cds_service.store.models import card_sent, card_suggestion, feedback, service_secret
+from cds_service.store.types import FeedbackResult
+
+log = logging.getLogger("cds_service.store")
+
+_PSEUDONYM_SECRET = "pseudonym_key"
+#: deadlock_detected, serialization_failure
+_RETRY_SQLSTATES = {"40P01", "40001"}
+_DEADLOCK_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+def make_suppression(findings: Iterable[str], suggestions: Iterable[str]) -> Any:
+    """A Suppression: the engine's class when the engine defines one, else the store's own."""
+    findings, suggestions = frozenset(findings), frozenset(suggestions)
+    try:
+        from cds_service.engine import Suppression as EngineSuppression  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        try:
+            return EngineSuppression(findings=findings, suggestions=suggestions)
+        except TypeError:  # a different constructor: fall back to the store's shape
+            log.warning("cds_service.engine.Suppression does not take findings=, suggestions=")
+    from cds_service.store.types import Suppression
+
+    return Suppression(findings=findings, suggestions=suggestions)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An ISO 8601 / RFC 3339 timestamp as an aware UTC datetime (no offset means UTC)."""
+    if not isinstance(value, str):
+        raise ValueError("outcomeTimestamp must be a string")
+    text = value.strip()
+    if text[-1:] in ("z", "Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+class Store:
+    """Cards sent, feedback received, suppressions; one instance per process, thread-safe."""
+
+    def __init__(
+        self,
+        database_url: str,
+        pseudonym_key: str | None = None,
+        *,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.engine: Engine = create_engine(database_url, **dict(engine_options or {}))
+        self._configured_key = (
+            pseudonym.key_from_config(pseudonym_key) if pseudonym_key is not None else None
+        )
+        self._key: bytes | None = self._configured_key
+        self._key_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest revision. Idempotent; safe with many workers."""
+        migrator.upgrade(self.engine, "head")
+
+    def ping(self) -> bool:
+        """True when the database answers ``SELECT 1``; False (never an exception) otherwise."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1").scalar()
+            return True
+        except Exception as exc:  # noqa: BLE001 - readiness must report, not raise
+            log.warning("store ping failed: %s", type(exc).__name__)
+            return False
+
+    def dispose(self) -> None:
+        """Close every pooled connection (at shutdown, or after fork in a worker)."""
+        self.engine.dispose()
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction: on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
+        with self.engine.connect() as connection:
+            connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                yield connection
+
+    def _in_write_transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a write transaction, again if PostgreSQL chose it as a deadlock
+        victim or a serialization failure (every write here is idempotent, so that is safe)."""
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+            try:
+                with self._write() as connection:
+                    return work(connection)
+            except DBAPIError as exc:
+                sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                if sqlstate not in _RETRY_SQLSTATES or attempt == _DEADLOCK_ATTEMPTS:
+                    raise
+                log.warning("store write retried after %s (attempt %d)", sqlstate, attempt)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    def _insert_ignoring_duplicates(
+        self, connection: Connection, table: sa.Table, row: Mapping[str, Any]
+    ) -> bool:
+        """Insert ``row`` unless it collides with a unique key; True when a row was written."""
+        dialect = connection.dialect.name
+        key = next(iter(table.primary_key.columns))
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement = pg_insert(table).values(**row).on_conflict_do_nothing()
+            # rowcount is not reliable here (psycopg reports -1); RETURNING is
+            return connection.execute(statement.returning(key)).first() is not None
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(table).values(**row).on_conflict_do_nothing()
+            return connection.execute(statement.returning(key)).first() is not None
+        try:  # any other database: a savepoint per row, the unique key decides
+            with connection.begin_nested():
+                connection.execute(table.insert().values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    # -- pseudonyms ------------------------------------------------------------------------
+
+    def _pseudonym_key(self) -> bytes:
+        if self._key is not None:
+            return self._key
+        with self._key_lock:
+            if self._key is None:
+                candidate = pseudonym.new_key().hex()
+                with self._write() as connection:
+                    # whichever worker inserts first wins; everyone reads the winner's key
+                    self._insert_ignoring_duplicates(
+                        connection,
+                        service_secret,
+                        {
+                            "name": _PSEUDONYM_SECRET,
+                            "value": candidate,
+                            "created_at": datetime.now(UTC),
+                        },
+                    )
+                    stored = connection.execute(
+                        sa.select(service_secret.c.value).where(
+                            service_secret.c.name == _PSEUDONYM_SECRET
+                        )
+                    ).scalar_one()
+                self._key = bytes.fromhex(stored)
+            return self._key
+
+    def pseudonymise(self, patient_id: str) -> str:
+        """The keyed pseudonym (HMAC-SHA256, hex) stored in place of ``patient_id``."""
+        return pseudonym.pseudonymise(self._pseudonym_key(), patient_id)
+
+    # -- cards -----------------------------------------------------------------------------
+
+    def record_cards(
+        self,
+        *,
+        hook_instance: str,
+        service_id: str,
+        hook: str,
+        patient_id: str,
+        pack_version: str,
+        cards: list[dict[str, Any]],
+        sent_at: datetime,
+    ) -> None:
+        """Remember the cards of one response, one row each plus a row per suggestion.
+
+        A card uuid already recorded is left as it was. Feedback that arrived before its card
+        (stored unlinked) is linked now.
+        """
+        if not cards:
+            return
+        sent_at = _aware(sent_at, "sent_at")
+        patient = self.pseudonymise(patient_id)
+        cards = sorted(cards, key=lambda card: card["uuid"])  # one lock order for all writers
+
+        def write(connection: Connection) -> None:
+            for card in cards:
+                findings = list(dict.fromkeys([card["primary"], *card.get("findings", [])]))
+                self._insert_ignoring_duplicates(
+                    connection,
+                    card_sent,
+                    {
+                        "uuid": card["uuid"],
+                        "hook_instance": hook_instance,
+                        "service_id": service_id,
+                        "hook": hook,
+                        "patient_pseudonym": patient,
+                        "pack_version": pack_version,
+                        "primary_finding": card["primary"],
+                        "findings": findings,
+                        "sent_at": sent_at,
+                    },
+                )
+                for suggestion_uuid, key in sorted((card.get("suggestions") or {}).items()):
+                    self._insert_ignoring_duplicates(
+                        connection,
+                        card_suggestion,
+                        {"uuid": suggestion_uuid, "card_uuid": card["uuid"], "key": key},
+                    )
+            connection.execute(
+                feedback.update()
+                .where(feedback.c.card_uuid.in_([card["uuid"] for card in cards]))
+                .where(feedback.c.card_sent_uuid.is_(None))
+                .values(card_sent_uuid=feedback.c.card_uuid)
+            )
+
+        self._in_write_transaction(write)
+        log.info(
+            "cards recorded",
+            extra={"hookInstance": hook_instance, "service": service_id, "cards": len(cards)},
+        )
+
+    # -- feedback --------------------------------------------------------------------------
+
+    def record_feedback(
+        self, service_id: str, entries: list[dict[str, Any]], received_at: datetime
+    ) -> FeedbackResult:
+        """Store CDS Hooks 2.0 feedback entries, each once however often it is posted.
+
+        An entry is the same entry when its card uuid, outcome and outcomeTimestamp (as an
+        instant) are. Entries about cards this service never recorded are stored unlinked and
+        reported in ``unknown_cards``. All entries of one call commit together or not at all.
+        """
+        received_at = _aware(received_at, "received_at")
+        rows = [self._feedback_row(service_id, entry, received_at) for entry in entries]
+        if not rows:
+            return FeedbackResult(stored=0, duplicates=0, unknown_cards=[])
+        # one order for every writer, so concurrent posts of the same entries take their
+        # unique-index locks in the same order and cannot deadlock each other
+        ordered = sorted(
+            rows, key=lambda r: (r["card_uuid"], r["outcome"], r["outcome_timestamp"])
+        )
+
+        def write(connection: Connection) -> tuple[int, set[str]]:
+            uuids = sorted({row["card_uuid"] for row in ordered})
+            known = set(
+                connection.execute(
+                    sa.select(card_sent.c.uuid).where(card_sent.c.uuid.in_(uuids))
+                ).scalars()
+            )
+            stored = 0
+            for row in ordered:
+                values = {
+                    **row,
+                    "card_sent_uuid": row["card_uuid"] if row["card_uuid"] in known else None,
+                }
+                stored += self._insert_ignoring_duplicates(connection, feedback, values)
+            return stored, known
+
+        stored, known = self._in_write_transaction(write)
+        unknown = list(dict.fromkeys(r["card_uuid"] for r in rows if r["card_uuid"] not in known))
+        result = FeedbackResult(
+            stored=stored, duplicates=len(rows) - stored, unknown_cards=unknown
+        )
+        log.info(
+            "feedback recorded",
+            extra={
+                "service": service_id,
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "unknown_cards": len(unknown),
+            },
+        )
+        return result
+
+    @staticmethod
+    def _feedback_row(
+        service_id: str, entry: Mapping[str, Any], received_at: datetime
+    ) -> dict[str, Any]:
+        override = entry.get("overrideReason") or {}
+        reason = override.get("reason") or {}
+        accepted = [
+            s["id"] for s in entry.get("acceptedSuggestions") or [] if isinstance(s, Mapping)
+        ]
+        return {
+            "card_uuid": entry["card"],
+            "outcome": entry["outcome"],
+            "outcome_timestamp": parse_timestamp(entry["outcomeTimestamp"]),
+            "override_reason_system": reason.get("system"),
+            "override_reason_code": reason.get("code"),
+            "override_reason_display": reason.get("display"),
+            "user_comment": override.get("userComment"),
+            "accepted_suggestions": accepted,
+            "service_id": service_id,
+            "received_at": received_at,
+        }
+
+    # -- suppressions ----------------------------------------------------------------------
+
+    def suppressions(
+        self,
+        patient_id: str,
+        now: datetime,
+        override_days: Mapping[str, int],
+        default_override_days: int,
+        accepted_referral_days: int,
+    ) -> Any:
+        """What to hold back for this patient at ``now``.
+
+        ``findings``: finding codes (primary and listed) of this patient's cards overridden
+        with a reason, while ``now < outcomeTimestamp + period``; the period is
+        ``override_days[reason code]``, else ``default_override_days``. An override without a
+        reason suppresses nothing.
+
+        ``suggestions``: keys of this patient's suggestions accepted while
+        ``now < outcomeTimestamp + accepted_referral_days``.
+        """
+        now = _aware(now, "now")
+        patient = self.pseudonymise(patient_id)
+        longest = max([default_override_days, *override_days.values()])
+        findings: set[str] = set()
+        suggestions: set[str] = set()
+        with self._read() as connection:
+            overridden = connection.execute(
+                sa.select(
+                    card_sent.c.primary_finding,
+                    card_sent.c.findings,
+                    feedback.c.override_reason_code,
+                    feedback.c.outcome_timestamp,
+                )
+                .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
+                .where(card_sent.c.patient_pseudonym == patient)
+                .where(feedback.c.outcome == "overridden")
+                .where(
+                    sa.or_(
+                        feedback.c.override_reason_code.is_not(None),
+                        feedback.c.override_reason_display.is_not(None),
+                    )
+                )
+                .where(feedback.c.outcome_timestamp > now - timedelta(days=longest))
+            )
+            for primary, listed, code, at in overridden:
+                days = override_days.get(code, default_override_days) if code else default_override_days
+                if now < at + timedelta(days=days):
+                    findings.add(primary)
+                    findings.update(listed or [])
+            accepted = connection.execute(
+                sa.select(feedback.c.card_uuid, feedback.c.accepted_suggestions)
+                .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
+                .where(card_sent.c.patient_pseudonym == patient)
+                .where(feedback.c.outcome == "accepted")
+                .where(
+                    feedback.c.outcome_timestamp
+                    > now - timedelta(days=accepted_referral_days)
+                )
+            ).all()
+            wanted = {(card, sid) for card, ids in accepted for sid in ids or []}
+            if wanted:
+                keyed = connection.execute(
+                    sa.select(card_suggestion.c.card_uuid, card_suggestion.c.uuid, card_suggestion.c.key)
+                    .where(card_suggestion.c.card_uuid.in_(sorted({c for c, _ in wanted})))
+                )
+                suggestions.update(key for card, sid, key in keyed if (card, sid) in wanted)
+        return make_suppression(findings, suggestions)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Row counts: cards sent, suggestions, feedback by outcome and unlinked feedback."""
+        with self._read() as connection:
+            cards = connection.execute(sa.select(sa.func.count()).select_from(card_sent)).scalar_one()
+            suggestions = connection.execute(
+                sa.select(sa.func.count()).select_from(card_suggestion)
+            ).scalar_one()
+            by_outcome = dict(
+                connection.execute(
+                    sa.select(feedback.c.outcome, sa.func.count()).group_by(feedback.c.outcome)
+                ).all()
+            )
+            unlinked = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(feedback)
+                .where(feedback.c.card_sent_uuid.is_(None))
+            ).scalar_one()
+        return {
+            "cards": cards,
+            "suggestions": suggestions,
+            "feedback": sum(by_outcome.values()),
+            "feedback_by_outcome": {
+                "accepted": by_outcome.get("accepted", 0),
+                "overridden": by_outcome.get("overridden", 0),
+                **by_outcome,
+            },
+            "feedback_unknown_card": unlinked,
+        }
