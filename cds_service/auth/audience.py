@@ -1,0 +1,44 @@
+"""Normalised comparison of the JWT ``aud`` with the endpoint URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_url(url: str) -> str | None:
+    """Lower-case scheme and host, drop default ports and trailing slashes; None if unusable."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.username is not None or parts.password is not None:
+        return None
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    query = f"?{parts.query}" if parts.query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{scheme}://{netloc}{path}{query}{fragment}"
+
+
+def expected_audience(base_url: str, endpoint_path: str) -> str | None:
+    """The normalised URL a token for ``endpoint_path`` must name as its audience."""
+    return normalise_url(base_url.rstrip("/") + "/" + endpoint_path.lstrip("/"))
+
+
+def audience_matches(aud: object, expected: str | None) -> bool:
+    """True when ``aud`` (a string or an array of strings) names ``expected``."""
+    if expected is None:
+        return False
+    values = [aud] if isinstance(aud, str) else aud
+    if not isinstance(values, list) or not values:
+        return False
+    return any(isinstance(v, str) and normalise_url(v) == expected for v in values)
