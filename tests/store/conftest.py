@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 
 from cds_service.store import Store
 
@@ -31,7 +32,8 @@ BACKENDS = [
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[URL]:
     """A PostgreSQL database of its own for this test session, dropped afterwards."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # no pool: the load test restarts the server, and the DROP at the end needs a live connection
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     name = f"store_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as connection:
@@ -50,7 +52,7 @@ def pg_database() -> Iterator[URL]:
 def _pg_schema_url(base: URL) -> str:
     """A fresh, empty schema in the session database, as a URL whose search_path selects it."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with engine.connect() as connection:
         connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     engine.dispose()
