@@ -156,13 +156,10 @@ class IssuerKeys:
         try:
             keys = public_signing_keys(self._fetch(url, FETCH_TIMEOUT_SECONDS))
         except Exception as exc:  # noqa: BLE001 - any fetch failure keeps the old keys
-            log.warning(
-                "JWK Set fetch failed; keeping cached keys",
-                extra={"event": "jwks_fetch_failed", "iss": self.iss, "url": url,
-                       "error": type(exc).__name__},
-            )
+            log.warning("jwks fetch failed", extra={"iss": self.iss, "url": url,
+                                                    "error": type(exc).__name__,
+                                                    "cached_kids": sorted(entry.keys)})
             return
         entry.keys = keys
         entry.fetched_at = now
-        log.info("JWK Set fetched", extra={"event": "jwks_fetched", "iss": self.iss, "url": url,
-                                           "kids": sorted(keys)})
+        log.info("jwks fetched", extra={"iss": self.iss, "url": url, "kids": sorted(keys)})

@@ -65,10 +65,7 @@ def init_auth(app: Flask, auth: Authenticator | None, config: dict[str, Any],
         try:
             g.jwt_claims = auth.verify(header, request.path)
         except AuthError as exc:
-            log.warning(
-                "JWT rejected: %s (endpoint %s)", exc.reason, request.path,
-                extra={"event": "auth_rejected", "reason": exc.reason,
-                       "endpoint": request.path, **token_hints(header)},
-            )
+            log.warning("auth rejected", extra={"reason": exc.reason, "endpoint": request.path,
+                                                **token_hints(header)})
             return unauthorized()
         return None

@@ -33,6 +33,9 @@ class ReplayStore(Protocol):
     def add(self, key: str, ttl_seconds: float) -> bool:
         """Record ``key``; True when it was new, False when it is a replay."""
 
+    def ping(self) -> bool:
+        """True when the store can record jtis now."""
+
 
 class MemoryReplayStore:
     """In-process store: correct for one worker only."""
@@ -57,6 +60,9 @@ class MemoryReplayStore:
             self._seen[key] = now + ttl_seconds
             return True
 
+    def ping(self) -> bool:
+        return True
+
 
 class RedisReplayStore:
     """Shared store: ``SET prefix+key 1 NX EX ttl``; any Redis error fails closed."""
@@ -78,10 +84,16 @@ class RedisReplayStore:
             created = self._client.set(self._prefix + key, b"1", nx=True,
                                        ex=max(1, math.ceil(ttl_seconds)))
         except redis.RedisError as exc:
-            log.error("replay store unavailable; rejecting the token",
-                      extra={"event": "replay_store_error", "error": type(exc).__name__})
+            log.error("replay store unavailable",
+                      extra={"error": type(exc).__name__, "effect": "token rejected"})
             raise AuthError(f"replay store unavailable ({type(exc).__name__})") from None
         return bool(created)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
 
 
 def make_replay_store(redis_url: str | None, prefix: str = DEFAULT_PREFIX) -> ReplayStore:

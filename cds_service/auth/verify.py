@@ -7,7 +7,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -16,7 +15,8 @@ from jwt.exceptions import ExpiredSignatureError, InvalidSignatureError, PyJWTEr
 
 from cds_service.auth.audience import audience_matches, expected_audience
 from cds_service.auth.errors import AuthError
-from cds_service.auth.jwks import ALGORITHM_KEYS, FetchJson, IssuerKeys, key_for
+from cds_service.auth.issuers import TrustedIssuer, number, parse_algorithms, parse_issuers
+from cds_service.auth.jwks import FetchJson, key_for
 from cds_service.auth.jwks import fetch_json as default_fetch_json
 from cds_service.auth.replay import DEFAULT_PREFIX, ReplayStore, make_replay_store, replay_key
 from cds_service.config import DEFAULTS, ConfigError
@@ -28,38 +28,6 @@ MAX_TOKEN_CHARS = 16 * 1024
 MAX_JTI_CHARS = 256
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _UNSAFE_RE = re.compile(r"[^\x20-\x7e]")
-
-
-@dataclass(frozen=True)
-class TrustedIssuer:
-    """One configured EHR: its allowed algorithms, keys and optional tenant allow-list."""
-
-    iss: str
-    algorithms: frozenset[str]
-    keys: IssuerKeys
-    tenants: frozenset[str] | None
-
-
-def _algorithms(value: Any, key: str, allowed: frozenset[str] | None = None) -> frozenset[str]:
-    """Validate an algorithm list: asymmetric only; never ``none`` or HS*."""
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"configuration key '{key}': must be a non-empty list of algorithms")
-    for alg in value:
-        if alg not in ALGORITHM_KEYS:
-            raise ConfigError(
-                f"configuration key '{key}': {alg!r} is not an allowed JWT algorithm "
-                f"(asymmetric only: {', '.join(ALGORITHM_KEYS)}; 'none' and HS* are forbidden)"
-            )
-        if allowed is not None and alg not in allowed:
-            raise ConfigError(f"configuration key '{key}': {alg!r} is not in auth.algorithms")
-    return frozenset(value)
-
-
-def _number(cfg: Mapping[str, Any], name: str, minimum: float) -> float:
-    value = cfg[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"configuration key 'auth.{name}': must be a number >= {minimum}")
-    return float(value)
 
 
 def _safe(value: Any, limit: int = 128) -> str | None:
@@ -124,54 +92,25 @@ class Authenticator:
         self.base_url = base_url.rstrip("/")
         self.required = bool(cfg["required"])
         self.discovery_requires_auth = bool(cfg["discovery_requires_auth"])
-        self.algorithms = _algorithms(cfg["algorithms"], "auth.algorithms")
-        self.max_lifetime = _number(cfg, "max_token_lifetime_seconds", 1)
-        self.skew = _number(cfg, "clock_skew_seconds", 0)
-        self.replay_window = _number(cfg, "replay_window_seconds", 1)
+        self.algorithms = parse_algorithms(cfg["algorithms"], "auth.algorithms")
+        self.max_lifetime = number(cfg, "max_token_lifetime_seconds", 1)
+        self.skew = number(cfg, "clock_skew_seconds", 0)
+        self.replay_window = number(cfg, "replay_window_seconds", 1)
         if self.replay_window < self.max_lifetime + 2 * self.skew:
             raise ConfigError(
                 "configuration key 'auth.replay_window_seconds': must be at least "
                 "max_token_lifetime_seconds + 2 * clock_skew_seconds, or replays could slip through"
             )
-        fetch = fetch_json or default_fetch_json
-        self._issuers = {}
-        for index, raw in enumerate(cfg["issuers"] or []):
-            issuer = self._issuer(raw, f"auth.issuers[{index}]", fetch, cfg, clock)
-            if issuer.iss in self._issuers:
-                raise ConfigError(f"configuration key 'auth.issuers[{index}].iss': duplicate issuer")
-            self._issuers[issuer.iss] = issuer
+        self._issuers = parse_issuers(cfg, self.algorithms, fetch_json or default_fetch_json, clock)
         if self.required and not self._issuers:
-            log.warning("auth.required is true but no issuers are trusted: every call will get 401",
-                        extra={"event": "auth_no_issuers"})
+            log.warning("auth has no trusted issuers",
+                        extra={"detail": "auth.required is true: every protected call gets 401"})
         prefix = cfg.get("replay_key_prefix") or DEFAULT_PREFIX
         self._replay = replay_store or make_replay_store(redis_url, prefix)
 
-    def _issuer(self, raw: Any, key: str, fetch: FetchJson, cfg: Mapping[str, Any],
-                clock: Callable[[], float]) -> TrustedIssuer:
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("iss"), str) or not raw["iss"]:
-            raise ConfigError(f"configuration key '{key}.iss': required, a non-empty string")
-        jwks, jwks_url = raw.get("jwks"), raw.get("jwks_url")
-        allow = list(raw.get("jku_allowlist") or [])
-        if jwks is None and not jwks_url and not allow:
-            raise ConfigError(f"configuration key '{key}': needs jwks, jwks_url or jku_allowlist")
-        for url_key, url in [("jwks_url", jwks_url)] + [("jku_allowlist", u) for u in allow]:
-            if url and (not isinstance(url, str) or expected_audience(url, "") is None):
-                raise ConfigError(f"configuration key '{key}.{url_key}': not an http(s) URL")
-        algs = raw.get("algorithms")
-        algs = self.algorithms if algs is None else _algorithms(algs, f"{key}.algorithms",
-                                                                self.algorithms)
-        tenants = raw.get("tenants")
-        try:
-            keys = IssuerKeys(
-                raw["iss"], jwks=jwks, jwks_url=jwks_url, jku_allowlist=allow, fetch=fetch,
-                cache_seconds=_number(cfg, "jwks_cache_seconds", 0),
-                min_refresh_seconds=_number(cfg, "jwks_min_refresh_seconds", 0), clock=clock,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"configuration key '{key}.jwks': {exc}") from None
-        if jwks is not None and not keys.has_inline_keys():
-            raise ConfigError(f"configuration key '{key}.jwks': no public EC/RSA key with a kid")
-        return TrustedIssuer(raw["iss"], algs, keys, frozenset(tenants) if tenants else None)
+    def ready(self) -> bool:
+        """True when the replay store answers (for /readyz); False means every call gets 401."""
+        return self._replay.ping()
 
     def verify(self, authorization_header: str | None, endpoint_path: str) -> dict[str, Any]:
         """Verified claims of the request's JWT for ``endpoint_path``; raises AuthError."""
@@ -180,6 +119,7 @@ class Authenticator:
         except AuthError:
             raise
         except Exception as exc:  # noqa: BLE001 - fail closed on anything unexpected
+            log.error("auth internal error", extra={"error": type(exc).__name__})
             raise AuthError(f"internal verification error ({type(exc).__name__})") from None
 
     def _verify(self, authorization_header: str | None, endpoint_path: str) -> dict[str, Any]:

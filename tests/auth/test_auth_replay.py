@@ -146,6 +146,16 @@ def test_unreachable_redis_fails_closed_and_logs(make_auth, keys, caplog):
         reason = _reject(auth, token)
     assert reason.startswith("replay store unavailable")
     assert time.monotonic() - started < 3
-    assert any(r.levelno == logging.ERROR and getattr(r, "event", "") == "replay_store_error"
+    assert any(r.levelno == logging.ERROR and r.getMessage() == "replay store unavailable"
                for r in caplog.records)
     assert token not in caplog.text
+    assert auth.ready() is False
+
+
+def test_ready_true_for_memory_store(make_auth):
+    assert make_auth().ready() is True
+
+
+@pytest.mark.redis
+def test_ready_true_with_redis(make_auth, redis_prefix):
+    assert make_auth(redis_url=REDIS_URL, replay_key_prefix=redis_prefix[1]).ready() is True
