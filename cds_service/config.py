@@ -31,9 +31,11 @@ DEFAULTS: dict[str, Any] = {
         "jwks_cache_seconds": 3600,
         "jwks_min_refresh_seconds": 30,
         "replay_window_seconds": 1200,
+        "replay_key_prefix": "sarcopenia-cds:jti:",
     },
     "cors": {
         "origins": [],
+        "max_age_seconds": 600,
     },
     "database": {
         "url": "sqlite:///sarcopenia-cds.db",
