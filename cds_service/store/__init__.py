@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
-from cds_service.store.repository import Store, make_suppression, parse_timestamp
+from cds_service.store.repository import (
+    Store,
+    _suppression_class,
+    make_suppression,
+    parse_timestamp,
+)
 from cds_service.store.types import FeedbackResult
 
-try:  # the engine owns the name when it exists; the store's shape is the same
-    from cds_service.engine import Suppression  # type: ignore[attr-defined]
-except ImportError:
-    from cds_service.store.types import Suppression
+#: the engine's Suppression when the engine defines one (same shape), else the store's own
+Suppression = _suppression_class()
 
 __all__ = ["FeedbackResult", "Store", "Suppression", "make_suppression", "parse_timestamp"]

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
 
 #: how long a SQLite writer waits for another worker's write lock before giving up
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -22,8 +23,11 @@ def create_engine(database_url: str, **options: Any) -> Engine:
     if url.get_backend_name() == "sqlite":
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
         connect_args.setdefault("check_same_thread", False)
+        in_memory = url.database in (None, "", ":memory:")
+        if in_memory:  # one database only while one connection holds it: share that one
+            options.setdefault("poolclass", StaticPool)
         engine = sa.create_engine(url, connect_args=connect_args, **options)
-        _sqlite_setup(engine, in_memory=url.database in (None, "", ":memory:"))
+        _sqlite_setup(engine, in_memory=in_memory)
         return engine
     if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
         connect_args.setdefault("connect_timeout", PG_CONNECT_TIMEOUT_SECONDS)

@@ -7,8 +7,10 @@ comments (``userComment``) are stored because they are the clinician's words, an
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -21,33 +23,37 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from cds_service.store import migrator, pseudonym
 from cds_service.store.engine import create_engine
 from cds_service.store.models import card_sent, card_suggestion, feedback, service_secret
-from cds_service.store.types import FeedbackResult
+from cds_service.store.types import FeedbackResult, Suppression
 
 log = logging.getLogger("cds_service.store")
 
 _PSEUDONYM_SECRET = "pseudonym_key"
 #: deadlock_detected, serialization_failure
 _RETRY_SQLSTATES = {"40P01", "40001"}
-_DEADLOCK_ATTEMPTS = 3
+_WRITE_ATTEMPTS = 3
+_RECONNECT_PAUSE_SECONDS = 0.1
 
 T = TypeVar("T")
 
 
-def make_suppression(findings: Iterable[str], suggestions: Iterable[str]) -> Any:
-    """A Suppression: the engine's class when the engine defines one, else the store's own."""
-    findings, suggestions = frozenset(findings), frozenset(suggestions)
+@functools.cache
+def _suppression_class() -> type:
+    """The engine's Suppression when the engine defines one, else the store's own."""
     try:
         from cds_service.engine import Suppression as EngineSuppression  # type: ignore[attr-defined]
     except ImportError:
-        pass
-    else:
-        try:
-            return EngineSuppression(findings=findings, suggestions=suggestions)
-        except TypeError:  # a different constructor: fall back to the store's shape
-            log.warning("cds_service.engine.Suppression does not take findings=, suggestions=")
-    from cds_service.store.types import Suppression
+        return Suppression
+    try:
+        EngineSuppression(findings=frozenset(), suggestions=frozenset())
+    except TypeError:  # a different constructor: keep the store's shape
+        log.warning("cds_service.engine.Suppression does not take findings=, suggestions=")
+        return Suppression
+    return EngineSuppression
 
-    return Suppression(findings=findings, suggestions=suggestions)
+
+def make_suppression(findings: Iterable[str], suggestions: Iterable[str]) -> Any:
+    """A Suppression (``.findings`` and ``.suggestions`` frozensets) of the engine's class if any."""
+    return _suppression_class()(findings=frozenset(findings), suggestions=frozenset(suggestions))
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -117,17 +123,27 @@ class Store:
                 yield connection
 
     def _in_write_transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a write transaction, again if PostgreSQL chose it as a deadlock
-        victim or a serialization failure (every write here is idempotent, so that is safe)."""
-        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        """Run ``work`` in a write transaction; run it again if PostgreSQL chose it as a
+        deadlock victim or its connection was dropped. Every write here is idempotent, so a
+        repeat cannot duplicate anything; after the last attempt the error goes to the caller."""
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
                 with self._write() as connection:
                     return work(connection)
             except DBAPIError as exc:
-                sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-                if sqlstate not in _RETRY_SQLSTATES or attempt == _DEADLOCK_ATTEMPTS:
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if attempt == _WRITE_ATTEMPTS:
                     raise
-                log.warning("store write retried after %s (attempt %d)", sqlstate, attempt)
+                if sqlstate in _RETRY_SQLSTATES:
+                    reason = sqlstate
+                elif exc.connection_invalidated:
+                    # the connection died under us (a database restart): the pool has been
+                    # invalidated, so the next attempt opens a fresh connection
+                    reason = "lost connection"
+                    time.sleep(_RECONNECT_PAUSE_SECONDS)
+                else:
+                    raise
+                log.warning("store write retried after %s (attempt %d)", reason, attempt)
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -308,10 +324,15 @@ class Store:
     def _feedback_row(
         service_id: str, entry: Mapping[str, Any], received_at: datetime
     ) -> dict[str, Any]:
+        for required in ("card", "outcome", "outcomeTimestamp"):
+            if not isinstance(entry.get(required), str) or not entry[required]:
+                raise ValueError(f"feedback entry without {required}")
         override = entry.get("overrideReason") or {}
         reason = override.get("reason") or {}
         accepted = [
-            s["id"] for s in entry.get("acceptedSuggestions") or [] if isinstance(s, Mapping)
+            s["id"]
+            for s in entry.get("acceptedSuggestions") or []
+            if isinstance(s, Mapping) and isinstance(s.get("id"), str)
         ]
         return {
             "card_uuid": entry["card"],

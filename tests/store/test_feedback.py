@@ -147,3 +147,11 @@ def test_timestamp_formats():
     assert parse_timestamp(iso(T0)) == T0
     with pytest.raises(ValueError):
         parse_timestamp("15/01/2026")
+
+
+@pytest.mark.parametrize("missing", ["card", "outcome", "outcomeTimestamp"])
+def test_entry_without_required_field_is_a_value_error(store, missing):
+    entry = overridden("c1")
+    del entry[missing]
+    with pytest.raises(ValueError, match=missing):
+        store.record_feedback("svc", [entry], NOW)

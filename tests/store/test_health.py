@@ -59,3 +59,25 @@ def test_stats_empty(store):
 def test_dispose_then_use_again(store):
     store.dispose()
     assert store.ping() is True
+
+
+def test_in_memory_sqlite_shared_across_threads():
+    import threading
+
+    store = Store("sqlite://")
+    try:
+        store.migrate()
+        c = card()
+        record(store, "p1", c)
+        results = []
+        t = threading.Thread(
+            target=lambda: results.append(
+                store.record_feedback("svc", [overridden(c["uuid"])], datetime.now(UTC))
+            )
+        )
+        t.start()
+        t.join()
+        assert results[0].stored == 1 and results[0].unknown_cards == []
+        assert store.stats()["feedback"] == 1
+    finally:
+        store.dispose()

@@ -31,7 +31,8 @@ TIME_LIMIT_SECONDS = 90
 
 
 def _cluster() -> list[str]:
-    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir()) if Path("/etc/postgresql").is_dir() else []
+    root = Path("/etc/postgresql")
+    versions = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
     if not versions:
         pytest.skip("no local PostgreSQL cluster to restart (/etc/postgresql is empty)")
     return [versions[-1], "main"]
@@ -45,14 +46,14 @@ def _pg_ctl(action: str) -> None:
 
 
 @pytest.fixture
-def pg_store(make_store, backend):
-    if backend != "postgres":
-        pytest.skip("PostgreSQL load test")
+def backend() -> str:
+    """This module runs on PostgreSQL only (overrides the sqlite/postgres parametrization)."""
+    return "postgres"
+
+
+@pytest.fixture
+def pg_store(make_store):
     return make_store(engine_options={"pool_size": THREADS, "max_overflow": 0})
-
-
-# parametrize over the backend fixture, postgres only
-pytestmark.append(pytest.mark.parametrize("backend", ["postgres"], indirect=True))
 
 
 def _entries() -> list[dict]:
