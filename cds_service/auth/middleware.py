@@ -38,6 +38,8 @@ def is_public(method: str, path: str, discovery_public: bool,
     """True for requests that pass without a token; every other path needs one (fail closed)."""
     if method == "OPTIONS":
         return True
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return False
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path in extra_public:
         return True
     return discovery_public and method in ("GET", "HEAD") and path.rstrip("/") == DISCOVERY_PATH

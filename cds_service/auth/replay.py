@@ -67,10 +67,11 @@ class MemoryReplayStore:
 class RedisReplayStore:
     """Shared store: ``SET prefix+key 1 NX EX ttl``; any Redis error fails closed."""
 
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX,
-                 timeout: float = REDIS_TIMEOUT_SECONDS, max_connections: int = 64) -> None:
+    def __init__(self, url: str | None, prefix: str = DEFAULT_PREFIX,
+                 timeout: float = REDIS_TIMEOUT_SECONDS, max_connections: int = 64,
+                 client: redis.Redis | None = None) -> None:
         self._prefix = prefix
-        self._client = redis.Redis.from_url(
+        self._client = client or redis.Redis.from_url(
             url,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,11 @@ MAX_TOKEN_CHARS = 16 * 1024
 MAX_JTI_CHARS = 256
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _UNSAFE_RE = re.compile(r"[^\x20-\x7e]")
+
+
+def _is_time(value: Any) -> bool:
+    """A NumericDate: a finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _safe(value: Any, limit: int = 128) -> str | None:
@@ -185,8 +191,8 @@ class Authenticator:
             if claims.get(name) is None:
                 raise AuthError(f"missing claim {name}")
         exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (exp, iat)):
-            raise AuthError("exp and iat must be numbers")
+        if not all(_is_time(v) for v in (exp, iat)):
+            raise AuthError("exp and iat must be finite numbers")
         if not audience_matches(claims["aud"], audience):
             raise AuthError("aud does not match this endpoint")
         now = time.time()
@@ -197,9 +203,10 @@ class Authenticator:
         if exp - iat > self.max_lifetime:
             raise AuthError("token lifetime exceeds max_token_lifetime_seconds")
         nbf = claims.get("nbf")
-        if nbf is not None and (not isinstance(nbf, (int, float)) or nbf - self.skew > now):
+        if nbf is not None and (not _is_time(nbf) or nbf - self.skew > now):
             raise AuthError("token not yet valid (nbf)")
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
             raise AuthError("jti must be a non-empty string")
-        if issuer.tenants is not None and claims.get("tenant") not in issuer.tenants:
+        tenant = claims.get("tenant")
+        if issuer.tenants is not None and not (isinstance(tenant, str) and tenant in issuer.tenants):
             raise AuthError("tenant not allowed for this issuer")

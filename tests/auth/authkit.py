@@ -110,7 +110,8 @@ def make_auth(keys):
         iss_cfg = {"iss": ISS, "jwks": jwk_set(*keys.values())}
         iss_cfg.update(issuer or {})
         cfg = {"issuers": [iss_cfg], **auth_cfg}
-        extra = {k: cfg.pop(k) for k in ("fetch_json", "redis_url", "clock") if k in cfg}
+        extra = {k: cfg.pop(k) for k in ("fetch_json", "redis_url", "clock", "replay_store")
+                 if k in cfg}
         fetch, redis_url = extra.pop("fetch_json", None), extra.pop("redis_url", None)
         return Authenticator(cfg, BASE_URL, redis_url, fetch, **extra)
 

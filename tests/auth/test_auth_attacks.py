@@ -130,6 +130,13 @@ def test_lifetime_over_maximum_rejected(make_auth, keys):
     assert make_auth().verify(bearer(sign(keys["ES384"], claims(lifetime=900))), ENDPOINT)
 
 
+@pytest.mark.parametrize("name", ["exp", "iat"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "1700000000", True])
+def test_non_numeric_times_rejected(make_auth, keys, name, value):
+    token = sign(keys["ES384"], claims(**{name: value}))
+    assert _reason(make_auth(), bearer(token))
+
+
 def test_nbf_in_future_rejected(make_auth, keys):
     now = claims()["iat"]
     token = sign(keys["ES384"], claims(nbf=now + 300))

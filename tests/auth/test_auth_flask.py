@@ -121,6 +121,7 @@ def test_public_paths_pass_without_token_and_unknown_paths_fail_closed(auth):
         assert client.get(path).status_code == 200, path
     assert client.get("/static/missing.js").status_code == 404  # passes auth, no such file
     assert client.get("/admin").status_code == 401
+    assert client.get("/demo/../admin").status_code == 401  # dot segments are never public
     assert build_app(auth, extra_public={"/admin"}).test_client().get("/admin").status_code == 200
 
 

@@ -72,6 +72,20 @@ def test_memory_store_purges_expired_entries():
     assert len(store._seen) == 1
 
 
+def test_shared_store_semantics_with_fakeredis(make_auth, keys):
+    """Two workers sharing one Redis-protocol store (fakeredis: runs without a server)."""
+    fakeredis = pytest.importorskip("fakeredis")
+    from cds_service.auth.replay import RedisReplayStore
+
+    server = fakeredis.FakeServer()
+    workers = [make_auth(replay_store=RedisReplayStore(None, "p:",
+                                                      client=fakeredis.FakeRedis(server=server)))
+               for _ in range(2)]
+    token = sign(keys["ES384"], claims())
+    assert workers[0].verify(bearer(token), ENDPOINT)
+    assert _reject(workers[1], token) == "jti replayed"
+
+
 @pytest.fixture
 def redis_prefix():
     """A unique key prefix for this test run; its keys are deleted afterwards."""
