@@ -173,3 +173,30 @@ def test_ready_true_for_memory_store(make_auth):
 @pytest.mark.redis
 def test_ready_true_with_redis(make_auth, redis_prefix):
     assert make_auth(redis_url=REDIS_URL, replay_key_prefix=redis_prefix[1]).ready() is True
+
+
+def _worker_verify(auth, header, results):
+    try:
+        auth.verify(header, ENDPOINT)
+        results.put(True)
+    except AuthError:
+        results.put(False)
+
+
+@pytest.mark.redis
+def test_forked_workers_share_redis_after_preload(make_auth, keys, redis_prefix):
+    """gunicorn --preload: the Authenticator (and its pool) is built before fork."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    auth = make_auth(redis_url=REDIS_URL, replay_key_prefix=redis_prefix[1])
+    assert auth.verify(bearer(sign(keys["ES384"], claims())), ENDPOINT)  # parent opens a connection
+    header = bearer(sign(keys["ES384"], claims()))
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker_verify, args=(auth, header, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(10)
+    outcomes = sorted(results.get(timeout=5) for _ in procs)
+    assert outcomes == [False, False, False, True]
