@@ -1,4 +1,4 @@
-"""Trusted-issuer configuration: algorithm allow-lists, key sources, tenants; ConfigError on misuse."""
+"""Trusted-issuer configuration (algorithms, key sources, tenants); ConfigError on misuse."""
 
 from __future__ import annotations
 

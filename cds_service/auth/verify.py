@@ -208,5 +208,6 @@ class Authenticator:
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
             raise AuthError("jti must be a non-empty string")
         tenant = claims.get("tenant")
-        if issuer.tenants is not None and not (isinstance(tenant, str) and tenant in issuer.tenants):
+        allowed = issuer.tenants
+        if allowed is not None and not (isinstance(tenant, str) and tenant in allowed):
             raise AuthError("tenant not allowed for this issuer")

@@ -93,7 +93,8 @@ def sign(key: TestKey, payload: dict, sign_alg: str | None = None, **header: Any
 
 def unsigned(header: dict, payload: dict, signature: bytes = b"") -> str:
     """A compact JWS with an arbitrary header and signature bytes."""
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}.{_b64(signature)}"
+    head, body = _b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode())
+    return f"{head}.{body}.{_b64(signature)}"
 
 
 def bearer(token: str) -> str:

@@ -1,4 +1,4 @@
-"""Flask integration through init_auth: 401 shape, public paths, CORS preflight, no token in logs."""
+"""Flask integration via init_auth: 401 shape, public paths, CORS preflight, no token in logs."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def token_for(keys, path=SERVICE, **kw):
 
 def test_valid_token_reaches_view_with_claims(auth, keys):
     app = build_app(auth)
-    resp = app.test_client().post(SERVICE, json={}, headers={"Authorization": bearer(token_for(keys))})
+    headers = {"Authorization": bearer(token_for(keys))}
+    resp = app.test_client().post(SERVICE, json={}, headers=headers)
     assert resp.status_code == 200 and resp.get_json() == {"iss": ISS} and app.calls == 1
 
 
@@ -92,9 +93,10 @@ def test_feedback_needs_its_own_aud(auth, keys):
     app = build_app(auth)
     client = app.test_client()
     path = SERVICE + "/feedback"
-    assert client.post(path, json={}, headers={"Authorization": bearer(token_for(keys))}).status_code == 401
-    assert client.post(path, json={},
-                       headers={"Authorization": bearer(token_for(keys, path=path))}).status_code == 200
+    wrong = {"Authorization": bearer(token_for(keys))}
+    right = {"Authorization": bearer(token_for(keys, path=path))}
+    assert client.post(path, json={}, headers=wrong).status_code == 401
+    assert client.post(path, json={}, headers=right).status_code == 200
 
 
 def test_discovery_requires_token_by_default(auth, keys):
@@ -146,7 +148,8 @@ def test_cors_origin_list_echoes_allowed_origin_and_varies(auth, keys):
     assert resp.headers["Access-Control-Allow-Origin"] == "https://ehr.example.org"
     assert "Origin" in resp.headers["Vary"]
     denied = client.post(SERVICE, json={}, headers={"Origin": "https://evil.example.org"})
-    assert "Access-Control-Allow-Origin" not in denied.headers and "Origin" in denied.headers["Vary"]
+    assert "Access-Control-Allow-Origin" not in denied.headers
+    assert "Origin" in denied.headers["Vary"]
     pre = client.options(SERVICE, headers={"Origin": "https://evil.example.org",
                                            "Access-Control-Request-Method": "POST"})
     assert pre.status_code == 204 and "Access-Control-Allow-Origin" not in pre.headers

@@ -1,4 +1,4 @@
-"""JWK Set retrieval: jwks_url refresh on unknown kid (rate-limited), caching, and jku allow-listing."""
+"""JWK Sets: jwks_url refresh on unknown kid (rate-limited), caching, jku allow-listing."""
 
 from __future__ import annotations
 
