@@ -19,6 +19,9 @@ def create_engine(database_url: str, **options: Any) -> Engine:
     """An engine for ``database_url``; ``options`` go to ``sqlalchemy.create_engine``."""
     url = make_url(database_url)
     options.setdefault("pool_pre_ping", True)
+    # bound values include clinicians' free-text comments: keep them out of error messages
+    # and SQL logs, which the app may log with a traceback
+    options.setdefault("hide_parameters", True)
     connect_args: dict[str, Any] = dict(options.pop("connect_args", {}))
     if url.get_backend_name() == "sqlite":
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)

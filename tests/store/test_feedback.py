@@ -155,3 +155,12 @@ def test_entry_without_required_field_is_a_value_error(store, missing):
     del entry[missing]
     with pytest.raises(ValueError, match=missing):
         store.record_feedback("svc", [entry], NOW)
+
+
+def test_database_errors_do_not_carry_the_comment(make_store):
+    secret = "Mr Example lives at 1 High Street"
+    store = make_store(migrate=False)  # no tables: the insert fails inside the database
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        store.record_feedback("svc", [overridden("c1", comment=secret)], NOW)
+    assert secret not in str(raised.value)
+    assert "hidden due to hide_parameters" in str(raised.value)

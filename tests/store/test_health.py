@@ -81,3 +81,18 @@ def test_in_memory_sqlite_shared_across_threads():
         assert store.stats()["feedback"] == 1
     finally:
         store.dispose()
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'wal.db'}")
+    try:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        store.dispose()
+
+
+def test_postgres_pool_pre_pings(store):
+    assert store.engine.pool._pre_ping
