@@ -1,0 +1,311 @@
+"""Findings become few CDS Hooks 2.0 cards, as the packs' card groups say; texts are filled here."""
+
+from __future__ import annotations
+
+import uuid
+
+from .catalog import OPEN_ORDER_STATUSES
+from .render_values import format_date, format_number, format_quantity
+from .templates import Template
+from .valuesets import codings
+
+SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+CHROME = {
+    "en": {"measurement": "Measurement", "value": "Value", "date": "Date", "record": "Record",
+           "cutoffs": "Cut-offs applied", "excluded": "Excluded as implausible", "missing": "not available",
+           "pack": "Rule pack", "also": "Also"},
+    "zh-CN": {"measurement": "测量", "value": "数值", "date": "日期", "record": "记录",
+              "cutoffs": "采用的切点", "excluded": "因不合理而排除", "missing": "无数据",
+              "pack": "规则包", "also": "另见"},
+}
+
+
+def compose(rs, run, made, suppress):
+    """Return (cards, sent) for the findings made, after removing suppressed findings/suggestions."""
+    hidden_findings = suppress.findings if suppress else frozenset()
+    hidden_suggestions = suppress.suggestions if suppress else frozenset()
+    visible = {code: pair for code, pair in made.items() if code not in hidden_findings}
+    members_list = []
+    placed = set()
+    for group in rs.groups:
+        if group.hooks is not None and run.hook not in group.hooks:
+            continue
+        members = [visible[c] for c in group.findings if c in visible and c not in placed]
+        if members:
+            placed.update(f.code for f, _ in members)
+            members_list.append((members, group.selection_behavior))
+    for code, pair in visible.items():
+        if code not in placed:
+            members_list.append(([pair], "any"))
+    members_list.sort(key=lambda m: (min(SEVERITY[r.card.indicator] for _, r in m[0]),
+                                     -max(r.priority for _, r in m[0]), min(r.order for _, r in m[0])))
+    used: set[str] = set(hidden_suggestions)
+    cards, sent = [], []
+    for members, behavior in members_list:
+        card, record = _card(rs, run, members, behavior, used)
+        cards.append(card)
+        sent.append(record)
+    return cards, sent
+
+
+def _card(rs, run, members, behavior, used):
+    locale = run.settings.locale
+    finding, rule = members[0]
+    coding = rs.coding(finding.code, run.settings)
+    resolve = _resolver(rs, run, finding, coding)
+    summary = _text(rule.card.summary, locale).render(resolve)
+    if len(summary) > 139:
+        summary = summary[:138] + "…"
+    indicator = min((r.card.indicator for _, r in members), key=SEVERITY.get)
+    source = {"label": _text(rule.card.source_label, locale).render(resolve)}
+    url = rule.card.source_url or rs.reference_url(rule.card.source_reference)
+    if url:
+        source["url"] = url
+    if rule.card.source_icon:
+        source["icon"] = rule.card.source_icon
+    source["topic"] = coding
+    card = {"uuid": str(uuid.uuid4()), "summary": summary, "indicator": indicator,
+            "detail": _detail(rs, run, members, locale), "source": source}
+    suggestions, keys = [], {}
+    for _, r in members:
+        for key in r.suggestions:
+            if key in used:
+                continue
+            s = rs.suggestions[key]
+            if s.unless_open_order is not None and _open_order(run, s.unless_open_order):
+                continue
+            used.add(key)
+            rendered = _suggestion(rs, run, s, finding, coding)
+            suggestions.append(rendered)
+            keys[rendered["uuid"]] = key
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = behavior
+    reasons = _unique(k for _, r in members for k in r.override_reasons)
+    if reasons:
+        card["overrideReasons"] = [_reason(rs.override_reasons[k], locale) for k in reasons]
+    links = _unique(k for _, r in members for k in r.links)
+    if links:
+        card["links"] = [_link(rs.links[k], locale, resolve) for k in links]
+    card["extension"] = {
+        "org.sarcopenia-cds.findings": [
+            {"code": rs.coding(f.code, run.settings), "evidence": f.evidence} if f.evidence
+            else {"code": rs.coding(f.code, run.settings)} for f, _ in members],
+        "org.sarcopenia-cds.rule-pack": {"version": rs.version},
+    }
+    record = {"uuid": card["uuid"], "primary": finding.code, "findings": [f.code for f, _ in members],
+              "suggestions": keys}
+    return _prune(card), record
+
+
+def _unique(keys):
+    seen, out = set(), []
+    for k in keys:
+        if k not in seen:
+            seen.add(k)
+            out.append(k)
+    return out
+
+
+def _text(text, locale) -> Template:
+    return text.get(locale) or text.get("en") or next(iter(text.values()))
+
+
+def _resolver(rs, run, finding, coding):
+    locale = run.settings.locale
+
+    def resolve(var: str) -> str:
+        base, _, attr = var.partition(".")
+        if base in rs.facts:
+            return _fact_text(rs, run, base, attr, locale)
+        if base in rs.params:
+            p = run.param(base)
+            if p is None:
+                return CHROME.get(locale, CHROME["en"])["missing"]
+            if attr == "value":
+                return format_number(p.value, None)
+            if attr == "unit":
+                from .units import display
+                return display(p.unit)
+            if attr == "source":
+                return rs.short_citation(p.source) or ""
+            return format_quantity(p.value, p.unit, None)
+        if base == "profile":
+            return rs.profile_title(run.settings.profile, locale)
+        if base == "ct_cutoffs":
+            return rs.ct_title(run.settings.ct_cutoffs, locale)
+        if base == "context":
+            return str(run.context.get(attr, ""))
+        if base == "finding":
+            if attr == "code":
+                return finding.code
+            return finding.display
+        return ""
+    return resolve
+
+
+def _fact_text(rs, run, name, attr, locale) -> str:
+    fact = rs.facts[name]
+    fv = run.fact(name)
+    if attr == "label":
+        return fact.label.get(locale) or fact.label.get("en") or name
+    if attr == "unit":
+        from .units import display
+        return display(fact.unit)
+    if fv is None or fv.item is None:
+        return CHROME.get(locale, CHROME["en"])["missing"]
+    item = fv.item
+    if attr == "date":
+        return format_date(item.date) if item.date else ""
+    if attr == "reference":
+        return item.reference or ""
+    if fact.type == "quantity":
+        if attr == "value":
+            return format_number(item.value, fact.precision)
+        return format_quantity(item.value, fact.unit, fact.precision)
+    if fact.type == "date":
+        return format_date(item.value)
+    return str(item.value)
+
+
+def _detail(rs, run, members, locale) -> str:
+    chrome = CHROME.get(locale, CHROME["en"])
+    parts = []
+    for index, (finding, rule) in enumerate(members):
+        resolve = _resolver(rs, run, finding, None)
+        text = _text(rule.card.detail, locale).render(resolve) if rule.card.detail else ""
+        if index == 0:
+            if text:
+                parts.append(text)
+        else:
+            parts.append(f"**{finding.display}**" + (f": {text}" if text else ""))
+    rows, cutoffs, excluded = [], [], []
+    seen = set()
+    for finding, _ in members:
+        for entry in finding.evidence:
+            if "parameter" in entry:
+                label = _fact_label(rs, entry["fact"], locale)
+                cite = entry.get("source") and rs.short_citation(entry["source"])
+                line = f"{label} {entry['comparison']} {_unit(entry['unit'])}".rstrip()
+                line += f" ({cite})" if cite else ""
+                if line not in cutoffs:
+                    cutoffs.append(line)
+            elif entry.get("excluded"):
+                line = f"{entry.get('resource', '')}: {entry.get('value', '')} {entry.get('unit', '')} — {entry['reason']}"
+                if line not in excluded:
+                    excluded.append(line)
+            elif "fact" in entry and entry["fact"] not in seen:
+                seen.add(entry["fact"])
+                rows.append(_row(rs, run, entry, locale, chrome))
+    if rows:
+        table = [f"| {chrome['measurement']} | {chrome['value']} | {chrome['date']} | {chrome['record']} |",
+                 "|---|---|---|---|"] + rows
+        parts.append("\n".join(table))
+    if cutoffs:
+        parts.append(f"{chrome['cutoffs']}: " + "; ".join(cutoffs) + ".")
+    if excluded:
+        parts.append(f"{chrome['excluded']}:\n" + "\n".join(f"- {e}" for e in excluded))
+    parts.append(f"{chrome['pack']}: {rs.version}")
+    return "\n\n".join(p for p in parts if p)
+
+
+def _row(rs, run, entry, locale, chrome) -> str:
+    label = _fact_label(rs, entry["fact"], locale)
+    if entry.get("missing"):
+        value = chrome["missing"]
+    elif "count" in entry:
+        value = str(entry["count"])
+    else:
+        value = _fact_text(rs, run, entry["fact"], "", locale)
+    record = entry.get("resource") or ", ".join(entry.get("resources", [])[:3])
+    return f"| {_cell(label)} | {_cell(value)} | {entry.get('date', '')} | {_cell(record)} |"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _fact_label(rs, name, locale) -> str:
+    label = rs.facts[name].label
+    return label.get(locale) or label.get("en") or name
+
+
+def _unit(unit) -> str:
+    from .units import display
+    return display(unit)
+
+
+def _open_order(run, valueset) -> bool:
+    for resource in run.of_type("record", "ServiceRequest"):
+        if resource.get("status") in OPEN_ORDER_STATUSES:
+            if any(valueset.matches(s, c) for s, c in codings([resource.get("code")] if resource.get("code") else [])):
+                return True
+    return False
+
+
+def _suggestion(rs, run, s, finding, coding):
+    locale = run.settings.locale
+    resolve = _resolver(rs, run, finding, coding)
+    out = {"label": _text(s.label, locale).render(resolve), "uuid": str(uuid.uuid4())}
+    if s.is_recommended is not None:
+        out["isRecommended"] = s.is_recommended
+    actions = []
+    for action in s.actions:
+        rendered = {"type": action["type"], "description": _text(action["description"], locale).render(resolve)}
+        if action["resource"] is not None:
+            resource = _fill(action["resource"], resolve, locale, coding)
+            if resource.get("resourceType") == "ServiceRequest":
+                patient = run.context.get("patientId")
+                if patient and "subject" not in resource:
+                    resource["subject"] = {"reference": f"Patient/{patient}"}
+                if "reasonCode" not in resource:
+                    resource["reasonCode"] = [{"coding": [coding], "text": finding.display}]
+            rendered["resource"] = resource
+        if action.get("resource_id"):
+            rendered["resourceId"] = Template(action["resource_id"]).render(resolve)
+        actions.append(rendered)
+    if actions:
+        out["actions"] = actions
+    return out
+
+
+def _fill(tree, resolve, locale, coding):
+    if isinstance(tree, Template):
+        if tree.text.strip() == "{{finding.coding}}":
+            return dict(coding)
+        return tree.render(resolve)
+    if isinstance(tree, tuple) and tree and tree[0] == "$text":
+        return _text(tree[1], locale).render(resolve)
+    if isinstance(tree, dict):
+        return {k: _fill(v, resolve, locale, coding) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_fill(v, resolve, locale, coding) for v in tree]
+    return tree
+
+
+def _reason(reason, locale):
+    display = reason.display.get(locale) or reason.display.get("en") or next(iter(reason.display.values()))
+    return {"code": reason.code, "system": reason.system, "display": display}
+
+
+def _link(link, locale, resolve):
+    out = {"label": _text(link.label, locale).render(resolve), "url": link.url.render(resolve), "type": link.type}
+    if link.app_context is not None:
+        out["appContext"] = link.app_context.render(resolve)
+    return out
+
+
+def _prune(value):
+    """Drop None, empty strings, lists and objects anywhere (CDS Hooks forbids null/empty values)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            v = _prune(v)
+            if v is None or v == "" or v == [] or v == {}:
+                continue
+            out[k] = v
+        return out
+    if isinstance(value, list):
+        items = [_prune(v) for v in value]
+        return [v for v in items if not (v is None or v == "" or v == [] or v == {})]
+    return value

@@ -1,0 +1,193 @@
+"""Conditions compiled to closures over a request run, in three-valued logic (True/False/None)."""
+
+from __future__ import annotations
+
+import operator
+
+from . import units
+from .diagnostics import REFERENCE_ERROR, UNIT_ERROR
+
+OPS = {"lt": (operator.lt, "<"), "le": (operator.le, "≤"), "gt": (operator.gt, ">"),
+       "ge": (operator.ge, "≥"), "eq": (operator.eq, "="), "ne": (operator.ne, "≠")}
+
+
+def describe(cond: dict) -> str:
+    """A short readable form of a condition, for traces and docs."""
+    if "all" in cond or "any" in cond:
+        key = "all" if "all" in cond else "any"
+        return f"{key}({', '.join(describe(c) for c in cond[key])})"
+    if "not" in cond:
+        return f"not {describe(cond['not'])}"
+    if "fact" in cond:
+        (op, right), = [(k, v) for k, v in cond.items() if k != "fact"]
+        return f"{cond['fact']} {OPS[op][1] if op in OPS else op} {right}"
+    if "older_than" in cond:
+        return f"{cond['older_than']['fact']} older than {cond['older_than']['days']} d"
+    (key, value), = cond.items()
+    return f"{key} {value}"
+
+
+class ConditionCompiler:
+    """Turns condition data into closures, reporting unknown names through `ctx.error`."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.named: dict[str, object] = {}
+
+    def compile(self, cond: dict, path: tuple, src):
+        if "all" in cond or "any" in cond:
+            key = "all" if "all" in cond else "any"
+            children = [self.compile(c, path + (key, i), src) for i, c in enumerate(cond[key])]
+            return _all(children) if key == "all" else _any(children)
+        if "not" in cond:
+            child = self.compile(cond["not"], path + ("not",), src)
+            return lambda run: None if (r := child(run)) is None else not r
+        if "finding" in cond:
+            return self._finding(cond["finding"], path, src)
+        if "condition" in cond:
+            name = cond["condition"]
+            if name not in self.ctx.conditions_raw:
+                self.ctx.error(src, path + ("condition",), REFERENCE_ERROR, f"unknown condition {name!r}")
+                return _unknown
+            named = self.named
+            return lambda run: named[name](run)
+        if "exists" in cond or "missing" in cond:
+            key = "exists" if "exists" in cond else "missing"
+            name = cond[key]
+            if not self._fact(name, path + (key,), src):
+                return _unknown
+            want = key == "exists"
+            text = describe(cond)
+            return lambda run: run.record(text, run.has(name) is want, name)
+        if "older_than" in cond:
+            return self._older(cond["older_than"], path + ("older_than",), src)
+        if "implausible" in cond:
+            which = cond["implausible"]
+            if which != "any":
+                for i, name in enumerate(which):
+                    self._fact(name, path + ("implausible", i), src)
+            names = None if which == "any" else frozenset(which)
+            text = describe(cond)
+            return lambda run: run.record(text, run.implausible(names), None, implausible=names or True)
+        if "profile" in cond:
+            profiles = frozenset(cond["profile"])
+            for i, p in enumerate(cond["profile"]):
+                if p not in self.ctx.profiles:
+                    self.ctx.error(src, path + ("profile", i), REFERENCE_ERROR, f"unknown profile {p!r}")
+            return lambda run: run.settings.profile in profiles
+        return self._compare(cond, path, src)
+
+    def _finding(self, code, path, src):
+        if code not in self.ctx.catalog:
+            self.ctx.error(src, path + ("finding",), REFERENCE_ERROR, f"finding {code!r} is not in findings.md")
+        elif code not in self.ctx.findings_made:
+            self.ctx.error(src, path + ("finding",), REFERENCE_ERROR, f"no rule makes finding {code!r}")
+        text = f"finding {code}"
+        return lambda run: run.record(text, code in run.findings, None, finding=code)
+
+    def _fact(self, name, path, src):
+        fact = self.ctx.facts.get(name)
+        if fact is None:
+            self.ctx.error(src, path, REFERENCE_ERROR, f"unknown fact {name!r}")
+        return fact
+
+    def days(self, value, path, src):
+        """A number of days, or a parameter converted to days: returns fn(run) -> float | None."""
+        if isinstance(value, (int, float)):
+            number = float(value)
+            return lambda run: number
+        param = self.ctx.params.get(value)
+        if param is None:
+            self.ctx.error(src, path, REFERENCE_ERROR, f"unknown parameter {value!r}")
+            return lambda run: None
+        try:
+            k = units.factor(param.unit, "d")
+        except units.UnitError:
+            self.ctx.error(src, path, UNIT_ERROR, f"parameter {value!r} is in {param.unit!r}, not a duration")
+            return lambda run: None
+        return lambda run: None if (p := run.param(value)) is None else p.value * k
+
+    def _older(self, spec, path, src):
+        name = spec["fact"]
+        if not self._fact(name, path + ("fact",), src):
+            return _unknown
+        days = self.days(spec["days"], path + ("days",), src)
+        text = describe({"older_than": spec})
+
+        def older(run):
+            age = run.age_days(name)
+            limit = days(run)
+            result = None if limit is None else (False if age is None else age > limit)
+            return run.record(text, result, name)
+        return older
+
+    def _compare(self, cond, path, src):
+        name = cond["fact"]
+        fact = self._fact(name, path + ("fact",), src)
+        (op, right), = [(k, v) for k, v in cond.items() if k != "fact"]
+        if fact is None:
+            return _unknown
+        text = describe(cond)
+        if op == "in":
+            if fact.type != "code":
+                self.ctx.error(src, path + ("in",), REFERENCE_ERROR, f"'in' needs a code fact; {name!r} is {fact.type}")
+            allowed = frozenset(right)
+            return lambda run: run.record(text, None if (v := run.value(name)) is None else v in allowed, name)
+        if fact.type != "quantity" or fact.select == "all":
+            self.ctx.error(src, path + ("fact",), REFERENCE_ERROR,
+                           f"{op!r} needs a single quantity; fact {name!r} is {fact.type}/{fact.select}")
+            return _unknown
+        fn, symbol = OPS[op]
+        if isinstance(right, (int, float)):
+            number = float(right)
+            return lambda run: run.compare(text, name, fn, symbol, number, None)
+        if right in self.ctx.params:
+            param = self.ctx.params[right]
+            k = self._factor(param.unit, fact.unit, path + (op,), src, f"parameter {right!r}")
+            return lambda run: run.compare(text, name, fn, symbol, None, (right, k, "param"))
+        if right in self.ctx.facts:
+            other = self.ctx.facts[right]
+            if other.type != "quantity":
+                self.ctx.error(src, path + (op,), REFERENCE_ERROR, f"fact {right!r} is not a quantity")
+                return _unknown
+            k = self._factor(other.unit, fact.unit, path + (op,), src, f"fact {right!r}")
+            return lambda run: run.compare(text, name, fn, symbol, None, (right, k, "fact"))
+        self.ctx.error(src, path + (op,), REFERENCE_ERROR, f"unknown parameter or fact {right!r}")
+        return _unknown
+
+    def _factor(self, from_unit, to_unit, path, src, what) -> float:
+        try:
+            return units.factor(from_unit, to_unit)
+        except units.UnitError:
+            self.ctx.error(src, path, UNIT_ERROR, f"{what} in {from_unit!r} cannot be compared with {to_unit!r}")
+            return 1.0
+
+
+def _unknown(run):
+    return None
+
+
+def _all(children):
+    def all_(run):
+        unknown = False
+        for child in children:
+            result = child(run)
+            if result is False:
+                return False
+            if result is None:
+                unknown = True
+        return None if unknown else True
+    return all_
+
+
+def _any(children):
+    def any_(run):
+        unknown = False
+        for child in children:
+            result = child(run)
+            if result is True:
+                return True
+            if result is None:
+                unknown = True
+        return None if unknown else False
+    return any_

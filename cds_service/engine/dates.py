@@ -1,0 +1,33 @@
+"""FHIR date and dateTime strings to timezone-aware datetimes (partial dates allowed), cached."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from functools import lru_cache
+
+
+@lru_cache(maxsize=8192)
+def parse(text: str) -> datetime | None:
+    """'2024', '2024-05', '2024-05-01', '2024-05-01T10:00:00Z' → aware datetime (UTC if no zone)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        if len(text) == 4:
+            value = datetime(int(text), 1, 1)
+        elif len(text) == 7:
+            value = datetime(int(text[:4]), int(text[5:7]), 1)
+        else:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def as_datetime(value) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str):
+        return parse(value)
+    return None

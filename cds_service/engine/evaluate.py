@@ -1,0 +1,85 @@
+"""Evaluate a compiled rule set for one request: facts → findings (with evidence) → cards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cards import compose
+from .facts import Run
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What configuration chooses: profile, CT cut-off set, card language, finding code system."""
+
+    profile: str = "ewgsop2"
+    ct_cutoffs: str = "martin2013"
+    locale: str = "en"
+    finding_system: str = "https://sarcopenia-cds.org/CodeSystem/finding"
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Finding codes and suggestion keys the caller wants hidden (alert-fatigue control)."""
+
+    findings: frozenset[str] = frozenset()
+    suggestions: frozenset[str] = frozenset()
+
+
+@dataclass
+class Finding:
+    """A finding made for this request, by the rule `rule_id`, with the evidence behind it."""
+
+    code: str
+    display: str
+    rule_id: str
+    evidence: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation produced."""
+
+    findings: list[Finding]
+    cards: list[dict]
+    sent: list[dict]
+    data_quality: list[dict]
+    trace: list[dict] | None = None
+    suppressed: list[str] = field(default_factory=list)
+
+
+def evaluate(rs, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False) -> Evaluation:
+    """Pure function of its arguments: no I/O, no globals; the rule set is read-only."""
+    run = Run(rs, resources, list(orders), hook, context or {}, now, settings, trace)
+    made: dict[str, tuple[Finding, object]] = {}
+    run.findings = made
+    for rule in rs.rules_by_hook.get(hook, ()):
+        if rule.profiles is not None and settings.profile not in rule.profiles:
+            _skip(run, rule, "profile")
+            continue
+        if rule.ct_cutoffs is not None and settings.ct_cutoffs not in rule.ct_cutoffs:
+            _skip(run, rule, "ct_cutoffs")
+            continue
+        if rule.finding in made and run.trace is None:
+            continue
+        run.rule_id = rule.id
+        run.evidence = []
+        result = rule.when(run)
+        if result is True and rule.finding not in made:
+            for name in rule.evidence:
+                run._note_fact(name)
+            finding = Finding(rule.finding, rs.display(rule.finding, settings.locale), rule.id, run.evidence)
+            made[rule.finding] = (finding, rule)
+        if run.trace is not None:
+            run.trace.append({"rule": rule.id, "finding": rule.finding, "result": result})
+    run.evidence = None
+    run.rule_id = None
+    cards, sent = compose(rs, run, made, suppress)
+    hidden = sorted(c for c in made if suppress and c in suppress.findings)
+    findings = [f for f, _ in made.values()]
+    return Evaluation(findings, cards, sent, run.data_quality, run.trace, hidden)
+
+
+def _skip(run, rule, why):
+    if run.trace is not None:
+        run.trace.append({"rule": rule.id, "finding": rule.finding, "result": None, "skipped": why})

@@ -1,0 +1,419 @@
+"""One request's run: resources indexed once, facts computed lazily and at most once, with evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import units
+from .dates import as_datetime
+from .render_values import format_date
+from .valuesets import codings
+
+DAY = 86400.0
+
+
+@dataclass(slots=True)
+class Item:
+    """One value read from one resource (or derived from other facts)."""
+
+    value: object
+    date: datetime | None
+    reference: str | None
+    raw_value: object = None
+    raw_unit: str | None = None
+
+
+@dataclass(slots=True)
+class FactValue:
+    """A fact's result: one item, or a list of items for select: all."""
+
+    item: Item | None
+    items: list[Item] | None = None
+
+    @property
+    def value(self):
+        return self.item.value if self.item else None
+
+
+@dataclass(slots=True)
+class ParamValue:
+    value: float
+    unit: str
+    source: str | None
+
+
+class Run:
+    """Everything one evaluation computes; conditions and cards read it through small methods."""
+
+    def __init__(self, ruleset, resources, orders, hook, context, now, settings, trace):
+        self.rs = ruleset
+        self.resources = resources
+        self.orders = orders
+        self.hook = hook
+        self.context = context
+        self.now = as_datetime(now)
+        self.settings = settings
+        self.trace = [] if trace else None
+        self.cache: dict[str, FactValue | None] = {}
+        self.params: dict[str, ParamValue | None] = {}
+        self.by_type: dict[tuple[str, str], list] = {}
+        self.code_index: dict[tuple[str, str], dict] = {}
+        self.data_quality: list[dict] = []
+        self.excluded: set[str] = set()
+        self.findings: dict[str, object] = {}
+        self.evidence: list[dict] | None = None
+        self.rule_id: str | None = None
+
+    # ---- indexing ------------------------------------------------------------------------
+    def of_type(self, source: str, rtype: str) -> list:
+        key = (source, rtype)
+        found = self.by_type.get(key)
+        if found is None:
+            pool = self.orders if source == "orders" else self.resources
+            found = self.by_type[key] = [r for r in pool if r.get("resourceType") == rtype]
+        return found
+
+    def candidates(self, fact) -> list:
+        pool = self.of_type(fact.source, fact.resource_type)
+        vs = fact.valueset
+        if vs is None:
+            return pool
+        if not fact.default_code_path:
+            return [r for r in pool if any(vs.matches(s, c) for s, c in codings(fact.code_get(r)))]
+        index = self._code_index(fact.source, fact.resource_type, fact.code_get)
+        if vs.exact_only:
+            hits = set()
+            for key in vs.exact:
+                hits.update(index.get(key, ()))
+        else:
+            hits = set()
+            for (system, code), positions in index.items():
+                if vs.matches(system, code):
+                    hits.update(positions)
+        return [pool[i] for i in sorted(hits)]
+
+    def _code_index(self, source, rtype, code_get) -> dict:
+        key = (source, rtype)
+        index = self.code_index.get(key)
+        if index is None:
+            index = self.code_index[key] = {}
+            for i, resource in enumerate(self.of_type(source, rtype)):
+                for pair in codings(code_get(resource)):
+                    index.setdefault(pair, []).append(i)
+        return index
+
+    # ---- facts ---------------------------------------------------------------------------
+    def fact(self, name: str) -> FactValue | None:
+        if name in self.cache:
+            return self.cache[name]
+        self.cache[name] = None  # guards against re-entry
+        fact = self.rs.facts[name]
+        result = self._derive(fact) if fact.kind == "derived" else self._read(fact)
+        self.cache[name] = result
+        return result
+
+    def _read(self, fact) -> FactValue | None:
+        items = []
+        rtype = fact.resource_type
+        for resource in self.candidates(fact):
+            if fact.where and not all(test(resource) for test in fact.where):
+                continue
+            when = None
+            for get in fact.date_gets:
+                found = get(resource)
+                if found:
+                    when = as_datetime(found[0])
+                    if when is not None:
+                        break
+            reference = f"{rtype}/{resource.get('id')}" if resource.get("id") else rtype
+            if fact.value_get is None:
+                items.append(Item(reference, when, reference))
+                continue
+            for raw in fact.value_get(resource):
+                item = self._item(fact, raw, when, reference)
+                if item is not None:
+                    items.append(item)
+        items = self._window(fact, items)
+        items = self._plausible(fact, items)
+        return self._select(fact, items)
+
+    def _item(self, fact, raw, when, reference) -> Item | None:
+        kind = fact.type
+        if kind == "quantity":
+            if isinstance(raw, dict):
+                number, unit = raw.get("value"), raw.get("code") or raw.get("unit")
+            elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                number, unit = raw, fact.unit
+            else:
+                return None
+            if not isinstance(number, (int, float)) or isinstance(number, bool):
+                return None
+            if unit is None:
+                unit = fact.unit
+            try:
+                k = 1.0 if unit == fact.unit else units.factor(unit, fact.unit)
+            except units.UnitError:
+                self._exclude(fact, reference, number, unit, f"unit {unit!r} does not convert to {fact.unit!r}")
+                return None
+            return Item(number * k, when, reference, number, unit)
+        if kind == "code":
+            pairs = codings([raw])
+            return Item(pairs[0][1], when, reference) if pairs else None
+        if kind == "date":
+            value = as_datetime(raw)
+            return Item(value, value, reference) if value else None
+        if kind == "boolean":
+            return Item(raw, when, reference) if isinstance(raw, bool) else None
+        return Item(reference, when, reference)
+
+    def _window(self, fact, items):
+        within = self.days(fact.within)
+        if within is None:
+            return items
+        now = self.now
+        return [i for i in items if i.date is not None and 0 <= (now - i.date).total_seconds() / DAY <= within]
+
+    def _plausible(self, fact, items):
+        limits = fact.plausible
+        if not limits or fact.type != "quantity":
+            return items
+        low, high = limits.get("min"), limits.get("max")
+        above, below = limits.get("above"), limits.get("below")
+        kept = []
+        for item in items:
+            v = item.value
+            bad = (low is not None and v < low) or (high is not None and v > high) or \
+                  (above is not None and v <= above) or (below is not None and v >= below)
+            if bad:
+                self._exclude(fact, item.reference, item.raw_value, item.raw_unit,
+                              f"outside plausible limits {_limits_text(limits, fact.unit)}", item)
+            else:
+                kept.append(item)
+        return kept
+
+    def _exclude(self, fact, reference, value, unit, reason, item=None):
+        self.excluded.add(fact.name)
+        entry = {"fact": fact.name, "resource": reference, "value": value, "unit": unit, "reason": reason}
+        if item is not None and item.date is not None:
+            entry["date"] = format_date(item.date)
+        if entry not in self.data_quality:
+            self.data_quality.append({k: v for k, v in entry.items() if v is not None})
+
+    def _select(self, fact, items) -> FactValue | None:
+        if not items:
+            return None
+        how = fact.select
+        dated = [i for i in items if i.date is not None]
+        if how == "all":
+            return FactValue(_latest(items), sorted(items, key=_date_key, reverse=True))
+        if how == "latest":
+            return FactValue(_latest(items))
+        if how == "earliest":
+            return FactValue(min(items, key=_date_key))
+        if how == "max":
+            return FactValue(max(items, key=lambda i: i.value))
+        if how == "min":
+            return FactValue(min(items, key=lambda i: i.value))
+        if how == "latest_session_max":
+            last = _latest(items)
+            day = last.date.date() if last.date else None
+            same = [i for i in items if (i.date.date() if i.date else None) == day]
+            return FactValue(max(same, key=lambda i: i.value))
+        if how == "closest":
+            target_days, tolerance = self.days(fact.days_ago), self.days(fact.tolerance)
+            if target_days is None or tolerance is None:
+                return None
+            best = None
+            for i in dated:
+                distance = abs((self.now - i.date).total_seconds() / DAY - target_days)
+                if distance <= tolerance and (best is None or distance < best[0]
+                                              or distance == best[0] and i.date > best[1].date):
+                    best = (distance, i)
+            return FactValue(best[1]) if best else None
+        return None
+
+    def _derive(self, fact) -> FactValue | None:
+        inputs = []
+
+        def lookup(name):
+            if name == "now":
+                return self.now
+            if name in self.rs.facts:
+                fv = self.fact(name)
+                if fv is None or fv.item is None:
+                    return None
+                inputs.append(fv.item)
+                return fv.item.value
+            p = self.param(name)
+            return None if p is None else p.value
+        value = fact.derive(lookup)
+        if value is None:
+            return None
+        dates = [i.date for i in inputs if i.date is not None]
+        refs = sorted({i.reference for i in inputs if i.reference})
+        item = Item(value, max(dates) if dates else None, ", ".join(refs) or None, value, fact.unit)
+        if fact.plausible and not self._plausible(fact, [item]):
+            return None
+        return FactValue(item)
+
+    # ---- parameters ----------------------------------------------------------------------
+    def param(self, name: str) -> ParamValue | None:
+        if name in self.params:
+            return self.params[name]
+        p = self.rs.params[name]
+        spec = p.spec_for(self.settings.profile, self.settings.ct_cutoffs)
+        result = None
+        if spec is not None:
+            if "value" in spec:
+                result = ParamValue(float(spec["value"]), p.unit, spec.get("source"))
+            else:
+                sex = self.value("sex") if "sex" in self.rs.facts else None
+                chosen = spec.get(sex) if sex in ("male", "female") else None
+                if isinstance(chosen, dict):
+                    chosen = self._band(chosen)
+                if chosen is not None:
+                    result = ParamValue(float(chosen), p.unit, spec.get("source"))
+        self.params[name] = result
+        return result
+
+    def _band(self, spec):
+        by = self.fact(spec["by"])
+        if by is None or by.item is None:
+            return None
+        for band in spec["bands"]:
+            if "below" not in band or by.item.value < band["below"]:
+                if self.evidence is not None:
+                    self._note_fact(spec["by"])
+                return band["value"]
+        return None
+
+    def days(self, value) -> float | None:
+        if value is None or isinstance(value, (int, float)):
+            return value
+        p = self.param(value)
+        return None if p is None else p.value * units.factor(p.unit, "d")
+
+    # ---- what conditions ask -------------------------------------------------------------
+    def has(self, name) -> bool:
+        fv = self.fact(name)
+        return fv is not None and fv.item is not None
+
+    def value(self, name):
+        fv = self.fact(name)
+        return None if fv is None else fv.value
+
+    def age_days(self, name):
+        fv = self.fact(name)
+        if fv is None or fv.item is None or fv.item.date is None:
+            return None
+        return (self.now - fv.item.date).total_seconds() / DAY
+
+    def implausible(self, names) -> bool:
+        if names is None:
+            for name in self.rs.plausible_facts:
+                self.fact(name)
+            return bool(self.excluded)
+        for name in names:
+            self.fact(name)
+        return bool(self.excluded & names)
+
+    def record(self, text, result, fact_name, **extra):
+        if self.evidence is not None:
+            if fact_name is not None:
+                self._note_fact(fact_name)
+            if "finding" in extra:
+                self._note({"finding": extra["finding"]})
+            if "implausible" in extra:
+                names = extra["implausible"]
+                for entry in self.data_quality:
+                    if names is True or entry["fact"] in names:
+                        self._note(dict(entry, excluded=True))
+        if self.trace is not None:
+            self.trace.append({"rule": self.rule_id, "condition": text, "result": result})
+        return result
+
+    def compare(self, text, name, fn, symbol, number, ref):
+        left = self.value(name)
+        right, threshold = number, None
+        if ref is not None:
+            other, k, kind = ref
+            if kind == "param":
+                p = self.param(other)
+                right = None if p is None else p.value * k
+                if p is not None:
+                    threshold = {"parameter": other, "comparison": f"{symbol} {_num(p.value)}",
+                                 "value": p.value, "unit": p.unit}
+                    if p.source:
+                        threshold["source"] = p.source
+                        citation = self.rs.citation(p.source)
+                        if citation:
+                            threshold["citation"] = citation
+            else:
+                right = self.value(other)
+                right = None if right is None else right * k
+                if self.evidence is not None:
+                    self._note_fact(other)
+        result = None if left is None or right is None else fn(left, right)
+        if self.evidence is not None:
+            self._note_fact(name)
+            if threshold is not None:
+                threshold["fact"] = name
+                threshold["result"] = result
+                self._note(threshold)
+        if self.trace is not None:
+            self.trace.append({"rule": self.rule_id, "condition": text, "result": result,
+                               "left": left, "right": right})
+        return result
+
+    def _note_fact(self, name):
+        fv = self.fact(name)
+        fact = self.rs.facts[name]
+        entry = {"fact": name}
+        if fact.label:
+            entry["label"] = fact.label.get(self.settings.locale) or fact.label.get("en") or name
+        if fv is None or fv.item is None:
+            entry["missing"] = True
+        elif fv.items is not None:
+            entry["count"] = len(fv.items)
+            entry["resources"] = [i.reference for i in fv.items if i.reference]
+            if fv.item.date:
+                entry["date"] = format_date(fv.item.date)
+        else:
+            item = fv.item
+            value = item.value
+            entry["value"] = round(value, 6) if isinstance(value, float) else \
+                format_date(value) if isinstance(value, datetime) else value
+            if fact.type == "quantity" and fact.unit:
+                entry["unit"] = fact.unit
+            if item.date is not None:
+                entry["date"] = format_date(item.date)
+            if item.reference and fact.type != "date":
+                entry["resource"] = item.reference
+            if item.raw_unit and item.raw_unit != fact.unit and fact.kind == "data":
+                entry["original"] = {"value": item.raw_value, "unit": item.raw_unit}
+        self._note(entry)
+
+    def _note(self, entry):
+        if entry not in self.evidence:
+            self.evidence.append(entry)
+
+
+def _latest(items):
+    return max(items, key=_date_key)
+
+
+def _date_key(item):
+    return item.date.timestamp() if item.date is not None else float("-inf")
+
+
+def _num(value):
+    return f"{value:g}"
+
+
+def _limits_text(limits, unit):
+    parts = []
+    for key, symbol in (("above", ">"), ("min", "≥"), ("below", "<"), ("max", "≤")):
+        if key in limits:
+            parts.append(f"{symbol} {limits[key]:g}")
+    return " and ".join(parts) + (f" {unit}" if unit else "")

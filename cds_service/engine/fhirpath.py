@@ -1,0 +1,140 @@
+"""FHIRPath: a strict load-time guard, a dict-walk fast path for dotted paths, fhirpathpy otherwise."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import fhirpathpy
+from fhirpathpy.engine import base_invocation_registry
+from fhirpathpy.models import models
+
+FUNCTIONS = frozenset(k for k in base_invocation_registry if re.fullmatch(r"[A-Za-z]+", k)) | {
+    "ofType", "resolve", "hasValue", "getValue", "memberOf", "conformsTo", "htmlChecks", "iif"}
+KEYWORD_OPERATORS = {"and", "or", "xor", "implies", "is", "as", "in", "contains", "div", "mod"}
+CALENDAR_UNITS = {f"{u}{s}" for u in ("year", "month", "week", "day", "hour", "minute", "second",
+                                      "millisecond") for s in ("", "s")}
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<delimited>`(?:[^`\\]|\\.)*`)
+  | (?P<datetime>@[0-9T:\-+.Z]+)
+  | (?P<quantity_unit>\d+(?:\.\d+)?\s*'(?:[^'\\]|\\.)*')
+  | (?P<number>\d+(?:\.\d+)?)
+  | (?P<variable>%[A-Za-z_][A-Za-z0-9_]*|%`[^`]*`|%'[^']*')
+  | (?P<ident>\$?[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op><=|>=|!=|!~|[-+*/|&=~<>])
+  | (?P<punct>[().,\[\]{}])
+""", re.VERBOSE)
+R4 = models["r4"]
+
+
+class FhirPathError(ValueError):
+    """An expression that is not valid FHIRPath."""
+
+
+def check(expression: str, resource_type: str | None = None) -> None:
+    """Reject what fhirpathpy would silently accept: bad tokens, unbalanced brackets or quotes,
+    adjacent operands (trailing tokens), unknown functions; then compile and smoke-evaluate."""
+    tokens = _tokens(expression)
+    depth: list[str] = []
+    previous = None
+    for index, (kind, text) in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else (None, None)
+        if text in "([{" and kind == "punct":
+            depth.append(text)
+        elif text in ")]}" and kind == "punct":
+            expected = {")": "(", "]": "[", "}": "{"}[text]
+            if not depth or depth.pop() != expected:
+                raise FhirPathError(f"unbalanced {text!r} in {expression!r}")
+        if kind == "ident" and following[1] == "(" and text not in FUNCTIONS | KEYWORD_OPERATORS:
+            raise FhirPathError(f"unknown function {text}() in {expression!r}")
+        calendar = kind == "ident" and previous is not None and previous[0] == "number" \
+            and text in CALENDAR_UNITS
+        if previous is not None and _starts(kind, text) and _ends(*previous) and not calendar:
+            raise FhirPathError(f"unexpected {text!r} after {previous[1]!r} in {expression!r}")
+        if kind == "op" and (previous is None or previous[0] == "op") and text not in "-+":
+            raise FhirPathError(f"operator {text!r} without left operand in {expression!r}")
+        previous = (kind, text)
+    if depth:
+        raise FhirPathError(f"unclosed {depth[-1]!r} in {expression!r}")
+    if previous is None or previous[0] == "op" or previous[1] in (".", ","):
+        raise FhirPathError(f"expression {expression!r} ends unexpectedly")
+    try:
+        compiled = fhirpathpy.compile(expression, R4)
+        compiled({"resourceType": resource_type or "Resource"})
+    except Exception as exc:  # fhirpathpy raises bare Exception subclasses
+        raise FhirPathError(f"{expression!r}: {exc}") from exc
+
+
+def _starts(kind, text) -> bool:
+    if kind == "ident":
+        return text not in KEYWORD_OPERATORS
+    return kind in ("string", "delimited", "datetime", "quantity_unit", "number", "variable")
+
+
+def _ends(kind, text) -> bool:
+    return _starts(kind, text) or text in (")", "]")
+
+
+def _tokens(expression: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    while pos < len(expression):
+        match = _TOKEN.match(expression, pos)
+        if not match:
+            char = expression[pos]
+            what = "unterminated quote" if char in "'`" else f"unexpected character {char!r}"
+            raise FhirPathError(f"{what} at position {pos + 1} in {expression!r}")
+        kind = match.lastgroup
+        if kind != "ws":
+            out.append((kind, match.group()))
+        pos = match.end()
+    return out
+
+
+def accessor(expression: str, resource_type: str | None = None) -> Callable[[dict], list]:
+    """A function resource -> list of values; a dict walk for dotted paths, fhirpathpy otherwise."""
+    if _DOTTED.match(expression) and not (set(expression.split(".")) & (FUNCTIONS | KEYWORD_OPERATORS)):
+        parts = expression.split(".")
+        if resource_type and parts[0] == resource_type:
+            parts = parts[1:]
+        return lambda resource: walk(resource, parts)
+    compiled = fhirpathpy.compile(expression, R4)
+
+    def evaluate(resource: dict) -> list:
+        try:
+            return compiled(resource)
+        except Exception:  # a resource the expression cannot read yields nothing
+            return []
+    return evaluate
+
+
+def walk(resource: dict, parts: list[str]) -> list:
+    """Follow a dotted path through dicts and lists; choice types (value → valueQuantity) resolve."""
+    current = [resource]
+    for part in parts:
+        nxt = []
+        for item in current:
+            if not isinstance(item, dict):
+                continue
+            value = item.get(part)
+            if value is None:
+                value = _choice(item, part)
+            if value is None:
+                continue
+            if isinstance(value, list):
+                nxt.extend(value)
+            else:
+                nxt.append(value)
+        current = nxt
+        if not current:
+            break
+    return current
+
+
+def _choice(item: dict, part: str):
+    for key, value in item.items():
+        if len(key) > len(part) and key.startswith(part) and key[len(part)].isupper():
+            return value
+    return None

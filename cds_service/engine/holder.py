@@ -1,0 +1,73 @@
+"""Hot reload: keep the last good RuleSet, swap atomically only when a reload has no errors."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+from .diagnostics import PackErrors
+from .load import load_ruleset, pack_files
+
+
+class RuleSetHolder:
+    """Holds `.current`; `.reload()` keeps the last good set on error and records `.last_error`."""
+
+    def __init__(self, paths=None, on_error=None):
+        self.paths = paths
+        self.on_error = on_error
+        self.last_error: str | None = None
+        self.loaded_at: datetime | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.current = load_ruleset(paths)
+        self.loaded_at = datetime.now(timezone.utc)
+        self._mtimes = self._snapshot()
+
+    def reload(self) -> bool:
+        with self._lock:
+            snapshot = self._snapshot()
+            try:
+                fresh = load_ruleset(self.paths)
+            except PackErrors as exc:
+                self.last_error = str(exc)
+                self._mtimes = snapshot
+                if self.on_error is not None:
+                    self.on_error(exc)
+                return False
+            self.current = fresh
+            self.last_error = None
+            self.loaded_at = datetime.now(timezone.utc)
+            self._mtimes = snapshot
+            return True
+
+    def _snapshot(self) -> dict[str, float]:
+        out = {}
+        for path in pack_files(self.paths):
+            try:
+                out[str(path)] = path.stat().st_mtime
+            except OSError:
+                out[str(path)] = -1.0
+        return out
+
+    def changed(self) -> bool:
+        return self._snapshot() != self._mtimes
+
+    def start_watching(self, interval_seconds: float = 2.0) -> threading.Thread:
+        """Poll file mtimes in a daemon thread and reload when they change."""
+        if self._thread is not None and self._thread.is_alive():
+            return self._thread
+
+        def loop():
+            while not self._stop.wait(interval_seconds):
+                if self.changed():
+                    self.reload()
+        self._thread = threading.Thread(target=loop, name="rules-watch", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop_watching(self) -> None:
+        self._stop.set()
+
+
+__all__ = ["RuleSetHolder"]

@@ -1,0 +1,141 @@
+"""The compiled rule set's parts: facts, parameters, rules, suggestions, links, card groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .templates import Template
+from .valuesets import ValueSet
+
+Text = dict[str, Template]  # locale -> compiled template
+
+
+@dataclass
+class Fact:
+    """A named value computed from resources (kind 'data') or from other facts ('derived')."""
+
+    name: str
+    label: dict[str, str]
+    kind: str
+    type: str
+    unit: str | None = None
+    precision: int = 1
+    resource_type: str | None = None
+    source: str = "record"
+    valueset: ValueSet | None = None
+    default_code_path: bool = True
+    code_get: Callable | None = None
+    where: list[Callable] = field(default_factory=list)
+    value_get: Callable | None = None
+    date_gets: list[Callable] = field(default_factory=list)
+    select: str = "latest"
+    within: float | str | None = None
+    days_ago: float | str | None = None
+    tolerance: float | str | None = None
+    plausible: dict = field(default_factory=dict)
+    derive: Callable | None = None
+    derive_text: str | None = None
+    deps: tuple[str, ...] = ()
+    location: tuple = ()
+
+
+@dataclass
+class Parameter:
+    """A threshold or multiplier: one value, by sex, or by profile / CT cut-off set (then by sex)."""
+
+    name: str
+    unit: str
+    label: dict[str, str]
+    spec: dict
+    selector: str | None  # None, "profiles" or "ct_cutoffs"
+    band_facts: tuple[str, ...] = ()
+
+    def spec_for(self, profile: str, ct_cutoffs: str) -> dict | None:
+        if self.selector is None:
+            return self.spec
+        return self.spec[self.selector].get(profile if self.selector == "profiles" else ct_cutoffs)
+
+    def all_values(self) -> list[float]:
+        specs = [self.spec] if self.selector is None else list(self.spec[self.selector].values())
+        out: list[float] = []
+        for spec in specs:
+            if "value" in spec:
+                out.append(spec["value"])
+            for sex in ("male", "female"):
+                value = spec.get(sex)
+                if isinstance(value, dict):
+                    out.extend(band["value"] for band in value["bands"])
+                elif value is not None:
+                    out.append(value)
+        return out
+
+
+@dataclass
+class Card:
+    """A rule's card texts."""
+
+    indicator: str
+    summary: Text
+    detail: Text | None
+    source_label: Text
+    source_url: str | None
+    source_reference: str | None
+    source_icon: str | None
+
+
+@dataclass
+class Rule:
+    """A rule: when its condition holds on a hook, it makes its finding."""
+
+    id: str
+    finding: str
+    title: dict[str, str] | None
+    hooks: frozenset[str]
+    profiles: frozenset[str] | None
+    ct_cutoffs: frozenset[str] | None
+    when: Callable
+    when_raw: dict
+    evidence: tuple[str, ...]
+    priority: int
+    card: Card
+    suggestions: tuple[str, ...]
+    links: tuple[str, ...]
+    override_reasons: tuple[str, ...]
+    order: int
+    facts_used: frozenset[str] = frozenset()
+    pack: str = ""
+
+
+@dataclass
+class Suggestion:
+    key: str
+    label: Text
+    is_recommended: bool | None
+    unless_open_order: ValueSet | None
+    actions: list[dict]  # {"type", "description": Text, "resource": template tree, "resource_id"}
+
+
+@dataclass
+class Link:
+    key: str
+    label: Text
+    url: Template
+    type: str
+    app_context: Template | None
+
+
+@dataclass
+class OverrideReason:
+    key: str
+    system: str
+    code: str
+    display: dict[str, str]
+
+
+@dataclass
+class CardGroup:
+    id: str
+    hooks: frozenset[str] | None
+    findings: tuple[str, ...]
+    selection_behavior: str

@@ -1,0 +1,185 @@
+"""RuleSet: the compiled packs, with evaluate(), relevant() and prefetch_templates()."""
+
+from __future__ import annotations
+
+from .catalog import FINDINGS, HOOKS
+from .evaluate import evaluate as _evaluate
+from .valuesets import codings
+
+PREFETCH_KEYS = {
+    "Patient": "patient", "Condition": "conditions", "Observation": "observations",
+    "ImagingStudy": "imagingStudies", "MedicationRequest": "medicationRequests",
+    "MedicationStatement": "medicationStatements", "MedicationAdministration": "medicationAdministrations",
+    "ServiceRequest": "serviceRequests", "Procedure": "procedures", "Encounter": "encounters",
+}
+
+
+class RuleSet:
+    """Compiled, read-only rule packs. Build with load_ruleset()."""
+
+    def __init__(self, compiler, rules, suggestions, links, reasons, groups, files):
+        c = compiler
+        self.files = files
+        self.packs = c.packs
+        self.versions = {pid: meta["version"] for pid, meta in sorted(c.packs.items(), key=lambda kv: kv[1]["files"][0])}
+        self.version = "+".join(f"{pid}@{v}" for pid, v in self.versions.items())
+        self.facts = c.facts
+        self.params = c.params
+        self.value_sets = c.value_sets
+        self.code_systems = {k: d.data for k, d in c.defs["code_systems"].items()}
+        self.references = {k: d.data for k, d in c.defs["references"].items()}
+        self.profiles = {k: d.data for k, d in c.defs["profiles"].items()}
+        self.ct_sets = {k: d.data for k, d in c.defs["ct_cutoff_sets"].items()}
+        self.finding_texts = {k: d.data["display"] for k, d in c.defs["findings"].items()}
+        self.rules = rules
+        self.suggestions = suggestions
+        self.links = links
+        self.override_reasons = reasons
+        self.groups = groups
+        self.rules_by_hook = {h: [r for r in rules if h in r.hooks] for h in HOOKS}
+        self.hooks = [h for h in HOOKS if self.rules_by_hook[h]]
+        self.plausible_facts = tuple(n for n, f in self.facts.items() if f.plausible)
+        self._conditions_raw = {k: d.data for k, d in c.conditions_raw.items()}
+        for rule in rules:
+            rule.facts_used = frozenset(_facts_of_rule(self, rule))
+        self._prefetch = {h: self._build_prefetch(h) for h in HOOKS}
+        self._relevant_facts = [f for f in self.facts.values() if f.kind == "data" and f.source == "record"]
+        self._types = {f.resource_type for f in self._relevant_facts}
+        if any(s.unless_open_order is not None for s in suggestions.values()):
+            self._types.add("ServiceRequest")
+            self._open_order_sets = [s.unless_open_order for s in suggestions.values() if s.unless_open_order]
+        else:
+            self._open_order_sets = []
+
+    # ---- the seam ------------------------------------------------------------------------
+    def evaluate(self, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False):
+        return _evaluate(self, resources, hook=hook, context=context, orders=orders, now=now,
+                         settings=settings, suppress=suppress, trace=trace)
+
+    def prefetch_templates(self, hook: str) -> dict[str, str]:
+        return dict(self._prefetch.get(hook, {}))
+
+    def relevant(self, resource: dict) -> bool:
+        rtype = resource.get("resourceType")
+        if rtype not in self._types:
+            return False
+        for fact in self._relevant_facts:
+            if fact.resource_type != rtype:
+                continue
+            if fact.valueset is None:
+                return True
+            if any(fact.valueset.matches(s, c) for s, c in codings(fact.code_get(resource))):
+                return True
+        if rtype == "ServiceRequest":
+            pairs = codings([resource["code"]]) if resource.get("code") else []
+            return any(vs.matches(s, c) for vs in self._open_order_sets for s, c in pairs)
+        return False
+
+    # ---- helpers used by cards, docs and explain ----------------------------------------
+    def display(self, code: str, locale: str) -> str:
+        texts = self.finding_texts.get(code, {})
+        return texts.get(locale) or texts.get("en") or FINDINGS.get(code, code)
+
+    def coding(self, code: str, settings) -> dict:
+        return {"system": settings.finding_system, "code": code, "display": self.display(code, settings.locale)}
+
+    def citation(self, ref: str | None) -> str | None:
+        data = self.references.get(ref) if ref else None
+        return data["citation"] if data else None
+
+    def short_citation(self, ref: str | None) -> str | None:
+        data = self.references.get(ref) if ref else None
+        return (data.get("short") or data["citation"]) if data else None
+
+    def reference_url(self, ref: str | None) -> str | None:
+        data = self.references.get(ref) if ref else None
+        if not data:
+            return None
+        if data.get("url"):
+            return data["url"]
+        return f"https://doi.org/{data['doi']}" if data.get("doi") else None
+
+    def profile_title(self, profile: str, locale: str) -> str:
+        title = self.profiles.get(profile, {}).get("title", {})
+        return title.get(locale) or title.get("en") or profile
+
+    def ct_title(self, name: str, locale: str) -> str:
+        title = self.ct_sets.get(name, {}).get("title", {})
+        return title.get(locale) or title.get("en") or name
+
+    def _build_prefetch(self, hook: str) -> dict[str, str]:
+        used: set[str] = set()
+        for rule in self.rules_by_hook[hook]:
+            used |= rule.facts_used
+        facts = [self.facts[n] for n in sorted(used) if self.facts[n].kind == "data" and self.facts[n].source == "record"]
+        types = {f.resource_type for f in facts}
+        if any(self.suggestions[k].unless_open_order is not None
+               for r in self.rules_by_hook[hook] for k in r.suggestions if k in self.suggestions):
+            types.add("ServiceRequest")
+        out = {}
+        for rtype in sorted(types, key=lambda t: list(PREFETCH_KEYS).index(t)):
+            key = PREFETCH_KEYS[rtype]
+            if rtype == "Patient":
+                out[key] = "Patient/{{context.patientId}}"
+                continue
+            query = f"{rtype}?patient={{{{context.patientId}}}}"
+            if rtype == "Observation":
+                obs = [f for f in facts if f.resource_type == "Observation"]
+                if obs and all(f.valueset is not None and f.valueset.exact_only and f.default_code_path for f in obs):
+                    tokens = sorted({f"{s}|{c}" for f in obs for s, c in f.valueset.exact})
+                    query += "&code=" + ",".join(tokens)
+            out[key] = query
+        return out
+
+
+def _facts_of_rule(rs, rule) -> set[str]:
+    names: set[str] = set(rule.evidence)
+    _collect(rule.when_raw, rs, names, set())
+    for text in list(rule.card.summary.values()) + list((rule.card.detail or {}).values()):
+        names |= {v.split(".")[0] for v in text.variables}
+    for key in rule.suggestions:
+        s = rs.suggestions.get(key)
+        if s is not None:
+            for t in s.label.values():
+                names |= {v.split(".")[0] for v in t.variables}
+    params = {n for n in names if n in rs.params}
+    names = {n for n in names if n in rs.facts}
+    for p in params:
+        names |= set(rs.params[p].band_facts)
+        if rs.params[p].spec.get("male") is not None or any(
+                isinstance(v, dict) and "male" in v for v in (rs.params[p].spec.get(rs.params[p].selector) or {}).values()):
+            if "sex" in rs.facts:
+                names.add("sex")
+    # derived dependencies, transitively
+    stack = list(names)
+    while stack:
+        fact = rs.facts[stack.pop()]
+        for dep in fact.deps:
+            if dep in rs.facts and dep not in names:
+                names.add(dep)
+                stack.append(dep)
+    return names
+
+
+def _collect(cond, rs, names, seen):
+    if isinstance(cond, dict):
+        for key, value in cond.items():
+            if key in ("fact", "exists", "missing") and isinstance(value, str):
+                names.add(value)
+            elif key in ("lt", "le", "gt", "ge", "eq", "ne") and isinstance(value, str):
+                names.add(value)
+            elif key == "implausible":
+                names.update(rs.plausible_facts if value == "any" else value)
+            elif key == "condition" and value not in seen:
+                seen.add(value)
+                raw = rs._conditions_raw.get(value)
+                if raw is not None:
+                    _collect(raw, rs, names, seen)
+            else:
+                _collect(value, rs, names, seen)
+    elif isinstance(cond, list):
+        for v in cond:
+            _collect(v, rs, names, seen)
+
+
+__all__ = ["RuleSet"]

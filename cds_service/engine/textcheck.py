@@ -1,0 +1,164 @@
+"""Load-time checks of texts: every locale present, every template variable defined, short summaries."""
+
+from __future__ import annotations
+
+from .catalog import FINDINGS
+from .diagnostics import TEMPLATE_ERROR
+from .render_values import format_number
+from .templates import VARIABLE, Template, has_unclosed
+from .units import display as unit_display
+
+TEXT_KEYS = {"title", "description", "label", "summary", "detail", "display", "$text"}
+FACT_ATTRS = {None, "value", "unit", "date", "reference", "label"}
+PARAM_ATTRS = {None, "value", "unit", "source"}
+CONTEXT_ATTRS = {"patientId", "userId", "encounterId"}
+FINDING_ATTRS = {"code", "display", "coding"}
+SUMMARY_LIMIT = 140
+UNBOUNDED = 10 ** 6
+
+
+def check_texts(c) -> None:
+    """Every text map has exactly the locales its pack declares."""
+    for src in c.sources:
+        locales = c.packs[src.data["pack"]["id"]]["locales"]
+        for path, text in _texts(src.data, ()):
+            missing = [loc for loc in locales if loc not in text]
+            if missing:
+                c.error(src, path, TEMPLATE_ERROR,
+                        f"text lacks locale(s) {', '.join(missing)} declared in pack.locales")
+
+
+def _texts(data, path):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "resource" and isinstance(value, dict):
+                yield from _resource_texts(value, path + (key,))
+            elif key in TEXT_KEYS and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+                yield path + (key,), value
+            else:
+                yield from _texts(value, path + (key,))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _texts(value, path + (i,))
+
+
+def _resource_texts(data, path):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "$text" and isinstance(value, dict):
+                yield path + (key,), value
+            else:
+                yield from _resource_texts(value, path + (key,))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _resource_texts(value, path + (i,))
+
+
+def check_templates(c, rules, suggestions, links) -> None:
+    """Template variables exist; every summary, filled with its longest values, stays < 140 chars."""
+    for src in c.sources:
+        for path, text in _strings(src.data, ()):
+            if has_unclosed(text):
+                c.error(src, path, TEMPLATE_ERROR, f"malformed '{{{{ }}}}' in {text!r}")
+            for var in VARIABLE.findall(text):
+                problem = _variable_problem(c, var)
+                if problem:
+                    c.error(src, path, TEMPLATE_ERROR, problem)
+        for i, rule in enumerate(src.data.get("rules") or []):
+            for locale, text in rule["card"]["summary"].items():
+                path = ("rules", i, "card", "summary", locale)
+                if any(_variable_problem(c, v) for v in VARIABLE.findall(text)):
+                    continue
+                template = Template(text)
+                longest = template.longest(lambda v: _longest(c, v, locale))
+                if longest >= UNBOUNDED:
+                    bad = [v for v in template.variables if _longest(c, v, locale) >= UNBOUNDED]
+                    c.error(src, path, TEMPLATE_ERROR,
+                            f"summary length cannot be bounded: {', '.join(bad)} has no plausible limits "
+                            f"(or is free text); summaries must stay under {SUMMARY_LIMIT} characters")
+                elif longest >= SUMMARY_LIMIT:
+                    c.error(src, path, TEMPLATE_ERROR,
+                            f"summary can reach {longest} characters with its longest values "
+                            f"(limit {SUMMARY_LIMIT - 1})")
+
+
+def _strings(data, path):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _strings(value, path + (key,))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _strings(value, path + (i,))
+    elif isinstance(data, str) and ("{{" in data or "}}" in data):
+        if path and path[0] in ("rules", "suggestions", "links"):
+            yield path, data
+
+
+def _split(var):
+    base, _, attr = var.partition(".")
+    return base, attr or None
+
+
+def _variable_problem(c, var) -> str | None:
+    base, attr = _split(var)
+    if base in c.facts:
+        return None if attr in FACT_ATTRS else f"fact {base!r} has no attribute {attr!r} in {{{{{var}}}}}"
+    if base in c.params:
+        return None if attr in PARAM_ATTRS else f"parameter {base!r} has no attribute {attr!r} in {{{{{var}}}}}"
+    if base in ("profile", "ct_cutoffs") and attr is None:
+        return None
+    if base == "context" and attr in CONTEXT_ATTRS:
+        return None
+    if base == "finding" and attr in FINDING_ATTRS:
+        return None
+    return f"undefined template variable {{{{{var}}}}}"
+
+
+def _longest(c, var, locale) -> int:
+    base, attr = _split(var)
+    if base in c.facts:
+        fact = c.facts[base]
+        if attr == "date":
+            return 10
+        if attr == "unit":
+            return len(unit_display(fact.unit))
+        if attr == "label":
+            return len(fact.label.get(locale, base))
+        if fact.type == "date":
+            return 10
+        if fact.type != "quantity" or attr == "reference":
+            return UNBOUNDED
+        limits = [fact.plausible.get(k) for k in ("min", "max", "above", "below")]
+        lower = [x for x in (fact.plausible.get("min"), fact.plausible.get("above")) if x is not None]
+        upper = [x for x in (fact.plausible.get("max"), fact.plausible.get("below")) if x is not None]
+        if not lower or not upper:
+            return UNBOUNDED
+        number = max(len(format_number(x, fact.precision)) for x in limits if x is not None)
+        return number + (0 if attr == "value" else _unit_len(fact.unit))
+    if base in c.params:
+        param = c.params[base]
+        if attr == "source":
+            refs = [c.defs["references"][s].data for s in _sources(param) if s in c.defs["references"]]
+            return max((len(r.get("short") or r["citation"]) for r in refs), default=0)
+        if attr == "unit":
+            return len(unit_display(param.unit))
+        number = max((len(format_number(v, None)) for v in param.all_values()), default=0)
+        return number + (0 if attr == "value" else _unit_len(param.unit))
+    if base in ("profile", "ct_cutoffs"):
+        section = "profiles" if base == "profile" else "ct_cutoff_sets"
+        return max((len(d.data["title"].get(locale, "")) for d in c.defs[section].values()), default=0)
+    if base == "finding":
+        if attr == "display":
+            return max(len(v) for v in FINDINGS.values())
+        return max(len(k) for k in FINDINGS)
+    return UNBOUNDED
+
+
+def _unit_len(unit) -> int:
+    shown = unit_display(unit)
+    return len(shown) + 1 if shown else 0
+
+
+def _sources(param):
+    specs = [param.spec] if param.selector is None else list(param.spec[param.selector].values())
+    return [s["source"] for s in specs if "source" in s]
