@@ -1,4 +1,4 @@
-"""Builds the SQLAlchemy engine: pre-ping for PostgreSQL restarts, WAL and a busy timeout for SQLite."""
+"""The SQLAlchemy engine: pre-ping for PostgreSQL restarts, WAL and busy timeout for SQLite."""
 
 from __future__ import annotations
 

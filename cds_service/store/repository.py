@@ -8,6 +8,7 @@ comments (``userComment``) are stored because they are the clinician's words, an
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import threading
 import time
@@ -40,19 +41,22 @@ T = TypeVar("T")
 def _suppression_class() -> type:
     """The engine's Suppression when the engine defines one, else the store's own."""
     try:
-        from cds_service.engine import Suppression as EngineSuppression  # type: ignore[attr-defined]
+        engine = importlib.import_module("cds_service.engine")
     except ImportError:
         return Suppression
+    engine_class = getattr(engine, "Suppression", None)
+    if not isinstance(engine_class, type):
+        return Suppression
     try:
-        EngineSuppression(findings=frozenset(), suggestions=frozenset())
+        engine_class(findings=frozenset(), suggestions=frozenset())
     except TypeError:  # a different constructor: keep the store's shape
         log.warning("cds_service.engine.Suppression does not take findings=, suggestions=")
         return Suppression
-    return EngineSuppression
+    return engine_class
 
 
 def make_suppression(findings: Iterable[str], suggestions: Iterable[str]) -> Any:
-    """A Suppression (``.findings`` and ``.suggestions`` frozensets) of the engine's class if any."""
+    """A Suppression (``.findings``, ``.suggestions`` frozensets), the engine's class if any."""
     return _suppression_class()(findings=frozenset(findings), suggestions=frozenset(suggestions))
 
 
@@ -166,8 +170,8 @@ class Store:
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            statement = sqlite_insert(table).values(**row).on_conflict_do_nothing()
-            return connection.execute(statement.returning(key)).first() is not None
+            lite = sqlite_insert(table).values(**row).on_conflict_do_nothing()
+            return connection.execute(lite.returning(key)).first() is not None
         try:  # any other database: a savepoint per row, the unique key decides
             with connection.begin_nested():
                 connection.execute(table.insert().values(**row))
@@ -284,9 +288,7 @@ class Store:
             return FeedbackResult(stored=0, duplicates=0, unknown_cards=[])
         # one order for every writer, so concurrent posts of the same entries take their
         # unique-index locks in the same order and cannot deadlock each other
-        ordered = sorted(
-            rows, key=lambda r: (r["card_uuid"], r["outcome"], r["outcome_timestamp"])
-        )
+        ordered = sorted(rows, key=lambda r: (r["card_uuid"], r["outcome"], r["outcome_timestamp"]))
 
         def write(connection: Connection) -> tuple[int, set[str]]:
             uuids = sorted({row["card_uuid"] for row in ordered})
@@ -306,9 +308,7 @@ class Store:
 
         stored, known = self._in_write_transaction(write)
         unknown = list(dict.fromkeys(r["card_uuid"] for r in rows if r["card_uuid"] not in known))
-        result = FeedbackResult(
-            stored=stored, duplicates=len(rows) - stored, unknown_cards=unknown
-        )
+        result = FeedbackResult(stored=stored, duplicates=len(rows) - stored, unknown_cards=unknown)
         log.info(
             "feedback recorded",
             extra={
@@ -392,7 +392,11 @@ class Store:
                 .where(feedback.c.outcome_timestamp > now - timedelta(days=longest))
             )
             for primary, listed, code, at in overridden:
-                days = override_days.get(code, default_override_days) if code else default_override_days
+                days = (
+                    override_days.get(code, default_override_days)
+                    if code
+                    else default_override_days
+                )
                 if now < at + timedelta(days=days):
                     findings.add(primary)
                     findings.update(listed or [])
@@ -401,16 +405,14 @@ class Store:
                 .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
                 .where(card_sent.c.patient_pseudonym == patient)
                 .where(feedback.c.outcome == "accepted")
-                .where(
-                    feedback.c.outcome_timestamp
-                    > now - timedelta(days=accepted_referral_days)
-                )
+                .where(feedback.c.outcome_timestamp > now - timedelta(days=accepted_referral_days))
             ).all()
             wanted = {(card, sid) for card, ids in accepted for sid in ids or []}
             if wanted:
                 keyed = connection.execute(
-                    sa.select(card_suggestion.c.card_uuid, card_suggestion.c.uuid, card_suggestion.c.key)
-                    .where(card_suggestion.c.card_uuid.in_(sorted({c for c, _ in wanted})))
+                    sa.select(
+                        card_suggestion.c.card_uuid, card_suggestion.c.uuid, card_suggestion.c.key
+                    ).where(card_suggestion.c.card_uuid.in_(sorted({c for c, _ in wanted})))
                 )
                 suggestions.update(key for card, sid, key in keyed if (card, sid) in wanted)
         return make_suppression(findings, suggestions)
@@ -420,11 +422,13 @@ class Store:
     def stats(self) -> dict[str, Any]:
         """Row counts: cards sent, suggestions, feedback by outcome and unlinked feedback."""
         with self._read() as connection:
-            cards = connection.execute(sa.select(sa.func.count()).select_from(card_sent)).scalar_one()
+            cards = connection.execute(
+                sa.select(sa.func.count()).select_from(card_sent)
+            ).scalar_one()
             suggestions = connection.execute(
                 sa.select(sa.func.count()).select_from(card_suggestion)
             ).scalar_one()
-            by_outcome = dict(
+            by_outcome: dict[str, int] = dict(
                 connection.execute(
                     sa.select(feedback.c.outcome, sa.func.count()).group_by(feedback.c.outcome)
                 ).all()

@@ -15,8 +15,12 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def card(primary: str = "low-grip-strength", findings: list[str] | None = None,
-         suggestions: dict[str, str] | None = None, card_uuid: str | None = None) -> dict[str, Any]:
+def card(
+    primary: str = "low-grip-strength",
+    findings: list[str] | None = None,
+    suggestions: dict[str, str] | None = None,
+    card_uuid: str | None = None,
+) -> dict[str, Any]:
     return {
         "uuid": card_uuid or str(uuid.uuid4()),
         "primary": primary,
@@ -25,8 +29,13 @@ def card(primary: str = "low-grip-strength", findings: list[str] | None = None,
     }
 
 
-def record(store, patient_id: str, *cards: dict[str, Any], sent_at: datetime = T0,
-           hook_instance: str | None = None) -> None:
+def record(
+    store,
+    patient_id: str,
+    *cards: dict[str, Any],
+    sent_at: datetime = T0,
+    hook_instance: str | None = None,
+) -> None:
     store.record_cards(
         hook_instance=hook_instance or str(uuid.uuid4()),
         service_id="sarcopenia-patient-view",
@@ -38,9 +47,18 @@ def record(store, patient_id: str, *cards: dict[str, Any], sent_at: datetime = T
     )
 
 
-def overridden(card_uuid: str, at: datetime = T0, code: str | None = "patient-declined",
-               comment: str | None = None, display: str | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"card": card_uuid, "outcome": "overridden", "outcomeTimestamp": iso(at)}
+def overridden(
+    card_uuid: str,
+    at: datetime = T0,
+    code: str | None = "patient-declined",
+    comment: str | None = None,
+    display: str | None = None,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "card": card_uuid,
+        "outcome": "overridden",
+        "outcomeTimestamp": iso(at),
+    }
     reason: dict[str, Any] = {}
     if code is not None or display is not None:
         coding = {"system": "https://sarcopenia-cds.org/CodeSystem/override-reason"}

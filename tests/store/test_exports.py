@@ -5,7 +5,11 @@ import cds_service.store as store_pkg
 
 def test_public_names():
     assert set(store_pkg.__all__) == {
-        "FeedbackResult", "Store", "Suppression", "make_suppression", "parse_timestamp",
+        "FeedbackResult",
+        "Store",
+        "Suppression",
+        "make_suppression",
+        "parse_timestamp",
     }
     for name in store_pkg.__all__:
         assert hasattr(store_pkg, name)

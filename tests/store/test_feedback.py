@@ -50,8 +50,9 @@ def test_fields_stored(store):
     store.record_feedback(
         "sarcopenia-order-sign",
         [
-            overridden(c["uuid"], code="palliative-focus", display="Palliative focus",
-                       comment="free text"),
+            overridden(
+                c["uuid"], code="palliative-focus", display="Palliative focus", comment="free text"
+            ),
             accepted(c["uuid"], "s1", "s2"),
         ],
         NOW,
@@ -101,7 +102,8 @@ def test_bad_timestamp_rejects_the_whole_post(store):
     c = card()
     with pytest.raises(ValueError):
         store.record_feedback(
-            "svc", [overridden(c["uuid"]), {**overridden(c["uuid"]), "outcomeTimestamp": "soon"}],
+            "svc",
+            [overridden(c["uuid"]), {**overridden(c["uuid"]), "outcomeTimestamp": "soon"}],
             NOW,
         )
     assert count(store, "feedback") == 0
@@ -111,9 +113,11 @@ def test_concurrent_duplicate_posts_stored_once(make_store):
     workers = [make_store() for _ in range(4)]  # four "gunicorn workers", four pools
     cards = [card(suggestions={f"s-{i}": "dietitian-referral"}) for i in range(20)]
     record(workers[0], "p1", *cards)
-    entries = [overridden(c["uuid"], comment="x") for c in cards] + [
-        accepted(c["uuid"], f"s-{i}") for i, c in enumerate(cards)
-    ] + [overridden(f"unknown-{i}") for i in range(10)]
+    entries = (
+        [overridden(c["uuid"], comment="x") for c in cards]
+        + [accepted(c["uuid"], f"s-{i}") for i, c in enumerate(cards)]
+        + [overridden(f"unknown-{i}") for i in range(10)]
+    )
     threads_n = 16
     barrier = threading.Barrier(threads_n)
     results, errors = [], []

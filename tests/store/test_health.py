@@ -38,7 +38,8 @@ def test_stats(store):
     c = card(suggestions={"s1": "dietitian-referral"})
     record(store, "p1", c, card())
     store.record_feedback(
-        "svc", [overridden(c["uuid"]), accepted(c["uuid"], "s1"), overridden("unknown")],
+        "svc",
+        [overridden(c["uuid"]), accepted(c["uuid"], "s1"), overridden("unknown")],
         datetime.now(UTC),
     )
     stats = store.stats()
@@ -51,8 +52,11 @@ def test_stats(store):
 
 def test_stats_empty(store):
     assert store.stats() == {
-        "cards": 0, "suggestions": 0, "feedback": 0,
-        "feedback_by_outcome": {"accepted": 0, "overridden": 0}, "feedback_unknown_card": 0,
+        "cards": 0,
+        "suggestions": 0,
+        "feedback": 0,
+        "feedback_by_outcome": {"accepted": 0, "overridden": 0},
+        "feedback_unknown_card": 0,
     }
 
 

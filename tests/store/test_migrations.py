@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from cds_service.store import Store, migrator
 from cds_service.store.models import metadata
+
 from .helpers import card, overridden, record
 
 TABLES = {"service_secret", "card_sent", "card_suggestion", "feedback", "alembic_version"}

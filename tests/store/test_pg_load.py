@@ -41,7 +41,9 @@ def _cluster() -> list[str]:
 def _pg_ctl(action: str) -> None:
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", *_cluster(), action],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
 
 
@@ -135,13 +137,22 @@ def _stored_cards(store) -> list[str]:
 def _record_some_cards(store) -> None:
     """Half the entries name cards we sent, so both the linked and unlinked paths run."""
     cards = [
-        {"uuid": f"card-{i:05d}", "primary": "low-smi", "findings": [],
-         "suggestions": {f"sugg-{i:05d}": "dietitian-referral"}}
+        {
+            "uuid": f"card-{i:05d}",
+            "primary": "low-smi",
+            "findings": [],
+            "suggestions": {f"sugg-{i:05d}": "dietitian-referral"},
+        }
         for i in range(0, ENTRIES, 2)
     ]
     store.record_cards(
-        hook_instance="load", service_id="sarcopenia-patient-view", hook="patient-view",
-        patient_id="Patient/load", pack_version="load", cards=cards, sent_at=T0,
+        hook_instance="load",
+        service_id="sarcopenia-patient-view",
+        hook="patient-view",
+        patient_id="Patient/load",
+        pack_version="load",
+        cards=cards,
+        sent_at=T0,
     )
 
 
@@ -169,7 +180,8 @@ def restore_cluster():
     # whatever happened, leave PostgreSQL running for everyone else
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", *_cluster(), "start"],
-        capture_output=True, timeout=60,
+        capture_output=True,
+        timeout=60,
     )
 
 

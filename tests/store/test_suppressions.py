@@ -55,7 +55,9 @@ def test_override_with_reason_90_days(declined, elapsed, expected):
 
 
 def test_only_this_patient(declined):
-    assert suppressed(declined, T0 + timedelta(days=1), patient="Patient/p-2").findings == frozenset()
+    assert (
+        suppressed(declined, T0 + timedelta(days=1), patient="Patient/p-2").findings == frozenset()
+    )
 
 
 def test_override_without_reason_does_not_suppress(store):
@@ -99,9 +101,13 @@ def test_accepted_suggestion_suppressed_within_referral_days(store):
     store.record_feedback("svc", [accepted(c["uuid"], "s-diet", at=T0)], T0)
     for day, expected in [(0, True), (89, True), (90, False), (91, False)]:
         s = suppressed(store, T0 + timedelta(days=day))
-        assert s.suggestions == (frozenset({"dietitian-referral"}) if expected else frozenset()), day
+        assert s.suggestions == (frozenset({"dietitian-referral"}) if expected else frozenset()), (
+            day
+        )
         assert s.findings == frozenset()  # accepting is not overriding
-    assert suppressed(store, T0 + timedelta(days=1), patient="Patient/p-2").suggestions == frozenset()
+    assert (
+        suppressed(store, T0 + timedelta(days=1), patient="Patient/p-2").suggestions == frozenset()
+    )
 
 
 def test_accepted_suggestion_of_another_card_ignored(store):
