@@ -15,6 +15,8 @@ CONTEXT_ATTRS = {"patientId", "userId", "encounterId"}
 FINDING_ATTRS = {"code", "display", "coding"}
 SUMMARY_LIMIT = 140
 UNBOUNDED = 10 ** 6
+# A side without a plausible limit is assumed to need at most 7 integer digits (documented).
+ASSUMED_MAGNITUDE = 9_999_999
 
 
 def check_texts(c) -> None:
@@ -74,8 +76,8 @@ def check_templates(c, rules, suggestions, links) -> None:
                 if longest >= UNBOUNDED:
                     bad = [v for v in template.variables if _longest(c, v, locale) >= UNBOUNDED]
                     c.error(src, path, TEMPLATE_ERROR,
-                            f"summary length cannot be bounded: {', '.join(bad)} has no plausible limits "
-                            f"(or is free text); summaries must stay under {SUMMARY_LIMIT} characters")
+                            f"summary length cannot be bounded: {', '.join(bad)} is free text or a reference; "
+                            f"summaries must stay under {SUMMARY_LIMIT} characters")
                 elif longest >= SUMMARY_LIMIT:
                     c.error(src, path, TEMPLATE_ERROR,
                             f"summary can reach {longest} characters with its longest values "
@@ -128,12 +130,10 @@ def _longest(c, var, locale) -> int:
             return 10
         if fact.type != "quantity" or attr == "reference":
             return UNBOUNDED
-        limits = [fact.plausible.get(k) for k in ("min", "max", "above", "below")]
         lower = [x for x in (fact.plausible.get("min"), fact.plausible.get("above")) if x is not None]
         upper = [x for x in (fact.plausible.get("max"), fact.plausible.get("below")) if x is not None]
-        if not lower or not upper:
-            return UNBOUNDED
-        number = max(len(format_number(x, fact.precision)) for x in limits if x is not None)
+        limits = (lower or [-ASSUMED_MAGNITUDE]) + (upper or [ASSUMED_MAGNITUDE])
+        number = max(len(format_number(x, fact.precision)) for x in limits)
         return number + (0 if attr == "value" else _unit_len(fact.unit))
     if base in c.params:
         param = c.params[base]
