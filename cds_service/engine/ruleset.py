@@ -21,7 +21,7 @@ class RuleSet:
         c = compiler
         self.files = files
         self.packs = c.packs
-        self.versions = {pid: meta["version"] for pid, meta in sorted(c.packs.items(), key=lambda kv: kv[1]["files"][0])}
+        self.versions = {pid: meta["version"] for pid, meta in c.packs.items()}  # load order
         self.version = "+".join(f"{pid}@{v}" for pid, v in self.versions.items())
         self.facts = c.facts
         self.params = c.params

@@ -14,7 +14,8 @@ PARAM_ATTRS = {None, "value", "unit", "source"}
 CONTEXT_ATTRS = {"patientId", "userId", "encounterId"}
 FINDING_ATTRS = {"code", "display", "coding"}
 SUMMARY_LIMIT = 140
-UNBOUNDED = 10 ** 6
+UNBOUNDED = float("inf")
+DATE_LENGTH = len("2024-01-31")
 # A side without a plausible limit is assumed to need at most 7 integer digits (documented).
 ASSUMED_MAGNITUDE = 9_999_999
 
@@ -116,18 +117,18 @@ def _variable_problem(c, var) -> str | None:
     return f"undefined template variable {{{{{var}}}}}"
 
 
-def _longest(c, var, locale) -> int:
+def _longest(c, var, locale) -> float:
     base, attr = _split(var)
     if base in c.facts:
         fact = c.facts[base]
         if attr == "date":
-            return 10
+            return DATE_LENGTH
         if attr == "unit":
             return len(unit_display(fact.unit))
         if attr == "label":
             return len(fact.label.get(locale, base))
         if fact.type == "date":
-            return 10
+            return DATE_LENGTH
         if fact.type != "quantity" or attr == "reference":
             return UNBOUNDED
         lower = [x for x in (fact.plausible.get("min"), fact.plausible.get("above")) if x is not None]

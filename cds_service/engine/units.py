@@ -53,8 +53,9 @@ def _term(term: str, code: str) -> pint.Unit:
     if not match:
         raise UnitError(f"unknown unit {code!r}")
     atom, exponent = match.group(1), int(match.group(2) or 1)
-    if atom.startswith("10*") or atom.startswith("10^"):
-        return ureg.dimensionless * (10 ** int(atom[3:])) ** exponent  # type: ignore[operator]
+    if "*" in atom or "^" in atom:  # UCUM powers of ten: 10*9 is base 10, exponent 9
+        base, power = re.split(r"[*^]", atom)
+        return ureg.dimensionless * (int(base) ** int(power)) ** exponent  # type: ignore[operator]
     name = _ATOMS.get(atom, atom)
     try:
         unit = ureg.Unit(name)
