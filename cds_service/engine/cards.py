@@ -87,7 +87,7 @@ def _card(rs, run, members, behavior, used):
     links = _unique(k for _, r in members for k in r.links)
     if links:
         card["links"] = [_link(rs.links[k], locale, resolve) for k in links]
-    card["extension"] = {
+    extension = {
         "org.sarcopenia-cds.findings": [
             {"code": rs.coding(f.code, run.settings), "evidence": f.evidence} if f.evidence
             else {"code": rs.coding(f.code, run.settings)} for f, _ in members],
@@ -95,7 +95,9 @@ def _card(rs, run, members, behavior, used):
     }
     record = {"uuid": card["uuid"], "primary": finding.code, "findings": [f.code for f, _ in members],
               "suggestions": keys}
-    return _prune(card), record
+    card = _prune(card)
+    card["extension"] = extension  # evidence is built without empty values; no need to walk it
+    return card, record
 
 
 def _unique(keys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from . import units
 from .dates import as_datetime
@@ -59,6 +60,7 @@ class Run:
         self.params: dict[str, ParamValue | None] = {}
         self.by_type: dict[tuple[str, str], list] = {}
         self.code_index: dict[tuple[str, str], dict] = {}
+        self.pattern_hits: dict[tuple, list] = {}
         self.data_quality: list[dict] = []
         self.excluded: set[str] = set()
         self.findings: dict[str, object] = {}
@@ -87,10 +89,16 @@ class Run:
             for key in vs.exact:
                 hits.update(index.get(key, ()))
         else:
+            memo_key = (fact.source, fact.resource_type, vs.name)
+            cached = self.pattern_hits.get(memo_key)
+            if cached is not None:
+                return cached
             hits = set()
             for (system, code), positions in index.items():
                 if vs.matches(system, code):
                     hits.update(positions)
+            result = self.pattern_hits[memo_key] = [pool[i] for i in sorted(hits)]
+            return result
         return [pool[i] for i in sorted(hits)]
 
     def _code_index(self, source, rtype, code_get) -> dict:
@@ -187,7 +195,7 @@ class Run:
                   (above is not None and v <= above) or (below is not None and v >= below)
             if bad:
                 self._exclude(fact, item.reference, item.raw_value, item.raw_unit,
-                              f"outside plausible limits {_limits_text(limits, fact.unit)}", item)
+                              "outside plausible limits " + _limits_text_cached(tuple(sorted(limits.items())), fact.unit), item)
             else:
                 kept.append(item)
         return kept
@@ -359,7 +367,8 @@ class Run:
             self._note_fact(name)
             if threshold is not None:
                 threshold["fact"] = name
-                threshold["result"] = result
+                if result is not None:
+                    threshold["result"] = result
                 self._note(threshold)
         if self.trace is not None:
             self.trace.append({"rule": self.rule_id, "condition": text, "result": result,
@@ -409,6 +418,11 @@ def _date_key(item):
 
 def _num(value):
     return f"{value:g}"
+
+
+@lru_cache(maxsize=1024)
+def _limits_text_cached(items, unit):
+    return _limits_text(dict(items), unit)
 
 
 def _limits_text(limits, unit):

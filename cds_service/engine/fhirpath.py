@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 import fhirpathpy
 from fhirpathpy.engine import base_invocation_registry
@@ -93,13 +94,22 @@ def _tokens(expression: str) -> list[tuple[str, str]]:
     return out
 
 
+@lru_cache(maxsize=1024)
 def accessor(expression: str, resource_type: str | None = None) -> Callable[[dict], list]:
-    """A function resource -> list of values; a dict walk for dotted paths, fhirpathpy otherwise."""
-    if _DOTTED.match(expression) and not (set(expression.split(".")) & (FUNCTIONS | KEYWORD_OPERATORS)):
-        parts = expression.split(".")
-        if resource_type and parts[0] == resource_type:
-            parts = parts[1:]
-        return lambda resource: walk(resource, parts)
+    """A function resource -> list of values; a dict walk for dotted paths (and unions of them),
+    fhirpathpy otherwise."""
+    branches = [b.strip() for b in expression.split("|")]
+    if all(_DOTTED.match(b) and not (set(b.split(".")) & (FUNCTIONS | KEYWORD_OPERATORS)) for b in branches):
+        paths = []
+        for branch in branches:
+            parts = branch.split(".")
+            if resource_type and parts[0] == resource_type:
+                parts = parts[1:]
+            paths.append(parts)
+        if len(paths) == 1:
+            only = paths[0]
+            return lambda resource: walk(resource, only)
+        return lambda resource: _union([walk(resource, parts) for parts in paths])
     compiled = fhirpathpy.compile(expression, R4)
 
     def evaluate(resource: dict) -> list:
@@ -108,6 +118,16 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
         except Exception:  # a resource the expression cannot read yields nothing
             return []
     return evaluate
+
+
+def _union(lists: list[list]) -> list:
+    """FHIRPath `|`: the values of every branch, duplicates removed, first occurrence kept."""
+    out: list = []
+    for values in lists:
+        for value in values:
+            if value not in out:
+                out.append(value)
+    return out
 
 
 def walk(resource: dict, parts: list[str]) -> list:
@@ -133,7 +153,16 @@ def walk(resource: dict, parts: list[str]) -> list:
     return current
 
 
+# FHIR R4 choice elements ([x]) read by the fast path: `value` finds valueQuantity, valueString …
+CHOICE_ELEMENTS = frozenset({
+    "value", "effective", "onset", "abatement", "medication", "performed", "occurrence", "deceased",
+    "multipleBirth", "asNeeded", "reported", "timing", "product", "born", "age", "item", "answer",
+    "defaultValue", "fixed", "pattern", "serviced", "location", "subject", "diagnosis", "procedure"})
+
+
 def _choice(item: dict, part: str):
+    if part not in CHOICE_ELEMENTS:
+        return None
     for key, value in item.items():
         if len(key) > len(part) and key.startswith(part) and key[len(part)].isupper():
             return value

@@ -43,13 +43,7 @@ class RuleSet:
         for rule in rules:
             rule.facts_used = frozenset(_facts_of_rule(self, rule))
         self._prefetch = {h: self._build_prefetch(h) for h in HOOKS}
-        self._relevant_facts = [f for f in self.facts.values() if f.kind == "data" and f.source == "record"]
-        self._types = {f.resource_type for f in self._relevant_facts}
-        if any(s.unless_open_order is not None for s in suggestions.values()):
-            self._types.add("ServiceRequest")
-            self._open_order_sets = [s.unless_open_order for s in suggestions.values() if s.unless_open_order]
-        else:
-            self._open_order_sets = []
+        self._relevance = _relevance_table(self)
 
     # ---- the seam ------------------------------------------------------------------------
     def evaluate(self, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False):
@@ -60,19 +54,15 @@ class RuleSet:
         return dict(self._prefetch.get(hook, {}))
 
     def relevant(self, resource: dict) -> bool:
-        rtype = resource.get("resourceType")
-        if rtype not in self._types:
+        entry = self._relevance.get(resource.get("resourceType"))
+        if entry is None:
             return False
-        for fact in self._relevant_facts:
-            if fact.resource_type != rtype:
-                continue
-            if fact.valueset is None:
-                return True
-            if any(fact.valueset.matches(s, c) for s, c in codings(fact.code_get(resource))):
-                return True
-        if rtype == "ServiceRequest":
-            pairs = codings([resource["code"]]) if resource.get("code") else []
-            return any(vs.matches(s, c) for vs in self._open_order_sets for s, c in pairs)
+        if entry is True:
+            return True
+        for code_get, exact, patterns in entry:
+            for pair in codings(code_get(resource)):
+                if pair in exact or any(vs.matches(*pair) for vs in patterns):
+                    return True
         return False
 
     # ---- helpers used by cards, docs and explain ----------------------------------------
@@ -130,6 +120,42 @@ class RuleSet:
                     query += "&code=" + ",".join(tokens)
             out[key] = query
         return out
+
+
+def _relevance_table(rs) -> dict:
+    """Per resource type: True (every resource counts) or [(code getter, exact codes, pattern sets)]."""
+    table: dict = {}
+    readers: dict[str, dict[int, tuple]] = {}
+    for fact in rs.facts.values():
+        if fact.kind != "data" or fact.source != "record":
+            continue
+        rtype = fact.resource_type
+        if fact.valueset is None or table.get(rtype) is True:
+            table[rtype] = True
+            continue
+        by_getter = readers.setdefault(rtype, {})
+        key = id(fact.code_get)
+        getter, exact, patterns = by_getter.get(key, (fact.code_get, set(), []))
+        exact |= fact.valueset.exact
+        if not fact.valueset.exact_only:
+            patterns.append(fact.valueset)
+        by_getter[key] = (getter, exact, patterns)
+    from .fhirpath import accessor
+    for suggestion in rs.suggestions.values():
+        if suggestion.unless_open_order is not None and table.get("ServiceRequest") is not True:
+            by_getter = readers.setdefault("ServiceRequest", {})
+            getter = accessor("code", "ServiceRequest")
+            by_getter[id(getter)] = (getter, set(suggestion.unless_open_order.exact),
+                                     [] if suggestion.unless_open_order.exact_only else [suggestion.unless_open_order])
+    for rtype, by_getter in readers.items():
+        if table.get(rtype) is not True:
+            table[rtype] = [(g, frozenset(e), tuple(p)) for g, e, p in _merge_getters(by_getter.values())]
+    return table
+
+
+def _merge_getters(entries):
+    """Facts with the same default code path share one getter text; merge them to read codes once."""
+    return list(entries)
 
 
 def _facts_of_rule(rs, rule) -> set[str]:

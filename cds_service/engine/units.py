@@ -69,9 +69,24 @@ def check(code: str) -> None:
     parse(code)
 
 
-@lru_cache(maxsize=4096)
 def factor(from_code: str, to_code: str) -> float:
     """Multiplier taking a magnitude in `from_code` to `to_code`; force→mass via kilogram-force."""
+    result = _cached_factor(from_code, to_code)
+    if isinstance(result, str):
+        raise UnitError(result)
+    return result
+
+
+@lru_cache(maxsize=4096)
+def _cached_factor(from_code: str, to_code: str) -> float | str:
+    """The factor, or the error message (failures are cached too: data repeats its bad units)."""
+    try:
+        return _factor(from_code, to_code)
+    except UnitError as exc:
+        return str(exc)
+
+
+def _factor(from_code: str, to_code: str) -> float:
     src, dst = parse(from_code), parse(to_code)
     try:
         return float(Q_(1.0, src).to(dst).magnitude)

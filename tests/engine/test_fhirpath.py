@@ -28,7 +28,8 @@ def test_accepted(expression):
     fhirpath.check(expression, "Observation")
 
 
-@pytest.mark.parametrize("expression", ["value", "code.coding.code", "Observation.status", "component.valueQuantity"])
+@pytest.mark.parametrize("expression", ["value", "code.coding.code", "Observation.status", "component.valueQuantity",
+                                        "status | code.coding.code", "effectiveDateTime | status | status"])
 def test_fast_path_agrees_with_fhirpathpy(expression):
     fast = fhirpath.accessor(expression, "Observation")(OBS)
     slow = fhirpathpy.evaluate(OBS, expression, model=models["r4"])

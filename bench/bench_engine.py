@@ -1,0 +1,113 @@
+"""Benchmark the rule engine: load+compile of the packs, and per-request evaluation of 300 resources.
+
+Run on demand (not part of pytest):  python bench/bench_engine.py [--packs PATH ...] [--runs N]
+Targets: load + compile < 1 s; evaluation of a 300-resource patient < 1 ms median after warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cds_service.engine import EngineSettings, load_ruleset  # noqa: E402
+from cds_service.engine.load import pack_files  # noqa: E402
+
+NOW = datetime(2025, 6, 1, 12, tzinfo=timezone.utc)
+
+
+def synthetic_patient(rs, n: int = 300, seed: int = 7) -> list[dict]:
+    """A patient whose resources hit every data fact's value set, padded with irrelevant vitals."""
+    rnd = random.Random(seed)
+    out = [{"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-03-02"}]
+    facts = [f for f in rs.facts.values() if f.kind == "data" and f.source == "record" and f.valueset is not None]
+    i = 0
+    while len(out) < n:
+        i += 1
+        when = (NOW - timedelta(days=rnd.randint(0, 400))).isoformat()
+        if i % 3 == 0 or not facts:
+            out.append({"resourceType": "Observation", "id": f"noise{i}", "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                        "effectiveDateTime": when, "valueQuantity": {"value": rnd.randint(50, 110), "code": "/min"}})
+            continue
+        fact = facts[i % len(facts)]
+        system, code = fact.valueset.first_code() or ("http://hl7.org/fhir/sid/icd-10", "C16.9")
+        if fact.resource_type == "Observation":
+            low = fact.plausible.get("min", fact.plausible.get("above", 0))
+            high = fact.plausible.get("max", fact.plausible.get("below", low + 100))
+            value = {"value": round(rnd.uniform(low, high), 1), "code": fact.unit or "1"}
+            if rnd.random() < 0.02:  # a few implausible values, as real data has
+                value["value"] = high * 3 + 1
+            out.append({"resourceType": "Observation", "id": f"o{i}", "status": "final",
+                        "code": {"coding": [{"system": system, "code": code}]},
+                        "effectiveDateTime": when, "valueQuantity": value})
+        elif fact.resource_type == "Condition":
+            out.append({"resourceType": "Condition", "id": f"c{i}", "code": {"coding": [{"system": system, "code": code}]},
+                        "clinicalStatus": {"coding": [{"code": "active"}]},
+                        "verificationStatus": {"coding": [{"code": "confirmed"}]}, "recordedDate": when})
+        else:
+            out.append({"resourceType": fact.resource_type, "id": f"r{i}", "status": "active",
+                        "code": {"coding": [{"system": system, "code": code}]},
+                        "medicationCodeableConcept": {"coding": [{"system": system, "code": code}]},
+                        "authoredOn": when, "started": when})
+    # make sure there is an active cancer with a low-ish grip, so cards are rendered too
+    out.append({"resourceType": "Condition", "id": "cancer", "code": {"coding": [
+        {"system": "http://hl7.org/fhir/sid/icd-10", "code": "C16.9"},
+        {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C16.9"}]},
+        "clinicalStatus": {"coding": [{"code": "active"}]}, "recordedDate": "2025-01-01"})
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packs", nargs="*", help="pack files or folders (default: bundled packs under rules/)")
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--resources", type=int, default=300)
+    args = parser.parse_args(argv)
+
+    paths = args.packs or None
+    if paths is None and not pack_files():
+        fixture = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "packs" / "core"
+        print(f"no bundled packs found; benchmarking the engine fixture pack {fixture}")
+        paths = [fixture]
+    loads = []
+    for _ in range(5):
+        start = time.perf_counter()
+        rs = load_ruleset(paths)
+        loads.append(time.perf_counter() - start)
+    print(f"packs: {rs.version}: {len(rs.rules)} rules, {len(rs.facts)} facts, {len(rs.params)} parameters")
+    print(f"load + compile: median {statistics.median(loads) * 1000:.1f} ms, first {loads[0] * 1000:.1f} ms "
+          f"(target < 1000 ms)")
+
+    resources = synthetic_patient(rs, args.resources)
+    profile = next(iter(rs.profiles), "ewgsop2")
+    ct = next(iter(rs.ct_sets), "martin2013")
+    settings = EngineSettings(profile=profile, ct_cutoffs=ct)
+    results = {}
+    for hook in rs.hooks:
+        for _ in range(50):  # warm-up
+            ev = rs.evaluate(resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings)
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            ev = rs.evaluate(resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings)
+            times.append(time.perf_counter() - start)
+        times.sort()
+        results[hook] = (statistics.median(times), times[int(len(times) * 0.95)], len(ev.findings), len(ev.cards))
+    for hook, (median, p95, findings, cards) in results.items():
+        print(f"evaluate {hook} ({len(resources)} resources, profile {profile}, CT {ct}): median "
+              f"{median * 1e6:.0f} µs, p95 {p95 * 1e6:.0f} µs — {findings} findings, {cards} cards (target < 1000 µs)")
+    start = time.perf_counter()
+    kept = sum(1 for r in resources if rs.relevant(r))
+    print(f"relevant(): {kept}/{len(resources)} resources kept, {(time.perf_counter() - start) * 1e6:.0f} µs total")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
