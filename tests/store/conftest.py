@@ -7,9 +7,12 @@ to point at another server (default: postgres on 127.0.0.1:5432, database ``test
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,18 +38,25 @@ def pg_database() -> Iterator[URL]:
     # no pool: the load test restarts the server, and the DROP at the end needs a live connection
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     name = f"store_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    guard = PostgresRestartGuard()
     try:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.OperationalError as exc:
         admin.dispose()
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}")
+    finally:
+        guard.release()
     try:
         yield make_url(PG_ADMIN_URL).set(database=name)
     finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        guard = PostgresRestartGuard()  # not while another session restarts the server
+        try:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            guard.release()
+            admin.dispose()
 
 
 def _pg_schema_url(base: URL) -> str:
@@ -66,11 +76,47 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+class PostgresRestartGuard:
+    """Keeps a PostgreSQL restart from landing in the middle of another test.
+
+    Every PostgreSQL test holds a shared flock on one file for its whole run; the test that
+    restarts the server turns its own lock exclusive around the restart, so it waits for the
+    tests in flight (other xdist workers, other sessions on this machine) and holds back new
+    ones until the server is up again.
+    """
+
+    PATH = Path(tempfile.gettempdir()) / "sarcopenia-cds-pg-restart.lock"
+
+    def __init__(self) -> None:
+        self._file = open(self.PATH, "a+")  # noqa: SIM115 - closed in release()
+        fcntl.flock(self._file, fcntl.LOCK_SH)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._file, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+@pytest.fixture
+def pg_restart_guard() -> Iterator[PostgresRestartGuard]:
+    guard = PostgresRestartGuard()
+    yield guard
+    guard.release()
+
+
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database: a SQLite file, or a new PostgreSQL schema."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
+    request.getfixturevalue("pg_restart_guard")
     return _pg_schema_url(request.getfixturevalue("pg_database"))
 
 
