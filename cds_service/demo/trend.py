@@ -319,7 +319,7 @@ def render_svg(chart: Chart, markers: list[Marker], start: datetime, end: dateti
             out.append(f'<line class="grid v" x1="{tx}" x2="{tx}" y1="{TOP}" y2="{H - BOTTOM}"/>'
                        f'<text class="tick" x="{tx}" y="{H - BOTTOM + 16}" text-anchor="middle">{month:%Y-%m}</text>')
         month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
-    out.append(f'<text class="unit" x="8" y="{TOP + 4}">{escape(unit)}</text>')
+    out.append(f'<text class="unit" x="{LEFT}" y="{TOP - 5}">{escape(unit)}</text>')
     for marker in markers:
         mx = x(marker.when)
         out.append(f'<line class="chemo" data-reference="{escape(marker.reference)}" x1="{mx}" x2="{mx}" y1="{TOP}" '
