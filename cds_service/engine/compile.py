@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from . import expressions, fhirpath, units
@@ -64,6 +65,7 @@ class Compiler:
         self.ct_sets: set[str] = set()
         self.findings_made: set[str] = set()
         self.conditions_raw: dict[str, Definition] = {}
+        self.where_cache: dict[tuple, object] = {}
 
     def error(self, src, path, code, message, value=True):
         self.out.add(src, path, code, message, value)
@@ -248,6 +250,9 @@ class Compiler:
             self.error(src, path, REFERENCE_ERROR, f"fact of type {fact.type} needs 'value'", value=False)
         date_paths = [data["date"]] if "date" in data else DEFAULT_DATE_PATHS.get(rtype, ())
         fact.date_gets = [self.fhirpath(p, rtype, src, path + ("date",)) for p in date_paths]
+        fact.reader_key = (rtype, fact.source, data.get("codes"), data.get("code_path"),
+                           json.dumps(data.get("where"), sort_keys=True), value, tuple(date_paths),
+                           fact.type, fact.unit)
         for key in ("within_days", "days_ago", "tolerance_days"):
             if key in data:
                 value = data[key]
@@ -264,6 +269,12 @@ class Compiler:
             self.error(src, path + ("select",), REFERENCE_ERROR, f"select: {fact.select} needs a quantity fact")
 
     def _where(self, flt, rtype, src, path):
+        key = (json.dumps(flt, sort_keys=True), rtype)
+        if key not in self.where_cache:
+            self.where_cache[key] = self._compile_where(flt, rtype, src, path)
+        return self.where_cache[key]
+
+    def _compile_where(self, flt, rtype, src, path):
         if "fhirpath" in flt:
             get = self.fhirpath(flt["fhirpath"], rtype, src, path + ("fhirpath",))
             return lambda r: any(v is True for v in get(r))

@@ -68,7 +68,8 @@ def evaluate(rs, resources, *, hook, context, orders=(), now, settings, suppress
         if result is True and rule.finding not in made:
             for name in rule.evidence:
                 run._note_fact(name)
-            finding = Finding(rule.finding, rs.display(rule.finding, settings.locale), rule.id, run.evidence)
+            finding = Finding(rule.finding, rs.display(rule.finding, settings.locale), rule.id,
+                              run.materialize(run.evidence))
             made[rule.finding] = (finding, rule)
         if run.trace is not None:
             run.trace.append({"rule": rule.id, "finding": rule.finding, "result": result})

@@ -61,10 +61,13 @@ class Run:
         self.by_type: dict[tuple[str, str], list] = {}
         self.code_index: dict[tuple[str, str], dict] = {}
         self.pattern_hits: dict[tuple, list] = {}
+        self.readers: dict[tuple, list] = {}
+        self.dates: dict[tuple, datetime | None] = {}
+        self.where_memo: dict[tuple, bool] = {}
         self.data_quality: list[dict] = []
         self.excluded: set[str] = set()
         self.findings: dict[str, object] = {}
-        self.evidence: list[dict] | None = None
+        self.evidence: list | None = None  # notes of the rule being evaluated
         self.rule_id: str | None = None
 
     # ---- indexing ------------------------------------------------------------------------
@@ -122,18 +125,32 @@ class Run:
         return result
 
     def _read(self, fact) -> FactValue | None:
+        items = self.readers.get(fact.reader_key)
+        if items is None:
+            items = self.readers[fact.reader_key] = self._items(fact)
+        items = self._window(fact, items)
+        items = self._plausible(fact, items)
+        return self._select(fact, items)
+
+    def _items(self, fact) -> list[Item]:
+        """Every value the fact's resources hold, before window, plausibility and selection."""
         items = []
         rtype = fact.resource_type
         for resource in self.candidates(fact):
-            if fact.where and not all(test(resource) for test in fact.where):
+            if fact.where and not self._passes(fact.where, resource):
                 continue
-            when = None
-            for get in fact.date_gets:
-                found = get(resource)
-                if found:
-                    when = as_datetime(found[0])
-                    if when is not None:
-                        break
+            date_key = (fact.reader_key[6], id(resource))
+            if date_key in self.dates:
+                when = self.dates[date_key]
+            else:
+                when = None
+                for get in fact.date_gets:
+                    found = get(resource)
+                    if found:
+                        when = as_datetime(found[0])
+                        if when is not None:
+                            break
+                self.dates[date_key] = when
             reference = f"{rtype}/{resource.get('id')}" if resource.get("id") else rtype
             if fact.value_get is None:
                 items.append(Item(reference, when, reference))
@@ -142,9 +159,19 @@ class Run:
                 item = self._item(fact, raw, when, reference)
                 if item is not None:
                     items.append(item)
-        items = self._window(fact, items)
-        items = self._plausible(fact, items)
-        return self._select(fact, items)
+        return items
+
+    def _passes(self, tests, resource) -> bool:
+        """All `where` filters hold; each (filter, resource) is tested once per request."""
+        memo = self.where_memo
+        for test in tests:
+            key = (id(test), id(resource))
+            result = memo.get(key)
+            if result is None:
+                result = memo[key] = bool(test(resource))
+            if not result:
+                return False
+        return True
 
     def _item(self, fact, raw, when, reference) -> Item | None:
         kind = fact.type
@@ -178,7 +205,7 @@ class Run:
     def _window(self, fact, items):
         within = self.days(fact.within)
         if within is None:
-            return items
+            return list(items)
         now = self.now
         return [i for i in items if i.date is not None and 0 <= (now - i.date).total_seconds() / DAY <= within]
 
@@ -291,8 +318,6 @@ class Run:
             return None
         for band in spec["bands"]:
             if "below" not in band or by.item.value < band["below"]:
-                if self.evidence is not None:
-                    self._note_fact(spec["by"])
                 return band["value"]
         return None
 
@@ -349,6 +374,9 @@ class Run:
             if kind == "param":
                 p = self.param(other)
                 right = None if p is None else p.value * k
+                if self.evidence is not None:
+                    for band_fact in self.rs.params[other].band_facts:
+                        self._note_fact(band_fact)
                 if p is not None:
                     threshold = {"parameter": other, "comparison": f"{symbol} {_num(p.value)}",
                                  "value": p.value, "unit": p.unit}
@@ -376,6 +404,19 @@ class Run:
         return result
 
     def _note_fact(self, name):
+        """Remember that the current rule used `name`; entries are built only if the rule fires."""
+        self.evidence.append(name)
+
+    def materialize(self, notes) -> list[dict]:
+        """Evidence entries for the notes a rule left (fact names and threshold/finding dicts)."""
+        out: list[dict] = []
+        for note in notes:
+            entry = self.fact_entry(note) if isinstance(note, str) else note
+            if entry not in out:
+                out.append(entry)
+        return out
+
+    def fact_entry(self, name) -> dict:
         fv = self.fact(name)
         fact = self.rs.facts[name]
         entry = {"fact": name}
@@ -401,11 +442,10 @@ class Run:
                 entry["resource"] = item.reference
             if item.raw_unit and item.raw_unit != fact.unit and fact.kind == "data":
                 entry["original"] = {"value": item.raw_value, "unit": item.raw_unit}
-        self._note(entry)
+        return entry
 
     def _note(self, entry):
-        if entry not in self.evidence:
-            self.evidence.append(entry)
+        self.evidence.append(entry)
 
 
 def _latest(items):

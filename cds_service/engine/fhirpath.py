@@ -15,6 +15,7 @@ FUNCTIONS = frozenset(k for k in base_invocation_registry if re.fullmatch(r"[A-Z
 KEYWORD_OPERATORS = {"and", "or", "xor", "implies", "is", "as", "in", "contains", "div", "mod"}
 CALENDAR_UNITS = {f"{u}{s}" for u in ("year", "month", "week", "day", "hour", "minute", "second",
                                       "millisecond") for s in ("", "s")}
+_EQUALS = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*=\s*'([^'\\]*)'\s*$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -110,6 +111,12 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
             only = paths[0]
             return lambda resource: walk(resource, only)
         return lambda resource: _union([walk(resource, parts) for parts in paths])
+    match = _EQUALS.match(expression)
+    if match and not (set(match.group(1).split(".")) & (FUNCTIONS | KEYWORD_OPERATORS)):
+        parts, literal = match.group(1).split("."), match.group(2)
+        if resource_type and parts[0] == resource_type:
+            parts = parts[1:]
+        return lambda resource: _equals(walk(resource, parts), literal)
     compiled = fhirpathpy.compile(expression, R4)
 
     def evaluate(resource: dict) -> list:
@@ -118,6 +125,15 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
         except Exception:  # a resource the expression cannot read yields nothing
             return []
     return evaluate
+
+
+def _equals(values: list, literal: str) -> list:
+    """FHIRPath `path = 'text'` on a singleton: [] if empty, else [True] or [False]."""
+    if not values:
+        return []
+    if len(values) > 1:
+        return [False]
+    return [values[0] == literal]
 
 
 def _union(lists: list[list]) -> list:
@@ -163,6 +179,8 @@ CHOICE_ELEMENTS = frozenset({
 def _choice(item: dict, part: str):
     if part not in CHOICE_ELEMENTS:
         return None
+    if part == "value" and "valueQuantity" in item:
+        return item["valueQuantity"]
     for key, value in item.items():
         if len(key) > len(part) and key.startswith(part) and key[len(part)].isupper():
             return value

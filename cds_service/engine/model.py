@@ -38,6 +38,7 @@ class Fact:
     derive_text: str | None = None
     deps: tuple[str, ...] = ()
     location: tuple = ()
+    reader_key: tuple = ()  # facts with equal keys read the same items (shared per request)
 
 
 @dataclass

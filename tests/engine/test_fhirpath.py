@@ -36,6 +36,15 @@ def test_fast_path_agrees_with_fhirpathpy(expression):
     assert fast == slow
 
 
+@pytest.mark.parametrize("expression", ["status = 'final'", "status = 'draft'", "method.text = 'DXA'",
+                                        "code.coding.code = '1'"])
+def test_equality_fast_path_agrees_with_fhirpathpy(expression):
+    for resource in (OBS, dict(OBS, method={"text": "DXA"}), {"resourceType": "Observation"}):
+        fast = fhirpath.accessor(expression, "Observation")(resource)
+        slow = fhirpathpy.evaluate(resource, expression, model=models["r4"])
+        assert fast == slow, (expression, resource)
+
+
 def test_non_dotted_expression_uses_fhirpathpy():
     get = fhirpath.accessor("component.where(code.text = 'a').valueQuantity.value", "Observation")
     assert get(OBS) == [4]
