@@ -46,12 +46,14 @@ class Evaluation:
     data_quality: list[dict]
     trace: list[dict] | None = None
     suppressed: list[str] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)  # rules skipped because they raised: {rule, error}
 
 
 def evaluate(rs, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False) -> Evaluation:
     """Pure function of its arguments: no I/O, no globals; the rule set is read-only."""
     run = Run(rs, resources, list(orders), hook, context or {}, now, settings, trace)
     made: dict[str, tuple[Finding, object]] = {}
+    errors: list[dict] = []
     run.findings = made
     for rule in rs.rules_by_hook.get(hook, ()):
         if rule.profiles is not None and settings.profile not in rule.profiles:
@@ -64,7 +66,11 @@ def evaluate(rs, resources, *, hook, context, orders=(), now, settings, suppress
             continue
         run.rule_id = rule.id
         run.evidence = []
-        result = rule.when(run)
+        try:
+            result = rule.when(run)
+        except Exception as exc:  # a rule failing on odd data is skipped, never the whole request
+            errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
+            result = None
         if result is True and rule.finding not in made:
             for name in rule.evidence:
                 run._note_fact(name)
@@ -78,7 +84,7 @@ def evaluate(rs, resources, *, hook, context, orders=(), now, settings, suppress
     cards, sent = compose(rs, run, made, suppress)
     hidden = sorted(c for c in made if suppress and c in suppress.findings)
     findings = [f for f, _ in made.values()]
-    return Evaluation(findings, cards, sent, run.data_quality, run.trace, hidden)
+    return Evaluation(findings, cards, sent, run.data_quality, run.trace, hidden, errors)
 
 
 def _skip(run, rule, why):

@@ -114,3 +114,31 @@ def test_evaluation_is_deterministic_apart_from_uuids():
     strip = lambda cards: [{k: v for k, v in c.items() if k not in ("uuid", "suggestions")} for c in cards]
     assert strip(a.cards) == strip(b.cards)
     assert SETTINGS.profile == "prof-a"
+
+
+def test_odd_data_does_not_break_evaluation():
+    from .helpers import core, NOW
+    odd = [
+        {"resourceType": "Observation", "id": "x1", "status": "final",
+         "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+         "effectiveDateTime": "not a date", "valueQuantity": {"value": "heavy", "code": "kg"}},
+        {"resourceType": "Observation", "id": "x2", "code": "not a concept", "valueQuantity": None},
+        {"resourceType": "Condition", "id": "x3", "code": {"coding": [None, {"code": "C16.9"}]}},
+        {"resourceType": "Patient", "id": "p1", "gender": 3, "birthDate": "19xx"},
+        {"no": "resourceType"},
+    ]
+    ev = core().evaluate(odd, hook="patient-view", context={"patientId": "p1"}, now=NOW, settings=SETTINGS)
+    assert ev.findings == [] and ev.errors == []
+
+
+def test_a_rule_that_raises_is_skipped_and_reported():
+    from .helpers import core, NOW
+    rs = core()
+    rule = rs.rules_by_hook["patient-view"][0]
+    original = rule.when
+    rule.when = lambda run: 1 / 0
+    try:
+        ev = rs.evaluate([], hook="patient-view", context={}, now=NOW, settings=SETTINGS)
+    finally:
+        rule.when = original
+    assert ev.errors == [{"rule": rule.id, "error": "ZeroDivisionError: division by zero"}]
