@@ -186,6 +186,8 @@ def _detail(rs, run, members, locale) -> str:
     for finding, _ in members:
         for entry in finding.evidence:
             if "parameter" in entry:
+                if "result" not in entry:  # the value it would apply to is missing
+                    continue
                 label = _fact_label(rs, entry["fact"], locale)
                 cite = entry.get("source") and rs.short_citation(entry["source"])
                 line = f"{label} {entry['comparison']} {_unit(entry['unit'])}".rstrip()

@@ -355,7 +355,7 @@ class Run:
         if self.evidence is not None:
             if fact_name is not None:
                 self._note_fact(fact_name)
-            if "finding" in extra:
+            if "finding" in extra and extra["finding"] in self.findings:
                 self._note({"finding": extra["finding"]})
             if "implausible" in extra:
                 names = extra["implausible"]
