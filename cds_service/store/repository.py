@@ -361,8 +361,10 @@ class Store:
 
         ``findings``: finding codes (primary and listed) of this patient's cards overridden
         with a reason, while ``now < outcomeTimestamp + period``; the period is
-        ``override_days[reason code]``, else ``default_override_days``. An override without a
-        reason suppresses nothing.
+        ``override_days[reason code]``, else ``default_override_days`` (also for a reason
+        Coding with a display but no code). An override without a reason Coding (none, or only
+        a userComment) suppresses nothing. Periods come from the arguments, so a changed
+        configuration applies to feedback already stored.
 
         ``suggestions``: keys of this patient's suggestions accepted while
         ``now < outcomeTimestamp + accepted_referral_days``.
