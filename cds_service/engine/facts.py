@@ -110,7 +110,7 @@ class Run:
         if index is None:
             index = self.code_index[key] = {}
             for i, resource in enumerate(self.of_type(source, rtype)):
-                for pair in codings(code_get(resource)):
+                for pair in _codings_fast(code_get, resource):
                     index.setdefault(pair, []).append(i)
         return index
 
@@ -446,6 +446,25 @@ class Run:
 
     def _note(self, entry):
         self.evidence.append(entry)
+
+
+def _codings_fast(code_get, resource):
+    """(system, code) pairs at a fact's code path; a direct read for one-element paths such as `code`."""
+    key = getattr(code_get, "single_key", None)
+    if key is None:
+        return codings(code_get(resource))
+    value = resource.get(key)
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        out = []
+        for coding in value.get("coding") or ():
+            if isinstance(coding, dict) and "code" in coding:
+                out.append((coding.get("system"), str(coding["code"])))
+        if not out and "code" in value:
+            out.append((value.get("system"), str(value["code"])))
+        return out
+    return codings(value if isinstance(value, list) else [value])
 
 
 def _latest(items):

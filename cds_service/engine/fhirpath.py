@@ -109,8 +109,16 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
             paths.append(parts)
         if len(paths) == 1:
             only = paths[0]
-            return lambda resource: walk(resource, only)
+
+            def get(resource):
+                return walk(resource, only)
+            if len(only) == 1 and only[0] not in CHOICE_ELEMENTS:
+                get.single_key = only[0]  # callers may read resource[key] directly
+            return get
         return lambda resource: _union([walk(resource, parts) for parts in paths])
+    simple = _simple_boolean(expression, resource_type)
+    if simple is not None:
+        return simple
     match = _EQUALS.match(expression)
     if match and not (set(match.group(1).split(".")) & (FUNCTIONS | KEYWORD_OPERATORS)):
         parts, literal = match.group(1).split("."), match.group(2)
@@ -127,7 +135,58 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
     return evaluate
 
 
-def _equals(values: list, literal: str) -> list:
+_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+                   r"(?:\.(exists|empty)\(\)(\.not\(\))?|\s*=\s*(?:'([^'\\]*)'|(true|false)))$")
+
+
+def _simple_boolean(expression: str, resource_type: str | None):
+    """Fast path for `a or b` / `a and b` over atoms `path.exists()`, `path.empty()`, `….not()`,
+    `path = 'text'`, `path = true|false` (no parentheses); None when the expression is not of that form."""
+    text = expression.strip()
+    if "(" in text.replace("exists()", "").replace("empty()", "").replace("not()", ""):
+        return None
+    for joiner in (" or ", " and "):
+        if joiner in text:
+            if (" and " if joiner == " or " else " or ") in text:
+                return None
+            atoms = [_atom(a.strip(), resource_type) for a in text.split(joiner)]
+            if any(a is None for a in atoms):
+                return None
+            combine = _or if joiner == " or " else _and
+            return lambda resource: combine([atom(resource) for atom in atoms])
+    atom = _atom(text, resource_type)
+    return atom if atom is not None and (" " in text or "()" in text) else None
+
+
+def _atom(text: str, resource_type: str | None):
+    match = _ATOM.match(text)
+    if not match or set(match.group(1).split(".")) & (FUNCTIONS | KEYWORD_OPERATORS):
+        return None
+    parts = match.group(1).split(".")
+    if resource_type and parts[0] == resource_type:
+        parts = parts[1:]
+    function, negate, literal, boolean = match.group(2), match.group(3), match.group(4), match.group(5)
+    if function:
+        want_values = function == "exists"
+        flip = bool(negate)
+        return lambda r: [(bool(walk(r, parts)) == want_values) != flip]
+    expected = literal if literal is not None else (boolean == "true")
+    return lambda r: _equals(walk(r, parts), expected)
+
+
+def _or(results: list[list]) -> list:
+    if any(r == [True] for r in results):
+        return [True]
+    return [False] if all(r == [False] for r in results) else []
+
+
+def _and(results: list[list]) -> list:
+    if any(r == [False] for r in results):
+        return [False]
+    return [True] if all(r == [True] for r in results) else []
+
+
+def _equals(values: list, literal) -> list:
     """FHIRPath `path = 'text'` on a singleton: [] if empty, else [True] or [False]."""
     if not values:
         return []

@@ -45,6 +45,19 @@ def test_equality_fast_path_agrees_with_fhirpathpy(expression):
         assert fast == slow, (expression, resource)
 
 
+@pytest.mark.parametrize("expression", [
+    "valueBoolean.exists().not() or valueBoolean = true", "method.empty()", "method.exists()",
+    "status = 'final' and method.text = 'DXA'", "status = 'draft' or method.exists()", "valueBoolean = false",
+])
+def test_boolean_fast_path_agrees_with_fhirpathpy(expression):
+    resources = (OBS, dict(OBS, method={"text": "DXA"}), {"resourceType": "Observation", "valueBoolean": True},
+                 {"resourceType": "Observation", "valueBoolean": False}, {"resourceType": "Observation"})
+    for resource in resources:
+        fast = fhirpath.accessor(expression, "Observation")(resource)
+        slow = fhirpathpy.evaluate(resource, expression, model=models["r4"])
+        assert fast == slow, (expression, resource, fast, slow)
+
+
 def test_non_dotted_expression_uses_fhirpathpy():
     get = fhirpath.accessor("component.where(code.text = 'a').valueQuantity.value", "Observation")
     assert get(OBS) == [4]
