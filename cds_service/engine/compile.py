@@ -77,7 +77,7 @@ class Compiler:
             pid = meta["id"]
             known = self.packs.get(pid)
             if known is None:
-                self.packs[pid] = dict(meta, locales=meta.get("locales", ["en"]), files=[src.file])
+                self.packs[pid] = dict(meta, files=[src.file])
             else:
                 known["files"].append(src.file)
                 if known["version"] != meta["version"]:
@@ -86,6 +86,9 @@ class Compiler:
                 for key in ("title", "description", "locales"):
                     if key in meta and key not in known:
                         known[key] = meta[key]
+                    elif key == "locales" and key in meta and sorted(meta[key]) != sorted(known[key]):
+                        self.error(src, ("pack", "locales"), DUPLICATE_ERROR,
+                                   f"pack {pid!r} declares locales {known[key]} in another file")
             for section in OVERRIDABLE + UNIQUE:
                 for name, data in (src.data.get(section) or {}).items():
                     self._define(section, name, data, src, pid)
@@ -126,6 +129,9 @@ class Compiler:
                 seen[d.name] = d
 
     # ---- parts ---------------------------------------------------------------------------
+    def locales(self, pid: str) -> list[str]:
+        return self.packs[pid].get("locales") or ["en"]
+
     def system(self, alias: str) -> str:
         d = self.defs["code_systems"].get(alias)
         return d.data if d else alias

@@ -23,7 +23,7 @@ ASSUMED_MAGNITUDE = 9_999_999
 def check_texts(c) -> None:
     """Every text map has exactly the locales its pack declares."""
     for src in c.sources:
-        locales = c.packs[src.data["pack"]["id"]]["locales"]
+        locales = c.locales(src.data["pack"]["id"])
         for path, text in _texts(src.data, ()):
             missing = [loc for loc in locales if loc not in text]
             if missing:

@@ -152,3 +152,32 @@ def test_bundled_packs_load_if_present():
         pytest.skip("no bundled packs yet")
     rs = load_ruleset()
     assert rs.rules and str(BUNDLED)
+
+
+def test_multi_file_pack_shares_names_and_metadata(tmp_path):
+    (tmp_path / "a.yaml").write_text("""
+pack: {id: split, version: 1.0.0}
+references: {r: {citation: "Author A. A fixture reference for split packs. J Test 2020;1:1-2."}}
+code_systems: {loinc: http://loinc.org}
+value_sets: {grip-strength: [{system: loinc, code: 83174-3}]}
+facts:
+  grip: {from: Observation, codes: grip-strength, unit: kg, plausible: {above: 0, max: 150}}
+""")
+    (tmp_path / "b.yaml").write_text("""
+pack: {id: split, version: 1.0.0, locales: [en, zh-CN]}
+parameters: {grip_low: {unit: kg, value: 20, source: r}}
+rules:
+  - id: low
+    finding: probable-sarcopenia
+    hooks: [patient-view]
+    when: {fact: grip, lt: grip_low}
+    card: {indicator: info, summary: {en: "Grip {{grip}}"}, source: {label: {en: x, zh-CN: x}}}
+""")
+    with pytest.raises(PackErrors) as info:
+        load_ruleset([tmp_path])
+    # b.yaml's pack declares zh-CN, so the English-only summary is reported, in b.yaml
+    assert [(Path(e.file).name, e.code) for e in info.value.errors] == [("b.yaml", "rule_template_error")]
+    (tmp_path / "b.yaml").write_text((tmp_path / "b.yaml").read_text().replace(
+        'summary: {en: "Grip {{grip}}"}', 'summary: {en: "Grip {{grip}}", zh-CN: "握力 {{grip}}"}'))
+    rs = load_ruleset([tmp_path])
+    assert rs.version == "split@1.0.0" and [r.id for r in rs.rules] == ["low"]
