@@ -26,15 +26,26 @@ def synthetic_patient(rs, n: int = 300, seed: int = 7) -> list[dict]:
     """A patient whose resources hit every data fact's value set, padded with irrelevant vitals."""
     rnd = random.Random(seed)
     out = [{"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-03-02"}]
-    facts = [f for f in rs.facts.values() if f.kind == "data" and f.source == "record" and f.valueset is not None]
+    facts = [
+        f
+        for f in rs.facts.values()
+        if f.kind == "data" and f.source == "record" and f.valueset is not None
+    ]
     i = 0
     while len(out) < n:
         i += 1
         when = (NOW - timedelta(days=rnd.randint(0, 400))).isoformat()
         if i % 3 == 0 or not facts:
-            out.append({"resourceType": "Observation", "id": f"noise{i}", "status": "final",
-                        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-                        "effectiveDateTime": when, "valueQuantity": {"value": rnd.randint(50, 110), "code": "/min"}})
+            out.append(
+                {
+                    "resourceType": "Observation",
+                    "id": f"noise{i}",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                    "effectiveDateTime": when,
+                    "valueQuantity": {"value": rnd.randint(50, 110), "code": "/min"},
+                }
+            )
             continue
         fact = facts[i % len(facts)]
         system, code = fact.valueset.first_code() or ("http://hl7.org/fhir/sid/icd-10", "C16.9")
@@ -44,29 +55,62 @@ def synthetic_patient(rs, n: int = 300, seed: int = 7) -> list[dict]:
             value = {"value": round(rnd.uniform(low, high), 1), "code": fact.unit or "1"}
             if rnd.random() < 0.02:  # a few implausible values, as real data has
                 value["value"] = high * 3 + 1
-            out.append({"resourceType": "Observation", "id": f"o{i}", "status": "final",
-                        "code": {"coding": [{"system": system, "code": code}]},
-                        "effectiveDateTime": when, "valueQuantity": value})
+            out.append(
+                {
+                    "resourceType": "Observation",
+                    "id": f"o{i}",
+                    "status": "final",
+                    "code": {"coding": [{"system": system, "code": code}]},
+                    "effectiveDateTime": when,
+                    "valueQuantity": value,
+                }
+            )
         elif fact.resource_type == "Condition":
-            out.append({"resourceType": "Condition", "id": f"c{i}", "code": {"coding": [{"system": system, "code": code}]},
-                        "clinicalStatus": {"coding": [{"code": "active"}]},
-                        "verificationStatus": {"coding": [{"code": "confirmed"}]}, "recordedDate": when})
+            out.append(
+                {
+                    "resourceType": "Condition",
+                    "id": f"c{i}",
+                    "code": {"coding": [{"system": system, "code": code}]},
+                    "clinicalStatus": {"coding": [{"code": "active"}]},
+                    "verificationStatus": {"coding": [{"code": "confirmed"}]},
+                    "recordedDate": when,
+                }
+            )
         else:
-            out.append({"resourceType": fact.resource_type, "id": f"r{i}", "status": "active",
-                        "code": {"coding": [{"system": system, "code": code}]},
-                        "medicationCodeableConcept": {"coding": [{"system": system, "code": code}]},
-                        "authoredOn": when, "started": when})
+            out.append(
+                {
+                    "resourceType": fact.resource_type,
+                    "id": f"r{i}",
+                    "status": "active",
+                    "code": {"coding": [{"system": system, "code": code}]},
+                    "medicationCodeableConcept": {"coding": [{"system": system, "code": code}]},
+                    "authoredOn": when,
+                    "started": when,
+                }
+            )
     # make sure there is an active cancer with a low-ish grip, so cards are rendered too
-    out.append({"resourceType": "Condition", "id": "cancer", "code": {"coding": [
-        {"system": "http://hl7.org/fhir/sid/icd-10", "code": "C16.9"},
-        {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C16.9"}]},
-        "clinicalStatus": {"coding": [{"code": "active"}]}, "recordedDate": "2025-01-01"})
+    out.append(
+        {
+            "resourceType": "Condition",
+            "id": "cancer",
+            "code": {
+                "coding": [
+                    {"system": "http://hl7.org/fhir/sid/icd-10", "code": "C16.9"},
+                    {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C16.9"},
+                ]
+            },
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "recordedDate": "2025-01-01",
+        }
+    )
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packs", nargs="*", help="pack files or folders (default: bundled packs under rules/)")
+    parser.add_argument(
+        "--packs", nargs="*", help="pack files or folders (default: bundled packs under rules/)"
+    )
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--resources", type=int, default=300)
     args = parser.parse_args(argv)
@@ -81,9 +125,13 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         rs = load_ruleset(paths)
         loads.append(time.perf_counter() - start)
-    print(f"packs: {rs.version}: {len(rs.rules)} rules, {len(rs.facts)} facts, {len(rs.params)} parameters")
-    print(f"load + compile: median {statistics.median(loads) * 1000:.1f} ms, first {loads[0] * 1000:.1f} ms "
-          f"(target < 1000 ms)")
+    print(
+        f"packs: {rs.version}: {len(rs.rules)} rules, {len(rs.facts)} facts, {len(rs.params)} parameters"
+    )
+    print(
+        f"load + compile: median {statistics.median(loads) * 1000:.1f} ms, first {loads[0] * 1000:.1f} ms "
+        f"(target < 1000 ms)"
+    )
 
     resources = synthetic_patient(rs, args.resources)
     profile = next(iter(rs.profiles), "ewgsop2")
@@ -92,20 +140,33 @@ def main(argv=None) -> int:
     results = {}
     for hook in rs.hooks:
         for _ in range(50):  # warm-up
-            ev = rs.evaluate(resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings)
+            ev = rs.evaluate(
+                resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings
+            )
         times = []
         for _ in range(args.runs):
             start = time.perf_counter()
-            ev = rs.evaluate(resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings)
+            ev = rs.evaluate(
+                resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings
+            )
             times.append(time.perf_counter() - start)
         times.sort()
-        results[hook] = (statistics.median(times), times[int(len(times) * 0.95)], len(ev.findings), len(ev.cards))
+        results[hook] = (
+            statistics.median(times),
+            times[int(len(times) * 0.95)],
+            len(ev.findings),
+            len(ev.cards),
+        )
     for hook, (median, p95, findings, cards) in results.items():
-        print(f"evaluate {hook} ({len(resources)} resources, profile {profile}, CT {ct}): median "
-              f"{median * 1e6:.0f} µs, p95 {p95 * 1e6:.0f} µs — {findings} findings, {cards} cards (target < 1000 µs)")
+        print(
+            f"evaluate {hook} ({len(resources)} resources, profile {profile}, CT {ct}): median "
+            f"{median * 1e6:.0f} µs, p95 {p95 * 1e6:.0f} µs — {findings} findings, {cards} cards (target < 1000 µs)"
+        )
     start = time.perf_counter()
     kept = sum(1 for r in resources if rs.relevant(r))
-    print(f"relevant(): {kept}/{len(resources)} resources kept, {(time.perf_counter() - start) * 1e6:.0f} µs total")
+    print(
+        f"relevant(): {kept}/{len(resources)} resources kept, {(time.perf_counter() - start) * 1e6:.0f} µs total"
+    )
     return 0
 
 

@@ -18,13 +18,22 @@ def add_rules_commands(subparsers) -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check rule packs; print every diagnostic")
     validate.add_argument("paths", nargs="*", help="pack files or folders (default: bundled packs)")
     test = sub.add_parser("test", help="run the packs' YAML test cases")
-    test.add_argument("paths", nargs="*", help="pack folders or test files (default: bundled packs)")
+    test.add_argument(
+        "paths", nargs="*", help="pack folders or test files (default: bundled packs)"
+    )
     test.add_argument("--packs", nargs="*", help="pack files to load instead of the bundled packs")
     explain = sub.add_parser("explain", help="evaluate a bundle and print a readable trace")
-    explain.add_argument("--hook", required=True, choices=["patient-view", "order-select", "order-sign"])
-    explain.add_argument("--bundle", required=True, help="FHIR Bundle JSON, a list of resources, or "
-                                                         "{resources, orders, context}")
-    explain.add_argument("--packs", nargs="*", help="pack files or folders (default: bundled packs)")
+    explain.add_argument(
+        "--hook", required=True, choices=["patient-view", "order-select", "order-sign"]
+    )
+    explain.add_argument(
+        "--bundle",
+        required=True,
+        help="FHIR Bundle JSON, a list of resources, or {resources, orders, context}",
+    )
+    explain.add_argument(
+        "--packs", nargs="*", help="pack files or folders (default: bundled packs)"
+    )
     explain.add_argument("--profile", default="ewgsop2")
     explain.add_argument("--ct-cutoffs", default=None)
     explain.add_argument("--locale", default="en")
@@ -40,12 +49,15 @@ def add_rules_commands(subparsers) -> argparse.ArgumentParser:
 def run_rules(args, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    handler = {"validate": _validate, "test": _test, "explain": _explain, "docs": _docs}[args.rules_command]
+    handler = {"validate": _validate, "test": _test, "explain": _explain, "docs": _docs}[
+        args.rules_command
+    ]
     return handler(args, out, err)
 
 
 def _load(paths, err):
     from cds_service.engine import PackErrors, load_ruleset
+
     try:
         return load_ruleset(paths or None)
     except PackErrors as exc:
@@ -59,15 +71,19 @@ def _validate(args, out, err) -> int:
     ruleset = _load(args.paths, err)
     if ruleset is None:
         return EXIT_ERRORS
-    print(f"ok: {ruleset.version} — {len(ruleset.rules)} rules, {len(ruleset.facts)} facts, "
-          f"{len(ruleset.params)} parameters, hooks {', '.join(ruleset.hooks)}", file=out)
+    print(
+        f"ok: {ruleset.version} — {len(ruleset.rules)} rules, {len(ruleset.facts)} facts, "
+        f"{len(ruleset.params)} parameters, hooks {', '.join(ruleset.hooks)}",
+        file=out,
+    )
     return EXIT_OK
 
 
 def _test(args, out, err) -> int:
     from cds_service.engine.pytest_plugin import pack_root_of
-    from cds_service.engine.testcases import CaseError, read_cases, run_case, test_files
-    files = test_files(args.paths)
+    from cds_service.engine.testcases import CaseError, case_files, read_cases, run_case
+
+    files = case_files(args.paths)
     if not files:
         print("no test files found (expected <pack>/tests/*.yaml)", file=err)
         return EXIT_ERRORS
@@ -79,6 +95,7 @@ def _test(args, out, err) -> int:
         else:
             root = pack_root_of(path)
             from cds_service.engine.load import BUNDLED
+
             key = None if str(root.resolve()).startswith(str(BUNDLED.resolve())) else (str(root),)
         if key not in cache:
             cache[key] = _load(list(key) if key else None, err)
@@ -110,6 +127,7 @@ def _test(args, out, err) -> int:
 def _explain(args, out, err) -> int:
     from cds_service.engine import EngineSettings
     from cds_service.engine.explain import bundle_resources, explain_text
+
     ruleset = _load(args.packs, err)
     if ruleset is None:
         return EXIT_ERRORS
@@ -123,17 +141,37 @@ def _explain(args, out, err) -> int:
         patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
         if patient and patient.get("id"):
             context["patientId"] = patient["id"]
-    now = datetime.now(timezone.utc) if not args.now else datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+    now = (
+        datetime.now(timezone.utc)
+        if not args.now
+        else datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+    )
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
     ct = args.ct_cutoffs or ("zhuang2016" if args.profile == "awgs2019" else "martin2013")
     settings = EngineSettings(profile=args.profile, ct_cutoffs=ct, locale=args.locale)
-    evaluation = ruleset.evaluate(resources, hook=args.hook, context=context, orders=orders, now=now,
-                                  settings=settings, trace=True)
+    evaluation = ruleset.evaluate(
+        resources,
+        hook=args.hook,
+        context=context,
+        orders=orders,
+        now=now,
+        settings=settings,
+        trace=True,
+    )
     if args.json:
-        json.dump({"findings": [f.__dict__ for f in evaluation.findings], "cards": evaluation.cards,
-                   "data_quality": evaluation.data_quality, "trace": evaluation.trace}, out,
-                  indent=2, ensure_ascii=False, default=str)
+        json.dump(
+            {
+                "findings": [f.__dict__ for f in evaluation.findings],
+                "cards": evaluation.cards,
+                "data_quality": evaluation.data_quality,
+                "trace": evaluation.trace,
+            },
+            out,
+            indent=2,
+            ensure_ascii=False,
+            default=str,
+        )
         out.write("\n")
     else:
         out.write(explain_text(ruleset, evaluation, args.hook, settings))
@@ -142,6 +180,7 @@ def _explain(args, out, err) -> int:
 
 def _docs(args, out, err) -> int:
     from cds_service.engine.docs import rules_markdown
+
     ruleset = _load(args.packs, err)
     if ruleset is None:
         return EXIT_ERRORS

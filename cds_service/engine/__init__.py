@@ -11,6 +11,14 @@ from .load import load_ruleset
 from .ruleset import RuleSet
 
 __all__ = [
-    "CODES", "EngineSettings", "Evaluation", "Finding", "PackError", "PackErrors", "RuleSet",
-    "RuleSetHolder", "Suppression", "load_ruleset",
+    "CODES",
+    "EngineSettings",
+    "Evaluation",
+    "Finding",
+    "PackError",
+    "PackErrors",
+    "RuleSet",
+    "RuleSetHolder",
+    "Suppression",
+    "load_ruleset",
 ]

@@ -11,12 +11,28 @@ from .valuesets import codings
 
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
 CHROME = {
-    "en": {"measurement": "Measurement", "value": "Value", "date": "Date", "record": "Record",
-           "cutoffs": "Cut-offs applied", "excluded": "Excluded as implausible", "missing": "not available",
-           "pack": "Rule pack", "also": "Also"},
-    "zh-CN": {"measurement": "测量", "value": "数值", "date": "日期", "record": "记录",
-              "cutoffs": "采用的切点", "excluded": "因不合理而排除", "missing": "无数据",
-              "pack": "规则包", "also": "另见"},
+    "en": {
+        "measurement": "Measurement",
+        "value": "Value",
+        "date": "Date",
+        "record": "Record",
+        "cutoffs": "Cut-offs applied",
+        "excluded": "Excluded as implausible",
+        "missing": "not available",
+        "pack": "Rule pack",
+        "also": "Also",
+    },
+    "zh-CN": {
+        "measurement": "测量",
+        "value": "数值",
+        "date": "日期",
+        "record": "记录",
+        "cutoffs": "采用的切点",
+        "excluded": "因不合理而排除",
+        "missing": "无数据",
+        "pack": "规则包",
+        "also": "另见",
+    },
 }
 
 
@@ -37,8 +53,13 @@ def compose(rs, run, made, suppress):
     for code, pair in visible.items():
         if code not in placed:
             members_list.append(([pair], "any"))
-    members_list.sort(key=lambda m: (min(SEVERITY[r.card.indicator] for _, r in m[0]),
-                                     -max(r.priority for _, r in m[0]), min(r.order for _, r in m[0])))
+    members_list.sort(
+        key=lambda m: (
+            min(SEVERITY[r.card.indicator] for _, r in m[0]),
+            -max(r.priority for _, r in m[0]),
+            min(r.order for _, r in m[0]),
+        )
+    )
     used: set[str] = set(hidden_suggestions)
     cards, sent = [], []
     for members, behavior in members_list:
@@ -64,8 +85,13 @@ def _card(rs, run, members, behavior, used):
     if rule.card.source_icon:
         source["icon"] = rule.card.source_icon
     source["topic"] = coding
-    card = {"uuid": str(uuid.uuid4()), "summary": summary, "indicator": indicator,
-            "detail": _detail(rs, run, members, locale), "source": source}
+    card = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary,
+        "indicator": indicator,
+        "detail": _detail(rs, run, members, locale),
+        "source": source,
+    }
     suggestions, keys = [], {}
     for _, r in members:
         for key in r.suggestions:
@@ -89,12 +115,19 @@ def _card(rs, run, members, behavior, used):
         card["links"] = [_link(rs.links[k], locale, resolve) for k in links]
     extension = {
         "org.sarcopenia-cds.findings": [
-            {"code": rs.coding(f.code, run.settings), "evidence": f.evidence} if f.evidence
-            else {"code": rs.coding(f.code, run.settings)} for f, _ in members],
+            {"code": rs.coding(f.code, run.settings), "evidence": f.evidence}
+            if f.evidence
+            else {"code": rs.coding(f.code, run.settings)}
+            for f, _ in members
+        ],
         "org.sarcopenia-cds.rule-pack": {"version": rs.version},
     }
-    record = {"uuid": card["uuid"], "primary": finding.code, "findings": [f.code for f, _ in members],
-              "suggestions": keys}
+    record = {
+        "uuid": card["uuid"],
+        "primary": finding.code,
+        "findings": [f.code for f, _ in members],
+        "suggestions": keys,
+    }
     card = _prune(card)
     card["extension"] = extension  # evidence is built without empty values; no need to walk it
     return card, record
@@ -128,6 +161,7 @@ def _resolver(rs, run, finding, coding):
                 return format_number(p.value, None)
             if attr == "unit":
                 from .units import display
+
                 return display(p.unit)
             if attr == "source":
                 return rs.short_citation(p.source) or ""
@@ -143,6 +177,7 @@ def _resolver(rs, run, finding, coding):
                 return finding.code
             return finding.display
         return ""
+
     return resolve
 
 
@@ -153,6 +188,7 @@ def _fact_text(rs, run, name, attr, locale) -> str:
         return fact.label.get(locale) or fact.label.get("en") or name
     if attr == "unit":
         from .units import display
+
         return display(fact.unit)
     if fv is None or fv.item is None:
         return CHROME.get(locale, CHROME["en"])["missing"]
@@ -202,8 +238,10 @@ def _detail(rs, run, members, locale) -> str:
                 seen.add(entry["fact"])
                 rows.append(_row(rs, run, entry, locale, chrome))
     if rows:
-        table = [f"| {chrome['measurement']} | {chrome['value']} | {chrome['date']} | {chrome['record']} |",
-                 "|---|---|---|---|"] + rows
+        table = [
+            f"| {chrome['measurement']} | {chrome['value']} | {chrome['date']} | {chrome['record']} |",
+            "|---|---|---|---|",
+        ] + rows
         parts.append("\n".join(table))
     if cutoffs:
         parts.append(f"{chrome['cutoffs']}: " + "; ".join(cutoffs) + ".")
@@ -236,13 +274,17 @@ def _fact_label(rs, name, locale) -> str:
 
 def _unit(unit) -> str:
     from .units import display
+
     return display(unit)
 
 
 def _open_order(run, valueset) -> bool:
     for resource in run.of_type("record", "ServiceRequest"):
         if resource.get("status") in OPEN_ORDER_STATUSES:
-            if any(valueset.matches(s, c) for s, c in codings([resource.get("code")] if resource.get("code") else [])):
+            if any(
+                valueset.matches(s, c)
+                for s, c in codings([resource.get("code")] if resource.get("code") else [])
+            ):
                 return True
     return False
 
@@ -255,7 +297,10 @@ def _suggestion(rs, run, s, finding, coding):
         out["isRecommended"] = s.is_recommended
     actions = []
     for action in s.actions:
-        rendered = {"type": action["type"], "description": _text(action["description"], locale).render(resolve)}
+        rendered = {
+            "type": action["type"],
+            "description": _text(action["description"], locale).render(resolve),
+        }
         if action["resource"] is not None:
             resource = _fill(action["resource"], resolve, locale, coding)
             if resource.get("resourceType") == "ServiceRequest":
@@ -288,12 +333,20 @@ def _fill(tree, resolve, locale, coding):
 
 
 def _reason(reason, locale):
-    display = reason.display.get(locale) or reason.display.get("en") or next(iter(reason.display.values()))
+    display = (
+        reason.display.get(locale)
+        or reason.display.get("en")
+        or next(iter(reason.display.values()))
+    )
     return {"code": reason.code, "system": reason.system, "display": display}
 
 
 def _link(link, locale, resolve):
-    out = {"label": _text(link.label, locale).render(resolve), "url": link.url.render(resolve), "type": link.type}
+    out = {
+        "label": _text(link.label, locale).render(resolve),
+        "url": link.url.render(resolve),
+        "type": link.type,
+    }
     if link.app_context is not None:
         out["appContext"] = link.app_context.render(resolve)
     return out

@@ -8,31 +8,54 @@ from dataclasses import dataclass
 from . import expressions, fhirpath, units
 from .catalog import FINDINGS, OVERRIDE_REASON_SYSTEM
 from .conditions import ConditionCompiler
-from .diagnostics import (CYCLE_ERROR, DUPLICATE_ERROR, FHIRPATH_ERROR, REFERENCE_ERROR,
-                          TEMPLATE_ERROR, UNIT_ERROR, Collector, Source)
+from .diagnostics import (
+    CYCLE_ERROR,
+    DUPLICATE_ERROR,
+    FHIRPATH_ERROR,
+    REFERENCE_ERROR,
+    UNIT_ERROR,
+    Collector,
+    Source,
+)
 from .model import Card, CardGroup, Fact, Link, OverrideReason, Parameter, Rule, Suggestion
-from .templates import Template, has_unclosed
+from .templates import Template
 from .textcheck import check_templates, check_texts
 from .valuesets import ValueSet
 
 DEFAULT_CODE_PATH = {
-    "Observation": "code", "Condition": "code", "ServiceRequest": "code", "Procedure": "code",
-    "MedicationRequest": "medicationCodeableConcept", "MedicationStatement": "medicationCodeableConcept",
-    "MedicationAdministration": "medicationCodeableConcept", "ImagingStudy": "procedureCode",
+    "Observation": "code",
+    "Condition": "code",
+    "ServiceRequest": "code",
+    "Procedure": "code",
+    "MedicationRequest": "medicationCodeableConcept",
+    "MedicationStatement": "medicationCodeableConcept",
+    "MedicationAdministration": "medicationCodeableConcept",
+    "ImagingStudy": "procedureCode",
     "Encounter": "type",
 }
 DEFAULT_DATE_PATHS = {
     "Observation": ("effectiveDateTime", "effectivePeriod.start", "issued"),
     "Condition": ("onsetDateTime", "recordedDate"),
     "ImagingStudy": ("started",),
-    "MedicationRequest": ("authoredOn",), "ServiceRequest": ("authoredOn",),
+    "MedicationRequest": ("authoredOn",),
+    "ServiceRequest": ("authoredOn",),
     "MedicationStatement": ("effectiveDateTime", "effectivePeriod.start", "dateAsserted"),
     "MedicationAdministration": ("effectiveDateTime", "effectivePeriod.start"),
     "Procedure": ("performedDateTime", "performedPeriod.start"),
-    "Encounter": ("period.start",), "Patient": (),
+    "Encounter": ("period.start",),
+    "Patient": (),
 }
-OVERRIDABLE = ("code_systems", "references", "parameters", "suggestions", "links",
-               "override_reasons", "findings", "profiles", "ct_cutoff_sets")
+OVERRIDABLE = (
+    "code_systems",
+    "references",
+    "parameters",
+    "suggestions",
+    "links",
+    "override_reasons",
+    "findings",
+    "profiles",
+    "ct_cutoff_sets",
+)
 UNIQUE = ("facts", "conditions")
 
 
@@ -66,6 +89,7 @@ class Compiler:
         self.findings_made: set[str] = set()
         self.conditions_raw: dict[str, Definition] = {}
         self.where_cache: dict[tuple, object] = {}
+        self.band_refs: list[tuple] = []
 
     def error(self, src, path, code, message, value=True):
         self.out.add(src, path, code, message, value)
@@ -81,22 +105,37 @@ class Compiler:
             else:
                 known["files"].append(src.file)
                 if known["version"] != meta["version"]:
-                    self.error(src, ("pack", "version"), DUPLICATE_ERROR,
-                               f"pack {pid!r} has version {known['version']} in another file")
+                    self.error(
+                        src,
+                        ("pack", "version"),
+                        DUPLICATE_ERROR,
+                        f"pack {pid!r} has version {known['version']} in another file",
+                    )
                 for key in ("title", "description", "locales"):
                     if key in meta and key not in known:
                         known[key] = meta[key]
-                    elif key == "locales" and key in meta and sorted(meta[key]) != sorted(known[key]):
-                        self.error(src, ("pack", "locales"), DUPLICATE_ERROR,
-                                   f"pack {pid!r} declares locales {known[key]} in another file")
+                    elif (
+                        key == "locales" and key in meta and sorted(meta[key]) != sorted(known[key])
+                    ):
+                        self.error(
+                            src,
+                            ("pack", "locales"),
+                            DUPLICATE_ERROR,
+                            f"pack {pid!r} declares locales {known[key]} in another file",
+                        )
             for section in OVERRIDABLE + UNIQUE:
                 for name, data in (src.data.get(section) or {}).items():
                     self._define(section, name, data, src, pid)
             for name, entries in (src.data.get("value_sets") or {}).items():
                 earlier = self.value_set_defs.setdefault(name, [])
                 if any(d.pack == pid for d in earlier):
-                    self.error(src, ("value_sets", name), DUPLICATE_ERROR,
-                               f"value set {name!r} is already defined in pack {pid!r}", value=False)
+                    self.error(
+                        src,
+                        ("value_sets", name),
+                        DUPLICATE_ERROR,
+                        f"value set {name!r} is already defined in pack {pid!r}",
+                        value=False,
+                    )
                     continue
                 earlier.append(Definition(name, entries, src, ("value_sets", name), pid))
             for i, rule in enumerate(src.data.get("rules") or []):
@@ -111,9 +150,14 @@ class Compiler:
         earlier = table.get(name)
         path = (section, name)
         if earlier is not None and (section in UNIQUE or earlier.pack == pid):
-            self.error(src, path, DUPLICATE_ERROR,
-                       f"{section[:-1].replace('_', ' ')} {name!r} is already defined at "
-                       f"{earlier.src.file}:{earlier.src.locate(earlier.path, False)[0]}", value=False)
+            self.error(
+                src,
+                path,
+                DUPLICATE_ERROR,
+                f"{section[:-1].replace('_', ' ')} {name!r} is already defined at "
+                f"{earlier.src.file}:{earlier.src.locate(earlier.path, False)[0]}",
+                value=False,
+            )
             return
         table[name] = Definition(name, data, src, path, pid)
 
@@ -122,9 +166,13 @@ class Compiler:
         for d in defs:
             if d.name in seen:
                 first = seen[d.name]
-                self.error(d.src, d.path + ("id",), DUPLICATE_ERROR,
-                           f"{what} id {d.name!r} is already used at {first.src.file}:"
-                           f"{first.src.locate(first.path + ('id',))[0]}")
+                self.error(
+                    d.src,
+                    d.path + ("id",),
+                    DUPLICATE_ERROR,
+                    f"{what} id {d.name!r} is already used at {first.src.file}:"
+                    f"{first.src.locate(first.path + ('id',))[0]}",
+                )
             else:
                 seen[d.name] = d
 
@@ -141,13 +189,23 @@ class Compiler:
             vs = ValueSet(name)
             for d in defs:
                 for i, entry in enumerate(d.data):
-                    raw = entry["system"] if isinstance(entry["system"], list) else [entry["system"]]
+                    raw = (
+                        entry["system"] if isinstance(entry["system"], list) else [entry["system"]]
+                    )
                     systems = []
                     for j, alias in enumerate(raw):
                         if alias not in self.defs["code_systems"] and ":" not in alias:
-                            where = d.path + (i, "system") + ((j,) if isinstance(entry["system"], list) else ())
-                            self.error(d.src, where, REFERENCE_ERROR,
-                                       f"unknown code system {alias!r} (not an alias in code_systems, not a URI)")
+                            where = (
+                                d.path
+                                + (i, "system")
+                                + ((j,) if isinstance(entry["system"], list) else ())
+                            )
+                            self.error(
+                                d.src,
+                                where,
+                                REFERENCE_ERROR,
+                                f"unknown code system {alias!r} (not an alias in code_systems, not a URI)",
+                            )
                         systems.append(self.system(alias))
                     vs.add(entry, systems)
             self.value_sets[name] = vs
@@ -175,16 +233,25 @@ class Compiler:
                 units.check(data["unit"])
             except units.UnitError as exc:
                 self.error(src, path + ("unit",), UNIT_ERROR, str(exc))
-            selector = "profiles" if "profiles" in data else "ct_cutoffs" if "ct_cutoffs" in data else None
-            specs = [(path, data)] if selector is None else \
-                [(path + (selector, k), v) for k, v in data[selector].items()]
+            selector = (
+                "profiles" if "profiles" in data else "ct_cutoffs" if "ct_cutoffs" in data else None
+            )
+            specs = (
+                [(path, data)]
+                if selector is None
+                else [(path + (selector, k), v) for k, v in data[selector].items()]
+            )
             if selector:
                 known = self.profiles if selector == "profiles" else self.ct_sets
                 for key in data[selector]:
                     if key not in known:
-                        self.error(src, path + (selector, key), REFERENCE_ERROR,
-                                   f"unknown {'profile' if selector == 'profiles' else 'CT cut-off set'} {key!r}",
-                                   value=False)
+                        self.error(
+                            src,
+                            path + (selector, key),
+                            REFERENCE_ERROR,
+                            f"unknown {'profile' if selector == 'profiles' else 'CT cut-off set'} {key!r}",
+                            value=False,
+                        )
             bands = set()
             for spath, spec in specs:
                 if "source" in spec:
@@ -193,27 +260,59 @@ class Compiler:
                     if isinstance(spec.get(sex), dict):
                         bands.add((spec[sex]["by"], spath + (sex, "by")))
                         self._check_bands(spec[sex]["bands"], src, spath + (sex, "bands"))
-            self.params[name] = Parameter(name, data["unit"], data.get("label", {}), data, selector,
-                                          tuple(sorted({b for b, _ in bands})))
-            self._band_refs = getattr(self, "_band_refs", []) + [(b, src, p) for b, p in bands]
+            self.params[name] = Parameter(
+                name,
+                data["unit"],
+                data.get("label", {}),
+                data,
+                selector,
+                tuple(sorted({b for b, _ in bands})),
+            )
+            self.band_refs.extend((b, src, p) for b, p in bands)
 
     def _check_bands(self, bands, src, path):
         for i, band in enumerate(bands):
             last = i == len(bands) - 1
             if last != ("below" not in band):
-                self.error(src, path + (i,), REFERENCE_ERROR,
-                           "every band but the last needs 'below'; the last band must not have one")
-            if i and "below" in band and "below" in bands[i - 1] and band["below"] <= bands[i - 1]["below"]:
-                self.error(src, path + (i, "below"), REFERENCE_ERROR, "bands must be in increasing 'below' order")
+                self.error(
+                    src,
+                    path + (i,),
+                    REFERENCE_ERROR,
+                    "every band but the last needs 'below'; the last band must not have one",
+                )
+            if (
+                i
+                and "below" in band
+                and "below" in bands[i - 1]
+                and band["below"] <= bands[i - 1]["below"]
+            ):
+                self.error(
+                    src,
+                    path + (i, "below"),
+                    REFERENCE_ERROR,
+                    "bands must be in increasing 'below' order",
+                )
 
     def compile_facts(self) -> None:
         for name, d in self.defs["facts"].items():
             data, src, path = d.data, d.src, d.path
-            fact = Fact(name=name, label=data.get("label", {}), kind="derived" if "derive" in data else "data",
-                        type=data.get("type") or ("quantity" if "unit" in data else
-                                                  "code" if data.get("from") == "Patient" else "resource"),
-                        unit=data.get("unit"), precision=data.get("precision", 1),
-                        plausible=data.get("plausible", {}), location=(src, path))
+            fact = Fact(
+                name=name,
+                label=data.get("label", {}),
+                kind="derived" if "derive" in data else "data",
+                type=data.get("type")
+                or (
+                    "quantity"
+                    if "unit" in data
+                    else "code"
+                    if data.get("from") == "Patient"
+                    else "resource"
+                ),
+                unit=data.get("unit"),
+                precision=data.get("precision", 1),
+                plausible=data.get("plausible", {}),
+                location=(src, path),
+            )
             if fact.unit is not None:
                 try:
                     units.check(fact.unit)
@@ -221,19 +320,26 @@ class Compiler:
                     self.error(src, path + ("unit",), UNIT_ERROR, str(exc))
                     fact.unit = None
             if fact.type == "quantity" and fact.unit is None and "unit" not in data:
-                self.error(src, path, UNIT_ERROR, f"quantity fact {name!r} needs a unit", value=False)
+                self.error(
+                    src, path, UNIT_ERROR, f"quantity fact {name!r} needs a unit", value=False
+                )
             if fact.kind == "data":
                 self._data_fact(fact, data, src, path)
             else:
                 fact.derive_text = data["derive"]
                 fact.deps = tuple(sorted(expressions.names_in(data["derive"]) - {"now"}))
             self.facts[name] = fact
-        for band_fact, src, path in getattr(self, "_band_refs", []):
+        for band_fact, src, path in self.band_refs:
             bf = self.facts.get(band_fact)
             if bf is None:
                 self.error(src, path, REFERENCE_ERROR, f"unknown fact {band_fact!r}")
             elif bf.type != "quantity":
-                self.error(src, path, REFERENCE_ERROR, f"bands need a quantity fact; {band_fact!r} is {bf.type}")
+                self.error(
+                    src,
+                    path,
+                    REFERENCE_ERROR,
+                    f"bands need a quantity fact; {band_fact!r} is {bf.type}",
+                )
 
     def _data_fact(self, fact, data, src, path):
         rtype = data["from"]
@@ -244,35 +350,71 @@ class Compiler:
             code_path = data.get("code_path") or DEFAULT_CODE_PATH.get(rtype)
             fact.default_code_path = "code_path" not in data
             if code_path is None:
-                self.error(src, path + ("codes",), REFERENCE_ERROR, f"{rtype} has no code; set code_path")
+                self.error(
+                    src, path + ("codes",), REFERENCE_ERROR, f"{rtype} has no code; set code_path"
+                )
             else:
                 fact.code_get = self.fhirpath(code_path, rtype, src, path + ("code_path",))
         for i, flt in enumerate(data.get("where") or []):
             fact.where.append(self._where(flt, rtype, src, path + ("where", i)))
-        value = data.get("value") or ("value" if rtype == "Observation" and fact.type != "resource" else None)
+        value = data.get("value") or (
+            "value" if rtype == "Observation" and fact.type != "resource" else None
+        )
         if value:
             fact.value_get = self.fhirpath(value, rtype, src, path + ("value",))
         elif fact.type not in ("resource",):
-            self.error(src, path, REFERENCE_ERROR, f"fact of type {fact.type} needs 'value'", value=False)
+            self.error(
+                src, path, REFERENCE_ERROR, f"fact of type {fact.type} needs 'value'", value=False
+            )
         date_paths = [data["date"]] if "date" in data else DEFAULT_DATE_PATHS.get(rtype, ())
         fact.date_gets = [self.fhirpath(p, rtype, src, path + ("date",)) for p in date_paths]
-        fact.reader_key = (rtype, fact.source, data.get("codes"), data.get("code_path"),
-                           json.dumps(data.get("where"), sort_keys=True), value, tuple(date_paths),
-                           fact.type, fact.unit)
+        fact.reader_key = (
+            rtype,
+            fact.source,
+            data.get("codes"),
+            data.get("code_path"),
+            json.dumps(data.get("where"), sort_keys=True),
+            value,
+            tuple(date_paths),
+            fact.type,
+            fact.unit,
+        )
         for key in ("within_days", "days_ago", "tolerance_days"):
             if key in data:
                 value = data[key]
                 if isinstance(value, str):
                     param = self.params.get(value)
                     if param is None:
-                        self.error(src, path + (key,), REFERENCE_ERROR, f"unknown parameter {value!r}")
+                        self.error(
+                            src, path + (key,), REFERENCE_ERROR, f"unknown parameter {value!r}"
+                        )
                     elif not units.convertible(param.unit, "d"):
-                        self.error(src, path + (key,), UNIT_ERROR, f"parameter {value!r} is not a duration")
-                setattr(fact, {"within_days": "within", "days_ago": "days_ago", "tolerance_days": "tolerance"}[key], value)
+                        self.error(
+                            src, path + (key,), UNIT_ERROR, f"parameter {value!r} is not a duration"
+                        )
+                setattr(
+                    fact,
+                    {
+                        "within_days": "within",
+                        "days_ago": "days_ago",
+                        "tolerance_days": "tolerance",
+                    }[key],
+                    value,
+                )
         if fact.select == "closest" and ("days_ago" not in data or "tolerance_days" not in data):
-            self.error(src, path + ("select",), REFERENCE_ERROR, "select: closest needs days_ago and tolerance_days")
+            self.error(
+                src,
+                path + ("select",),
+                REFERENCE_ERROR,
+                "select: closest needs days_ago and tolerance_days",
+            )
         if fact.select in ("max", "min", "latest_session_max") and fact.type != "quantity":
-            self.error(src, path + ("select",), REFERENCE_ERROR, f"select: {fact.select} needs a quantity fact")
+            self.error(
+                src,
+                path + ("select",),
+                REFERENCE_ERROR,
+                f"select: {fact.select} needs a quantity fact",
+            )
 
     def _where(self, flt, rtype, src, path):
         key = (json.dumps(flt, sort_keys=True), rtype)
@@ -285,6 +427,7 @@ class Compiler:
             get = self.fhirpath(flt["fhirpath"], rtype, src, path + ("fhirpath",))
             return lambda r: any(v is True for v in get(r))
         from .valuesets import codings
+
         get = self.fhirpath(flt["path"], rtype, src, path + ("path",))
         if "in" in flt or "not_in" in flt:
             allowed = frozenset(flt.get("in") or flt.get("not_in"))
@@ -308,22 +451,34 @@ class Compiler:
         return fhirpath.accessor(expression, rtype)
 
     def compile_derived(self) -> None:
-        graph = {n: [d for d in f.deps if d in self.facts and self.facts[d].kind == "derived"]
-                 for n, f in self.facts.items() if f.kind == "derived"}
+        graph = {
+            n: [d for d in f.deps if d in self.facts and self.facts[d].kind == "derived"]
+            for n, f in self.facts.items()
+            if f.kind == "derived"
+        }
         cyclic = find_cycles(graph)
         for cycle in cyclic:
             fact = self.facts[cycle[0]]
             src, path = fact.location
-            self.error(src, path + ("derive",), CYCLE_ERROR, "derived facts form a cycle: " + " → ".join(cycle + [cycle[0]]))
+            self.error(
+                src,
+                path + ("derive",),
+                CYCLE_ERROR,
+                "derived facts form a cycle: " + " → ".join(cycle + [cycle[0]]),
+            )
         in_cycle = {n for c in cyclic for n in c}
         for name, fact in self.facts.items():
             if fact.kind != "derived" or name in in_cycle:
                 continue
             src, path = fact.location
             try:
-                fact.derive = expressions.compile_expression(fact.derive_text, self._unit_of_name, fact.unit or "1")
+                fact.derive = expressions.compile_expression(
+                    fact.derive_text, self._unit_of_name, fact.unit or "1"
+                )
             except expressions.ExpressionError as exc:
-                code = {"reference": REFERENCE_ERROR, "unit": UNIT_ERROR}.get(exc.kind, REFERENCE_ERROR)
+                code = {"reference": REFERENCE_ERROR, "unit": UNIT_ERROR}.get(
+                    exc.kind, REFERENCE_ERROR
+                )
                 self.error(src, path + ("derive",), code, str(exc))
             fact.deps = tuple(d for d in fact.deps if d in self.facts)
 
@@ -348,8 +503,13 @@ class Compiler:
         graph = {n: sorted(_named_refs(d.data)) for n, d in self.conditions_raw.items()}
         for cycle in find_cycles(graph):
             d = self.conditions_raw[cycle[0]]
-            self.error(d.src, d.path, CYCLE_ERROR, "named conditions form a cycle: " + " → ".join(cycle + [cycle[0]]),
-                       value=False)
+            self.error(
+                d.src,
+                d.path,
+                CYCLE_ERROR,
+                "named conditions form a cycle: " + " → ".join(cycle + [cycle[0]]),
+                value=False,
+            )
             return []
         for name, d in self.conditions_raw.items():
             compiler.named[name] = compiler.compile(d.data, d.path, d.src)
@@ -361,15 +521,32 @@ class Compiler:
     def _rule(self, d, order, compiler) -> Rule:
         data, src, path = d.data, d.src, d.path
         if data["finding"] not in self.catalog:
-            self.error(src, path + ("finding",), REFERENCE_ERROR, f"finding {data['finding']!r} is not in findings.md")
-        for key, known, what in (("profiles", self.profiles, "profile"), ("ct_cutoffs", self.ct_sets, "CT cut-off set")):
+            self.error(
+                src,
+                path + ("finding",),
+                REFERENCE_ERROR,
+                f"finding {data['finding']!r} is not in findings.md",
+            )
+        for key, known, what in (
+            ("profiles", self.profiles, "profile"),
+            ("ct_cutoffs", self.ct_sets, "CT cut-off set"),
+        ):
             for i, p in enumerate(data.get(key) or []):
                 if p not in known:
                     self.error(src, path + (key, i), REFERENCE_ERROR, f"unknown {what} {p!r}")
-        for key, section in (("suggestions", "suggestions"), ("links", "links"), ("override_reasons", "override_reasons")):
+        for key, section in (
+            ("suggestions", "suggestions"),
+            ("links", "links"),
+            ("override_reasons", "override_reasons"),
+        ):
             for i, k in enumerate(data.get(key) or []):
                 if k not in self.defs[section]:
-                    self.error(src, path + (key, i), REFERENCE_ERROR, f"unknown {section[:-1].replace('_', ' ')} {k!r}")
+                    self.error(
+                        src,
+                        path + (key, i),
+                        REFERENCE_ERROR,
+                        f"unknown {section[:-1].replace('_', ' ')} {k!r}",
+                    )
         for i, name in enumerate(data.get("evidence") or []):
             if name not in self.facts:
                 self.error(src, path + ("evidence", i), REFERENCE_ERROR, f"unknown fact {name!r}")
@@ -378,15 +555,31 @@ class Compiler:
         if "reference" in source:
             self.need_reference(source["reference"], src, path + ("card", "source", "reference"))
         rule = Rule(
-            id=data["id"], finding=data["finding"], title=data.get("title"), hooks=frozenset(data["hooks"]),
+            id=data["id"],
+            finding=data["finding"],
+            title=data.get("title"),
+            hooks=frozenset(data["hooks"]),
             profiles=frozenset(data["profiles"]) if "profiles" in data else None,
             ct_cutoffs=frozenset(data["ct_cutoffs"]) if "ct_cutoffs" in data else None,
-            when=compiler.compile(data["when"], path + ("when",), src), when_raw=data["when"],
-            evidence=tuple(data.get("evidence") or ()), priority=data.get("priority", 0),
-            card=Card(card["indicator"], _texts(card["summary"]), _texts(card.get("detail")),
-                      _texts(source["label"]), source.get("url"), source.get("reference"), source.get("icon")),
-            suggestions=tuple(data.get("suggestions") or ()), links=tuple(data.get("links") or ()),
-            override_reasons=tuple(data.get("override_reasons") or ()), order=order, pack=d.pack)
+            when=compiler.compile(data["when"], path + ("when",), src),
+            when_raw=data["when"],
+            evidence=tuple(data.get("evidence") or ()),
+            priority=data.get("priority", 0),
+            card=Card(
+                card["indicator"],
+                _texts(card["summary"]),
+                _texts(card.get("detail")),
+                _texts(source["label"]),
+                source.get("url"),
+                source.get("reference"),
+                source.get("icon"),
+            ),
+            suggestions=tuple(data.get("suggestions") or ()),
+            links=tuple(data.get("links") or ()),
+            override_reasons=tuple(data.get("override_reasons") or ()),
+            order=order,
+            pack=d.pack,
+        )
         return rule
 
     def compile_outputs(self):
@@ -395,26 +588,64 @@ class Compiler:
             data = d.data
             vs = None
             if "unless_open_order" in data:
-                vs = self.need_value_set(data["unless_open_order"], d.src, d.path + ("unless_open_order",))
-            actions = [{"type": a["type"], "description": _texts(a["description"]),
-                        "resource": _resource_template(a.get("resource")), "resource_id": a.get("resource_id")}
-                       for a in data.get("actions") or []]
-            suggestions[key] = Suggestion(key, _texts(data["label"]), data.get("is_recommended"), vs, actions)
-        links = {k: Link(k, _texts(d.data["label"]), Template(d.data["url"]), d.data["type"],
-                         Template(d.data["app_context"]) if "app_context" in d.data else None)
-                 for k, d in self.defs["links"].items()}
-        reasons = {k: OverrideReason(k, d.data.get("system", OVERRIDE_REASON_SYSTEM), d.data["code"], d.data["display"])
-                   for k, d in self.defs["override_reasons"].items()}
+                vs = self.need_value_set(
+                    data["unless_open_order"], d.src, d.path + ("unless_open_order",)
+                )
+            actions = [
+                {
+                    "type": a["type"],
+                    "description": _texts(a["description"]),
+                    "resource": _resource_template(a.get("resource")),
+                    "resource_id": a.get("resource_id"),
+                }
+                for a in data.get("actions") or []
+            ]
+            suggestions[key] = Suggestion(
+                key, _texts(data["label"]), data.get("is_recommended"), vs, actions
+            )
+        links = {
+            k: Link(
+                k,
+                _texts(d.data["label"]),
+                Template(d.data["url"]),
+                d.data["type"],
+                Template(d.data["app_context"]) if "app_context" in d.data else None,
+            )
+            for k, d in self.defs["links"].items()
+        }
+        reasons = {
+            k: OverrideReason(
+                k, d.data.get("system", OVERRIDE_REASON_SYSTEM), d.data["code"], d.data["display"]
+            )
+            for k, d in self.defs["override_reasons"].items()
+        }
         groups = []
         for d in self.group_defs:
             for i, code in enumerate(d.data["findings"]):
                 if code not in self.catalog:
-                    self.error(d.src, d.path + ("findings", i), REFERENCE_ERROR, f"finding {code!r} is not in findings.md")
-            groups.append(CardGroup(d.name, frozenset(d.data["hooks"]) if "hooks" in d.data else None,
-                                    tuple(d.data["findings"]), d.data.get("selection_behavior", "any")))
+                    self.error(
+                        d.src,
+                        d.path + ("findings", i),
+                        REFERENCE_ERROR,
+                        f"finding {code!r} is not in findings.md",
+                    )
+            groups.append(
+                CardGroup(
+                    d.name,
+                    frozenset(d.data["hooks"]) if "hooks" in d.data else None,
+                    tuple(d.data["findings"]),
+                    d.data.get("selection_behavior", "any"),
+                )
+            )
         for code, d in self.defs["findings"].items():
             if code not in self.catalog:
-                self.error(d.src, d.path, REFERENCE_ERROR, f"finding {code!r} is not in findings.md", value=False)
+                self.error(
+                    d.src,
+                    d.path,
+                    REFERENCE_ERROR,
+                    f"finding {code!r} is not in findings.md",
+                    value=False,
+                )
         return suggestions, links, reasons, groups
 
     def rule_order(self, rules: list[Rule]) -> list[Rule]:
@@ -431,8 +662,13 @@ class Compiler:
             by_id = {r.id: r for r in rules}
             for cycle in cycles:
                 d = self.rule_defs[by_id[cycle[0]].order]
-                self.error(d.src, d.path + ("when",), CYCLE_ERROR,
-                           "rules depend on each other's findings in a cycle: " + " → ".join(cycle + [cycle[0]]))
+                self.error(
+                    d.src,
+                    d.path + ("when",),
+                    CYCLE_ERROR,
+                    "rules depend on each other's findings in a cycle: "
+                    + " → ".join(cycle + [cycle[0]]),
+                )
             return rules
         done, ordered = set(), []
         by_id = {r.id: r for r in rules}
@@ -444,6 +680,7 @@ class Compiler:
             for dep in deps[rid]:
                 visit(dep)
             ordered.append(by_id[rid])
+
         for r in rules:
             visit(r.id)
         return ordered
@@ -485,7 +722,11 @@ def _finding_refs(cond, named, seen=None) -> set[str]:
     if isinstance(cond, dict):
         if isinstance(cond.get("finding"), str):
             out.add(cond["finding"])
-        if isinstance(cond.get("condition"), str) and cond["condition"] in named and cond["condition"] not in seen:
+        if (
+            isinstance(cond.get("condition"), str)
+            and cond["condition"] in named
+            and cond["condition"] not in seen
+        ):
             seen.add(cond["condition"])
             out |= _finding_refs(named[cond["condition"]].data, named, seen)
         for v in cond.values():
@@ -507,11 +748,12 @@ def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
             if nxt not in graph:
                 continue
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):])
+                cycles.append(stack[stack.index(nxt) :])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
         state[node] = 2
+
     for node in sorted(graph):
         if node not in state:
             visit(node)
@@ -524,8 +766,6 @@ def compile_sources(sources: list[Source], out: Collector):
     c.merge()
     c.compile_value_sets()
     c.compile_profiles()
-    for d in c.defs["references"].values():
-        pass
     c.compile_parameters()
     c.compile_facts()
     c.compile_derived()
@@ -536,6 +776,3 @@ def compile_sources(sources: list[Source], out: Collector):
     check_templates(c, rules, suggestions, links)
     out.raise_if_any()
     return c, rules, suggestions, links, reasons, groups
-
-
-__all__ = ["compile_sources", "Compiler", "has_unclosed", "TEMPLATE_ERROR"]

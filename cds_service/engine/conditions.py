@@ -7,8 +7,14 @@ import operator
 from . import units
 from .diagnostics import REFERENCE_ERROR, UNIT_ERROR
 
-OPS = {"lt": (operator.lt, "<"), "le": (operator.le, "≤"), "gt": (operator.gt, ">"),
-       "ge": (operator.ge, "≥"), "eq": (operator.eq, "="), "ne": (operator.ne, "≠")}
+OPS = {
+    "lt": (operator.lt, "<"),
+    "le": (operator.le, "≤"),
+    "gt": (operator.gt, ">"),
+    "ge": (operator.ge, "≥"),
+    "eq": (operator.eq, "="),
+    "ne": (operator.ne, "≠"),
+}
 
 
 def describe(cond: dict) -> str:
@@ -19,11 +25,11 @@ def describe(cond: dict) -> str:
     if "not" in cond:
         return f"not {describe(cond['not'])}"
     if "fact" in cond:
-        (op, right), = [(k, v) for k, v in cond.items() if k != "fact"]
+        ((op, right),) = [(k, v) for k, v in cond.items() if k != "fact"]
         return f"{cond['fact']} {OPS[op][1] if op in OPS else op} {right}"
     if "older_than" in cond:
         return f"{cond['older_than']['fact']} older than {cond['older_than']['days']} d"
-    (key, value), = cond.items()
+    ((key, value),) = cond.items()
     return f"{key} {value}"
 
 
@@ -47,7 +53,9 @@ class ConditionCompiler:
         if "condition" in cond:
             name = cond["condition"]
             if name not in self.ctx.conditions_raw:
-                self.ctx.error(src, path + ("condition",), REFERENCE_ERROR, f"unknown condition {name!r}")
+                self.ctx.error(
+                    src, path + ("condition",), REFERENCE_ERROR, f"unknown condition {name!r}"
+                )
                 return _unknown
             named = self.named
             return lambda run: named[name](run)
@@ -68,20 +76,28 @@ class ConditionCompiler:
                     self._fact(name, path + ("implausible", i), src)
             names = None if which == "any" else frozenset(which)
             text = describe(cond)
-            return lambda run: run.record(text, run.implausible(names), None, implausible=names or True)
+            return lambda run: run.record(
+                text, run.implausible(names), None, implausible=names or True
+            )
         if "profile" in cond:
             profiles = frozenset(cond["profile"])
             for i, p in enumerate(cond["profile"]):
                 if p not in self.ctx.profiles:
-                    self.ctx.error(src, path + ("profile", i), REFERENCE_ERROR, f"unknown profile {p!r}")
+                    self.ctx.error(
+                        src, path + ("profile", i), REFERENCE_ERROR, f"unknown profile {p!r}"
+                    )
             return lambda run: run.settings.profile in profiles
         return self._compare(cond, path, src)
 
     def _finding(self, code, path, src):
         if code not in self.ctx.catalog:
-            self.ctx.error(src, path + ("finding",), REFERENCE_ERROR, f"finding {code!r} is not in findings.md")
+            self.ctx.error(
+                src, path + ("finding",), REFERENCE_ERROR, f"finding {code!r} is not in findings.md"
+            )
         elif code not in self.ctx.findings_made:
-            self.ctx.error(src, path + ("finding",), REFERENCE_ERROR, f"no rule makes finding {code!r}")
+            self.ctx.error(
+                src, path + ("finding",), REFERENCE_ERROR, f"no rule makes finding {code!r}"
+            )
         text = f"finding {code}"
         return lambda run: run.record(text, code in run.findings, None, finding=code)
 
@@ -103,7 +119,9 @@ class ConditionCompiler:
         try:
             k = units.factor(param.unit, "d")
         except units.UnitError:
-            self.ctx.error(src, path, UNIT_ERROR, f"parameter {value!r} is in {param.unit!r}, not a duration")
+            self.ctx.error(
+                src, path, UNIT_ERROR, f"parameter {value!r} is in {param.unit!r}, not a duration"
+            )
             return lambda run: None
         return lambda run: None if (p := run.param(value)) is None else p.value * k
 
@@ -119,23 +137,35 @@ class ConditionCompiler:
             limit = days(run)
             result = None if limit is None else (False if age is None else age > limit)
             return run.record(text, result, name)
+
         return older
 
     def _compare(self, cond, path, src):
         name = cond["fact"]
         fact = self._fact(name, path + ("fact",), src)
-        (op, right), = [(k, v) for k, v in cond.items() if k != "fact"]
+        ((op, right),) = [(k, v) for k, v in cond.items() if k != "fact"]
         if fact is None:
             return _unknown
         text = describe(cond)
         if op == "in":
             if fact.type != "code":
-                self.ctx.error(src, path + ("in",), REFERENCE_ERROR, f"'in' needs a code fact; {name!r} is {fact.type}")
+                self.ctx.error(
+                    src,
+                    path + ("in",),
+                    REFERENCE_ERROR,
+                    f"'in' needs a code fact; {name!r} is {fact.type}",
+                )
             allowed = frozenset(right)
-            return lambda run: run.record(text, None if (v := run.value(name)) is None else v in allowed, name)
+            return lambda run: run.record(
+                text, None if (v := run.value(name)) is None else v in allowed, name
+            )
         if fact.type != "quantity" or fact.select == "all":
-            self.ctx.error(src, path + ("fact",), REFERENCE_ERROR,
-                           f"{op!r} needs a single quantity; fact {name!r} is {fact.type}/{fact.select}")
+            self.ctx.error(
+                src,
+                path + ("fact",),
+                REFERENCE_ERROR,
+                f"{op!r} needs a single quantity; fact {name!r} is {fact.type}/{fact.select}",
+            )
             return _unknown
         fn, symbol = OPS[op]
         if isinstance(right, (int, float)):
@@ -148,7 +178,9 @@ class ConditionCompiler:
         if right in self.ctx.facts:
             other = self.ctx.facts[right]
             if other.type != "quantity":
-                self.ctx.error(src, path + (op,), REFERENCE_ERROR, f"fact {right!r} is not a quantity")
+                self.ctx.error(
+                    src, path + (op,), REFERENCE_ERROR, f"fact {right!r} is not a quantity"
+                )
                 return _unknown
             k = self._factor(other.unit, fact.unit, path + (op,), src, f"fact {right!r}")
             return lambda run: run.compare(text, name, fn, symbol, None, (right, k, "fact"))
@@ -159,7 +191,12 @@ class ConditionCompiler:
         try:
             return units.factor(from_unit, to_unit)
         except units.UnitError:
-            self.ctx.error(src, path, UNIT_ERROR, f"{what} in {from_unit!r} cannot be compared with {to_unit!r}")
+            self.ctx.error(
+                src,
+                path,
+                UNIT_ERROR,
+                f"{what} in {from_unit!r} cannot be compared with {to_unit!r}",
+            )
             return 1.0
 
 
@@ -177,6 +214,7 @@ def _all(children):
             if result is None:
                 unknown = True
         return None if unknown else True
+
     return all_
 
 
@@ -190,4 +228,5 @@ def _any(children):
             if result is None:
                 unknown = True
         return None if unknown else False
+
     return any_

@@ -46,10 +46,14 @@ class Evaluation:
     data_quality: list[dict]
     trace: list[dict] | None = None
     suppressed: list[str] = field(default_factory=list)
-    errors: list[dict] = field(default_factory=list)  # rules skipped because they raised: {rule, error}
+    errors: list[dict] = field(
+        default_factory=list
+    )  # rules skipped because they raised: {rule, error}
 
 
-def evaluate(rs, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False) -> Evaluation:
+def evaluate(
+    rs, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False
+) -> Evaluation:
     """Pure function of its arguments: no I/O, no globals; the rule set is read-only."""
     run = Run(rs, resources, list(orders), hook, context or {}, now, settings, trace)
     made: dict[str, tuple[Finding, object]] = {}
@@ -74,8 +78,12 @@ def evaluate(rs, resources, *, hook, context, orders=(), now, settings, suppress
         if result is True and rule.finding not in made:
             for name in rule.evidence:
                 run._note_fact(name)
-            finding = Finding(rule.finding, rs.display(rule.finding, settings.locale), rule.id,
-                              run.materialize(run.evidence))
+            finding = Finding(
+                rule.finding,
+                rs.display(rule.finding, settings.locale),
+                rule.id,
+                run.materialize(run.evidence),
+            )
             made[rule.finding] = (finding, rule)
         if run.trace is not None:
             run.trace.append({"rule": rule.id, "finding": rule.finding, "result": result})

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-from .conditions import describe
-
 
 def bundle_resources(data) -> tuple[list[dict], list[dict], dict]:
     """Resources from a FHIR Bundle, a list, or {"resources": [...], "orders": [...], "context": {...}}."""
     if isinstance(data, list):
         return [r for r in data if isinstance(r, dict)], [], {}
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
-        return [e["resource"] for e in data.get("entry") or [] if isinstance(e.get("resource"), dict)], [], {}
+        return (
+            [e["resource"] for e in data.get("entry") or [] if isinstance(e.get("resource"), dict)],
+            [],
+            {},
+        )
     if isinstance(data, dict) and "resources" in data:
-        return list(data["resources"]), list(data.get("orders") or []), dict(data.get("context") or {})
+        return (
+            list(data["resources"]),
+            list(data.get("orders") or []),
+            dict(data.get("context") or {}),
+        )
     if isinstance(data, dict) and "resourceType" in data:
         return [data], [], {}
     raise ValueError("expected a FHIR Bundle, a list of resources, or {resources, orders, context}")
 
 
 def explain_text(ruleset, evaluation, hook, settings) -> str:
-    lines = [f"Rule set {ruleset.version}; hook {hook}; profile {settings.profile}; "
-             f"CT cut-offs {settings.ct_cutoffs}; locale {settings.locale}", ""]
+    lines = [
+        f"Rule set {ruleset.version}; hook {hook}; profile {settings.profile}; "
+        f"CT cut-offs {settings.ct_cutoffs}; locale {settings.locale}",
+        "",
+    ]
     lines.append("Rules:")
     current = None
     for step in evaluation.trace or []:
@@ -46,7 +55,9 @@ def explain_text(ruleset, evaluation, hook, settings) -> str:
         lines.append("")
         lines.append("Data quality (excluded values):")
         for d in evaluation.data_quality:
-            lines.append(f"  {d['fact']}: {d.get('resource')} {d.get('value')} {d.get('unit', '')} — {d['reason']}")
+            lines.append(
+                f"  {d['fact']}: {d.get('resource')} {d.get('value')} {d.get('unit', '')} — {d['reason']}"
+            )
     lines.append("")
     lines.append(f"Cards: {len(evaluation.cards)}")
     for card in evaluation.cards:
@@ -79,6 +90,3 @@ def _evidence(e) -> str:
         return f"{e['fact']}: {e['count']} ({', '.join(e.get('resources', []))})"
     value = _n(e.get("value"))
     return f"{e['fact']}: {value} {e.get('unit', '')} {e.get('date', '')} {e.get('resource', '')}".rstrip()
-
-
-__all__ = ["bundle_resources", "explain_text", "describe"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 
 import pint
 
@@ -28,7 +28,11 @@ def names_in(text: str) -> set[str]:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:
         return set()
-    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    called = {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called
 
 
@@ -47,8 +51,11 @@ def compile_expression(text: str, unit_of_name: Callable[[str], str | None], tar
     try:
         scale = float((unit / units.unit_of(target_unit)).to("dimensionless").magnitude)
     except pint.errors.DimensionalityError as exc:
-        raise ExpressionError("unit", f"{text!r} has dimension {unit.dimensionality} "
-                                      f"({unit.units:~}), which does not convert to {target_unit!r}") from exc
+        raise ExpressionError(
+            "unit",
+            f"{text!r} has dimension {unit.dimensionality} "
+            f"({unit.units:~}), which does not convert to {target_unit!r}",
+        ) from exc
     except units.UnitError as exc:
         raise ExpressionError("unit", str(exc)) from exc
 
@@ -58,11 +65,16 @@ def compile_expression(text: str, unit_of_name: Callable[[str], str | None], tar
         except (ZeroDivisionError, OverflowError, ValueError, TypeError):
             return None
         return None if value is None else value * scale
+
     return evaluate
 
 
 def _node(node, unit_of_name):
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    ):
         value = float(node.value)
         return (lambda lookup: value), units.Q_(1.0, "dimensionless")
     if isinstance(node, ast.Name):
@@ -92,11 +104,13 @@ def _node(node, unit_of_name):
 def _binop(node, unit_of_name):
     left, lu = _node(node.left, unit_of_name)
     if isinstance(node.op, ast.Pow):
-        if not (isinstance(node.right, ast.Constant) and isinstance(node.right.value, (int, float))):
+        if not (
+            isinstance(node.right, ast.Constant) and isinstance(node.right.value, (int, float))
+        ):
             raise ExpressionError("syntax", "the exponent must be a number")
         _no_date(lu, "a power")
         exponent = node.right.value
-        return (lambda lookup: _apply(lambda a: a ** exponent, left(lookup))), lu ** exponent
+        return (lambda lookup: _apply(lambda a: a**exponent, left(lookup))), lu**exponent
     right, ru = _node(node.right, unit_of_name)
     _no_date(lu, "arithmetic")
     _no_date(ru, "arithmetic")
@@ -143,6 +157,7 @@ def _call(node, unit_of_name):
         if any(v is None for v in values):
             return None
         return pick(v * k for v, k in zip(values, factors))
+
     return extreme, first_unit
 
 
@@ -150,7 +165,9 @@ def _same_dimension_factor(unit, target, text) -> float:
     try:
         return float((unit / target).to("dimensionless").magnitude)
     except pint.errors.DimensionalityError as exc:
-        raise ExpressionError("unit", f"{text!r} mixes {unit.units:~} and {target.units:~}") from exc
+        raise ExpressionError(
+            "unit", f"{text!r} mixes {unit.units:~} and {target.units:~}"
+        ) from exc
 
 
 def _no_date(unit, where) -> None:
@@ -182,6 +199,3 @@ def _years(a, b) -> float:
     b = b.date() if isinstance(b, datetime) else b
     years = b.year - a.year - ((b.month, b.day) < (a.month, a.day))
     return float(years)
-
-
-__all__ = ["compile_expression", "names_in", "ExpressionError", "DATE", "date"]

@@ -189,7 +189,13 @@ class Run:
             try:
                 k = 1.0 if unit == fact.unit else units.factor(unit, fact.unit)
             except units.UnitError:
-                self._exclude(fact, reference, number, unit, f"unit {unit!r} does not convert to {fact.unit!r}")
+                self._exclude(
+                    fact,
+                    reference,
+                    number,
+                    unit,
+                    f"unit {unit!r} does not convert to {fact.unit!r}",
+                )
                 return None
             return Item(number * k, when, reference, number, unit)
         if kind == "code":
@@ -207,7 +213,11 @@ class Run:
         if within is None:
             return list(items)
         now = self.now
-        return [i for i in items if i.date is not None and 0 <= (now - i.date).total_seconds() / DAY <= within]
+        return [
+            i
+            for i in items
+            if i.date is not None and 0 <= (now - i.date).total_seconds() / DAY <= within
+        ]
 
     def _plausible(self, fact, items):
         limits = fact.plausible
@@ -218,18 +228,35 @@ class Run:
         kept = []
         for item in items:
             v = item.value
-            bad = (low is not None and v < low) or (high is not None and v > high) or \
-                  (above is not None and v <= above) or (below is not None and v >= below)
+            bad = (
+                (low is not None and v < low)
+                or (high is not None and v > high)
+                or (above is not None and v <= above)
+                or (below is not None and v >= below)
+            )
             if bad:
-                self._exclude(fact, item.reference, item.raw_value, item.raw_unit,
-                              "outside plausible limits " + _limits_text_cached(tuple(sorted(limits.items())), fact.unit), item)
+                self._exclude(
+                    fact,
+                    item.reference,
+                    item.raw_value,
+                    item.raw_unit,
+                    "outside plausible limits "
+                    + _limits_text_cached(tuple(sorted(limits.items())), fact.unit),
+                    item,
+                )
             else:
                 kept.append(item)
         return kept
 
     def _exclude(self, fact, reference, value, unit, reason, item=None):
         self.excluded.add(fact.name)
-        entry = {"fact": fact.name, "resource": reference, "value": value, "unit": unit, "reason": reason}
+        entry = {
+            "fact": fact.name,
+            "resource": reference,
+            "value": value,
+            "unit": unit,
+            "reason": reason,
+        }
         if item is not None and item.date is not None:
             entry["date"] = format_date(item.date)
         if entry not in self.data_quality:
@@ -262,8 +289,12 @@ class Run:
             best = None
             for i in dated:
                 distance = abs((self.now - i.date).total_seconds() / DAY - target_days)
-                if distance <= tolerance and (best is None or distance < best[0]
-                                              or distance == best[0] and i.date > best[1].date):
+                if distance <= tolerance and (
+                    best is None
+                    or distance < best[0]
+                    or distance == best[0]
+                    and i.date > best[1].date
+                ):
                     best = (distance, i)
             return FactValue(best[1]) if best else None
         return None
@@ -282,6 +313,7 @@ class Run:
                 return fv.item.value
             p = self.param(name)
             return None if p is None else p.value
+
         value = fact.derive(lookup)
         if value is None:
             return None
@@ -378,8 +410,12 @@ class Run:
                     for band_fact in self.rs.params[other].band_facts:
                         self._note_fact(band_fact)
                 if p is not None:
-                    threshold = {"parameter": other, "comparison": f"{symbol} {_num(p.value)}",
-                                 "value": p.value, "unit": p.unit}
+                    threshold = {
+                        "parameter": other,
+                        "comparison": f"{symbol} {_num(p.value)}",
+                        "value": p.value,
+                        "unit": p.unit,
+                    }
                     if p.source:
                         threshold["source"] = p.source
                         citation = self.rs.citation(p.source)
@@ -399,8 +435,15 @@ class Run:
                     threshold["result"] = result
                 self._note(threshold)
         if self.trace is not None:
-            self.trace.append({"rule": self.rule_id, "condition": text, "result": result,
-                               "left": left, "right": right})
+            self.trace.append(
+                {
+                    "rule": self.rule_id,
+                    "condition": text,
+                    "result": result,
+                    "left": left,
+                    "right": right,
+                }
+            )
         return result
 
     def _note_fact(self, name):
@@ -432,8 +475,13 @@ class Run:
         else:
             item = fv.item
             value = item.value
-            entry["value"] = round(value, 6) if isinstance(value, float) else \
-                format_date(value) if isinstance(value, datetime) else value
+            entry["value"] = (
+                round(value, 6)
+                if isinstance(value, float)
+                else format_date(value)
+                if isinstance(value, datetime)
+                else value
+            )
             if fact.type == "quantity" and fact.unit:
                 entry["unit"] = fact.unit
             if item.date is not None:

@@ -11,13 +11,27 @@ from fhirpathpy.engine import base_invocation_registry
 from fhirpathpy.models import models
 
 FUNCTIONS = frozenset(k for k in base_invocation_registry if re.fullmatch(r"[A-Za-z]+", k)) | {
-    "ofType", "resolve", "hasValue", "getValue", "memberOf", "conformsTo", "htmlChecks", "iif"}
+    "ofType",
+    "resolve",
+    "hasValue",
+    "getValue",
+    "memberOf",
+    "conformsTo",
+    "htmlChecks",
+    "iif",
+}
 KEYWORD_OPERATORS = {"and", "or", "xor", "implies", "is", "as", "in", "contains", "div", "mod"}
-CALENDAR_UNITS = {f"{u}{s}" for u in ("year", "month", "week", "day", "hour", "minute", "second",
-                                      "millisecond") for s in ("", "s")}
-_EQUALS = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*=\s*'([^'\\]*)'\s*$")
+CALENDAR_UNITS = {
+    f"{u}{s}"
+    for u in ("year", "month", "week", "day", "hour", "minute", "second", "millisecond")
+    for s in ("", "s")
+}
+_EQUALS = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*=\s*'([^'\\]*)'\s*$"
+)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<string>'(?:[^'\\]|\\.)*')
   | (?P<delimited>`(?:[^`\\]|\\.)*`)
@@ -28,7 +42,9 @@ _TOKEN = re.compile(r"""
   | (?P<ident>\$?[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op><=|>=|!=|!~|[-+*/|&=~<>])
   | (?P<punct>[().,\[\]{}])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 R4 = models["r4"]
 
 
@@ -52,8 +68,12 @@ def check(expression: str, resource_type: str | None = None) -> None:
                 raise FhirPathError(f"unbalanced {text!r} in {expression!r}")
         if kind == "ident" and following[1] == "(" and text not in FUNCTIONS | KEYWORD_OPERATORS:
             raise FhirPathError(f"unknown function {text}() in {expression!r}")
-        calendar = kind == "ident" and previous is not None and previous[0] == "number" \
+        calendar = (
+            kind == "ident"
+            and previous is not None
+            and previous[0] == "number"
             and text in CALENDAR_UNITS
+        )
         if previous is not None and _starts(kind, text) and _ends(*previous) and not calendar:
             raise FhirPathError(f"unexpected {text!r} after {previous[1]!r} in {expression!r}")
         if kind == "op" and (previous is None or previous[0] == "op") and text not in "-+":
@@ -100,7 +120,10 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
     """A function resource -> list of values; a dict walk for dotted paths (and unions of them),
     fhirpathpy otherwise."""
     branches = [b.strip() for b in expression.split("|")]
-    if all(_DOTTED.match(b) and not (set(b.split(".")) & (FUNCTIONS | KEYWORD_OPERATORS)) for b in branches):
+    if all(
+        _DOTTED.match(b) and not (set(b.split(".")) & (FUNCTIONS | KEYWORD_OPERATORS))
+        for b in branches
+    ):
         paths = []
         for branch in branches:
             parts = branch.split(".")
@@ -112,6 +135,7 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
 
             def get(resource):
                 return walk(resource, only)
+
             if len(only) == 1 and only[0] not in CHOICE_ELEMENTS:
                 get.single_key = only[0]  # callers may read resource[key] directly
             return get
@@ -132,11 +156,14 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
             return compiled(resource)
         except Exception:  # a resource the expression cannot read yields nothing
             return []
+
     return evaluate
 
 
-_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
-                   r"(?:\.(exists|empty)\(\)(\.not\(\))?|\s*=\s*(?:'([^'\\]*)'|(true|false)))$")
+_ATOM = re.compile(
+    r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+    r"(?:\.(exists|empty)\(\)(\.not\(\))?|\s*=\s*(?:'([^'\\]*)'|(true|false)))$"
+)
 
 
 def _simple_boolean(expression: str, resource_type: str | None):
@@ -165,7 +192,12 @@ def _atom(text: str, resource_type: str | None):
     parts = match.group(1).split(".")
     if resource_type and parts[0] == resource_type:
         parts = parts[1:]
-    function, negate, literal, boolean = match.group(2), match.group(3), match.group(4), match.group(5)
+    function, negate, literal, boolean = (
+        match.group(2),
+        match.group(3),
+        match.group(4),
+        match.group(5),
+    )
     if function:
         want_values = function == "exists"
         flip = bool(negate)
@@ -229,10 +261,35 @@ def walk(resource: dict, parts: list[str]) -> list:
 
 
 # FHIR R4 choice elements ([x]) read by the fast path: `value` finds valueQuantity, valueString …
-CHOICE_ELEMENTS = frozenset({
-    "value", "effective", "onset", "abatement", "medication", "performed", "occurrence", "deceased",
-    "multipleBirth", "asNeeded", "reported", "timing", "product", "born", "age", "item", "answer",
-    "defaultValue", "fixed", "pattern", "serviced", "location", "subject", "diagnosis", "procedure"})
+CHOICE_ELEMENTS = frozenset(
+    {
+        "value",
+        "effective",
+        "onset",
+        "abatement",
+        "medication",
+        "performed",
+        "occurrence",
+        "deceased",
+        "multipleBirth",
+        "asNeeded",
+        "reported",
+        "timing",
+        "product",
+        "born",
+        "age",
+        "item",
+        "answer",
+        "defaultValue",
+        "fixed",
+        "pattern",
+        "serviced",
+        "location",
+        "subject",
+        "diagnosis",
+        "procedure",
+    }
+)
 
 
 def _choice(item: dict, part: str):

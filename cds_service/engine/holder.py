@@ -62,6 +62,7 @@ class RuleSetHolder:
             while not self._stop.wait(interval_seconds):
                 if self.changed():
                     self.reload()
+
         self._thread = threading.Thread(target=loop, name="rules-watch", daemon=True)
         self._thread.start()
         return self._thread

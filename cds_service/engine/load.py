@@ -20,8 +20,13 @@ def pack_files(paths=None) -> list[Path]:
     files: list[Path] = []
     for root in roots:
         if root.is_dir():
-            found = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-                           and not {"tests", "schema"} & set(p.relative_to(root).parts[:-1]))
+            found = sorted(
+                p
+                for p in root.rglob("*")
+                if p.suffix in (".yaml", ".yml")
+                and p.is_file()
+                and not {"tests", "schema"} & set(p.relative_to(root).parts[:-1])
+            )
             files.extend(found)
         else:
             files.append(root)

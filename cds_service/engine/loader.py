@@ -9,7 +9,9 @@ import yaml
 from .diagnostics import DUPLICATE_ERROR, YAML_ERROR, PackError, Source
 
 _constructor = yaml.constructor.SafeConstructor()
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same nodes and marks, faster
+_LOADER = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)  # libyaml when present: same nodes and marks, faster
 _STRING_TAGS = {"tag:yaml.org,2002:timestamp"}
 
 
@@ -38,15 +40,28 @@ def _build(node, path, marks, errors, display):
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
             if key in out:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                errors.append(PackError(display, line, col, DUPLICATE_ERROR,
-                                        _jp(path + (key,)), f"duplicate key {key!r}"))
+                errors.append(
+                    PackError(
+                        display,
+                        line,
+                        col,
+                        DUPLICATE_ERROR,
+                        _jp(path + (key,)),
+                        f"duplicate key {key!r}",
+                    )
+                )
             child = path + (key,)
             out[key] = _build(value_node, child, marks, errors, display)
             marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            marks[child + ("=",)] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
+            marks[child + ("=",)] = (
+                value_node.start_mark.line + 1,
+                value_node.start_mark.column + 1,
+            )
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), marks, errors, display) for i, item in enumerate(node.value)]
+        return [
+            _build(item, path + (i,), marks, errors, display) for i, item in enumerate(node.value)
+        ]
     if node.tag in _STRING_TAGS:
         return node.value
     return _constructor.construct_object(node)
@@ -54,4 +69,5 @@ def _build(node, path, marks, errors, display):
 
 def _jp(path) -> str:
     from .diagnostics import json_path
+
     return json_path(path)

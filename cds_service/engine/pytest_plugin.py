@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .diagnostics import PackErrors
-from .load import load_ruleset, pack_files
+from .load import load_ruleset
 from .testcases import CaseError, read_cases, run_case
 
 
@@ -16,6 +16,7 @@ from .testcases import CaseError, read_cases, run_case
 def _ruleset_for(pack_root: str):
     """The bundled packs plus, if the tests belong to a pack outside rules/, that pack."""
     from .load import BUNDLED
+
     root = Path(pack_root)
     paths = None if _inside(root, BUNDLED) else [root]
     return load_ruleset(paths)
@@ -37,8 +38,11 @@ def pack_root_of(path: Path) -> Path:
 
 
 def pytest_collect_file(parent, file_path: Path):
-    if file_path.suffix in (".yaml", ".yml") and "tests" in file_path.parts[:-1] and \
-            _inside(file_path, Path(parent.config.rootpath) / "rules"):
+    if (
+        file_path.suffix in (".yaml", ".yml")
+        and "tests" in file_path.parts[:-1]
+        and _inside(file_path, Path(parent.config.rootpath) / "rules")
+    ):
         return PackTestFile.from_parent(parent, path=file_path)
     return None
 
@@ -94,6 +98,3 @@ class PackTestFailure(Exception):
     def __init__(self, failures):
         super().__init__("\n".join(failures))
         self.failures = failures
-
-
-__all__ = ["pytest_collect_file", "pack_files"]

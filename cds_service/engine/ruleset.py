@@ -7,10 +7,16 @@ from .evaluate import evaluate as _evaluate
 from .valuesets import codings
 
 PREFETCH_KEYS = {
-    "Patient": "patient", "Condition": "conditions", "Observation": "observations",
-    "ImagingStudy": "imagingStudies", "MedicationRequest": "medicationRequests",
-    "MedicationStatement": "medicationStatements", "MedicationAdministration": "medicationAdministrations",
-    "ServiceRequest": "serviceRequests", "Procedure": "procedures", "Encounter": "encounters",
+    "Patient": "patient",
+    "Condition": "conditions",
+    "Observation": "observations",
+    "ImagingStudy": "imagingStudies",
+    "MedicationRequest": "medicationRequests",
+    "MedicationStatement": "medicationStatements",
+    "MedicationAdministration": "medicationAdministrations",
+    "ServiceRequest": "serviceRequests",
+    "Procedure": "procedures",
+    "Encounter": "encounters",
 }
 
 
@@ -46,9 +52,20 @@ class RuleSet:
         self._relevance = _relevance_table(self)
 
     # ---- the seam ------------------------------------------------------------------------
-    def evaluate(self, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False):
-        return _evaluate(self, resources, hook=hook, context=context, orders=orders, now=now,
-                         settings=settings, suppress=suppress, trace=trace)
+    def evaluate(
+        self, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False
+    ):
+        return _evaluate(
+            self,
+            resources,
+            hook=hook,
+            context=context,
+            orders=orders,
+            now=now,
+            settings=settings,
+            suppress=suppress,
+            trace=trace,
+        )
 
     def prefetch_templates(self, hook: str) -> dict[str, str]:
         return dict(self._prefetch.get(hook, {}))
@@ -71,7 +88,11 @@ class RuleSet:
         return texts.get(locale) or texts.get("en") or FINDINGS.get(code, code)
 
     def coding(self, code: str, settings) -> dict:
-        return {"system": settings.finding_system, "code": code, "display": self.display(code, settings.locale)}
+        return {
+            "system": settings.finding_system,
+            "code": code,
+            "display": self.display(code, settings.locale),
+        }
 
     def citation(self, ref: str | None) -> str | None:
         data = self.references.get(ref) if ref else None
@@ -101,10 +122,18 @@ class RuleSet:
         used: set[str] = set()
         for rule in self.rules_by_hook[hook]:
             used |= rule.facts_used
-        facts = [self.facts[n] for n in sorted(used) if self.facts[n].kind == "data" and self.facts[n].source == "record"]
+        facts = [
+            self.facts[n]
+            for n in sorted(used)
+            if self.facts[n].kind == "data" and self.facts[n].source == "record"
+        ]
         types = {f.resource_type for f in facts}
-        if any(self.suggestions[k].unless_open_order is not None
-               for r in self.rules_by_hook[hook] for k in r.suggestions if k in self.suggestions):
+        if any(
+            self.suggestions[k].unless_open_order is not None
+            for r in self.rules_by_hook[hook]
+            for k in r.suggestions
+            if k in self.suggestions
+        ):
             types.add("ServiceRequest")
         out = {}
         for rtype in sorted(types, key=lambda t: list(PREFETCH_KEYS).index(t)):
@@ -115,7 +144,10 @@ class RuleSet:
             query = f"{rtype}?patient={{{{context.patientId}}}}"
             if rtype == "Observation":
                 obs = [f for f in facts if f.resource_type == "Observation"]
-                if obs and all(f.valueset is not None and f.valueset.exact_only and f.default_code_path for f in obs):
+                if obs and all(
+                    f.valueset is not None and f.valueset.exact_only and f.default_code_path
+                    for f in obs
+                ):
                     tokens = sorted({f"{s}|{c}" for f in obs for s, c in f.valueset.exact})
                     query += "&code=" + ",".join(tokens)
             out[key] = query
@@ -141,21 +173,20 @@ def _relevance_table(rs) -> dict:
             patterns.append(fact.valueset)
         by_getter[key] = (getter, exact, patterns)
     from .fhirpath import accessor
+
     for suggestion in rs.suggestions.values():
         if suggestion.unless_open_order is not None and table.get("ServiceRequest") is not True:
             by_getter = readers.setdefault("ServiceRequest", {})
             getter = accessor("code", "ServiceRequest")
-            by_getter[id(getter)] = (getter, set(suggestion.unless_open_order.exact),
-                                     [] if suggestion.unless_open_order.exact_only else [suggestion.unless_open_order])
+            by_getter[id(getter)] = (
+                getter,
+                set(suggestion.unless_open_order.exact),
+                [] if suggestion.unless_open_order.exact_only else [suggestion.unless_open_order],
+            )
     for rtype, by_getter in readers.items():
         if table.get(rtype) is not True:
-            table[rtype] = [(g, frozenset(e), tuple(p)) for g, e, p in _merge_getters(by_getter.values())]
+            table[rtype] = [(g, frozenset(e), tuple(p)) for g, e, p in by_getter.values()]
     return table
-
-
-def _merge_getters(entries):
-    """Facts with the same default code path share one getter text; merge them to read codes once."""
-    return list(entries)
 
 
 def _facts_of_rule(rs, rule) -> set[str]:
@@ -173,7 +204,9 @@ def _facts_of_rule(rs, rule) -> set[str]:
     for p in params:
         names |= set(rs.params[p].band_facts)
         if rs.params[p].spec.get("male") is not None or any(
-                isinstance(v, dict) and "male" in v for v in (rs.params[p].spec.get(rs.params[p].selector) or {}).values()):
+            isinstance(v, dict) and "male" in v
+            for v in (rs.params[p].spec.get(rs.params[p].selector) or {}).values()
+        ):
             if "sex" in rs.facts:
                 names.add("sex")
     # derived dependencies, transitively

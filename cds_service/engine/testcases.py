@@ -11,7 +11,18 @@ import yaml
 from .dates import as_datetime
 from .evaluate import EngineSettings
 
-CASE_KEYS = {"name", "hook", "now", "settings", "patient", "data", "context", "expect", "defaults_data", "skip"}
+CASE_KEYS = {
+    "name",
+    "hook",
+    "now",
+    "settings",
+    "patient",
+    "data",
+    "context",
+    "expect",
+    "defaults_data",
+    "skip",
+}
 EXPECT_KEYS = {"findings", "suggestions", "summary_contains", "evidence", "data_quality", "cards"}
 ITEM_KINDS = {"obs", "condition", "imaging", "med", "service", "procedure", "order", "resource"}
 
@@ -75,7 +86,9 @@ def run_case(ruleset, case: Case) -> list[str]:
         raise CaseError(f"unknown case keys {sorted(unknown)}")
     expect = spec.get("expect")
     if not isinstance(expect, dict) or not expect:
-        raise CaseError("a case needs 'expect' (at least 'findings'); a case that asserts nothing fails")
+        raise CaseError(
+            "a case needs 'expect' (at least 'findings'); a case that asserts nothing fails"
+        )
     if set(expect) - EXPECT_KEYS:
         raise CaseError(f"unknown expect keys {sorted(set(expect) - EXPECT_KEYS)}")
     if "findings" not in expect:
@@ -90,8 +103,9 @@ def run_case(ruleset, case: Case) -> list[str]:
     resources, orders = expand(ruleset, spec.get("data") or [], pid, now, patient)
     context = {"patientId": pid, "userId": "Practitioner/test"}
     context.update(spec.get("context") or {})
-    evaluation = ruleset.evaluate(resources, hook=hook, context=context, orders=orders, now=now,
-                                  settings=settings)
+    evaluation = ruleset.evaluate(
+        resources, hook=hook, context=context, orders=orders, now=now, settings=settings
+    )
     return check(evaluation, expect)
 
 
@@ -104,7 +118,9 @@ def check(evaluation, expect) -> list[str]:
     if "suggestions" in expect:
         keys = sorted(k for s in evaluation.sent for k in s["suggestions"].values())
         if keys != sorted(expect["suggestions"] or []):
-            failures.append(f"suggestions: expected {sorted(expect['suggestions'] or [])}, got {keys}")
+            failures.append(
+                f"suggestions: expected {sorted(expect['suggestions'] or [])}, got {keys}"
+            )
     if "cards" in expect and len(evaluation.cards) != expect["cards"]:
         failures.append(f"cards: expected {expect['cards']}, got {len(evaluation.cards)}")
     for text in _as_list(expect.get("summary_contains")):
@@ -128,7 +144,9 @@ def check(evaluation, expect) -> list[str]:
     if "data_quality" in expect:
         got_dq = sorted({d["fact"] for d in evaluation.data_quality})
         if got_dq != sorted(expect["data_quality"] or []):
-            failures.append(f"data_quality: expected {sorted(expect['data_quality'] or [])}, got {got_dq}")
+            failures.append(
+                f"data_quality: expected {sorted(expect['data_quality'] or [])}, got {got_dq}"
+            )
     return failures
 
 
@@ -146,13 +164,13 @@ def expand(ruleset, items, pid, now: datetime, patient: dict):
     for n, item in enumerate(items, 1):
         if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ITEM_KINDS:
             raise CaseError(f"data item {n} must be one of {sorted(ITEM_KINDS)}: {item!r}")
-        (kind, body), = item.items()
+        ((kind, body),) = item.items()
         if kind == "resource":
             resources.append(dict(body))
         elif kind == "order":
             if not isinstance(body, dict) or len(body) != 1:
                 raise CaseError(f"order item {n} must be {{med: ...}} or {{service: ...}}")
-            (okind, obody), = body.items()
+            ((okind, obody),) = body.items()
             resource = _build(ruleset, okind, obody, pid, now, n, draft=True)
             orders.append(resource)
         else:
@@ -210,13 +228,25 @@ def _build(ruleset, kind, body, pid, now, n, draft=False):
     subject = {"reference": f"Patient/{pid}"}
     when = _when(body, now)
     if kind == "obs":
-        out = {"resourceType": "Observation", "id": rid, "status": body.get("status", "final"),
-               "code": _concept(ruleset, body["code"]), "subject": subject, "effectiveDateTime": when}
+        out = {
+            "resourceType": "Observation",
+            "id": rid,
+            "status": body.get("status", "final"),
+            "code": _concept(ruleset, body["code"]),
+            "subject": subject,
+            "effectiveDateTime": when,
+        }
         value = body.get("value")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             quantity = {"value": value}
             if "unit" in body:
-                quantity.update({"unit": str(body["unit"]), "system": "http://unitsofmeasure.org", "code": str(body["unit"])})
+                quantity.update(
+                    {
+                        "unit": str(body["unit"]),
+                        "system": "http://unitsofmeasure.org",
+                        "code": str(body["unit"]),
+                    }
+                )
             out["valueQuantity"] = quantity
         elif isinstance(value, bool):
             out["valueBoolean"] = value
@@ -228,49 +258,107 @@ def _build(ruleset, kind, body, pid, now, n, draft=False):
             out["derivedFrom"] = [{"reference": str(body["derived_from"])}]
         return out
     if kind == "condition":
-        out = {"resourceType": "Condition", "id": rid, "subject": subject, "code": _concept(ruleset, body["code"]),
-               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                              "code": body.get("status", "active")}]},
-               "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
-                                                  "code": body.get("verification", "confirmed")}]},
-               "recordedDate": when}
+        out = {
+            "resourceType": "Condition",
+            "id": rid,
+            "subject": subject,
+            "code": _concept(ruleset, body["code"]),
+            "clinicalStatus": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                        "code": body.get("status", "active"),
+                    }
+                ]
+            },
+            "verificationStatus": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                        "code": body.get("verification", "confirmed"),
+                    }
+                ]
+            },
+            "recordedDate": when,
+        }
         return out
     if kind == "imaging":
-        series = {"uid": f"1.2.3.{n}", "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM",
-                                                     "code": body.get("modality", "CT")}}
+        series = {
+            "uid": f"1.2.3.{n}",
+            "modality": {
+                "system": "http://dicom.nema.org/resources/ontology/DCM",
+                "code": body.get("modality", "CT"),
+            },
+        }
         if "body_site" in body:
             series["bodySite"] = coding(ruleset, body["body_site"])
-        out = {"resourceType": "ImagingStudy", "id": rid, "status": body.get("status", "available"),
-               "subject": subject, "started": when, "series": [series],
-               "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": body.get("modality", "CT")}]}
+        out = {
+            "resourceType": "ImagingStudy",
+            "id": rid,
+            "status": body.get("status", "available"),
+            "subject": subject,
+            "started": when,
+            "series": [series],
+            "modality": [
+                {
+                    "system": "http://dicom.nema.org/resources/ontology/DCM",
+                    "code": body.get("modality", "CT"),
+                }
+            ],
+        }
         if "procedure" in body:
             out["procedureCode"] = [_concept(ruleset, body["procedure"])]
         return out
     if kind == "med":
-        return {"resourceType": "MedicationRequest", "id": rid, "status": "draft" if draft else body.get("status", "active"),
-                "intent": "order" if not draft else "proposal", "subject": subject,
-                "medicationCodeableConcept": _concept(ruleset, body["code"]), "authoredOn": when}
+        return {
+            "resourceType": "MedicationRequest",
+            "id": rid,
+            "status": "draft" if draft else body.get("status", "active"),
+            "intent": "order" if not draft else "proposal",
+            "subject": subject,
+            "medicationCodeableConcept": _concept(ruleset, body["code"]),
+            "authoredOn": when,
+        }
     if kind == "service":
-        out = {"resourceType": "ServiceRequest", "id": rid, "status": "draft" if draft else body.get("status", "active"),
-               "intent": "order", "subject": subject, "code": _concept(ruleset, body["code"]), "authoredOn": when}
+        out = {
+            "resourceType": "ServiceRequest",
+            "id": rid,
+            "status": "draft" if draft else body.get("status", "active"),
+            "intent": "order",
+            "subject": subject,
+            "code": _concept(ruleset, body["code"]),
+            "authoredOn": when,
+        }
         if "category" in body:
             out["category"] = [_concept(ruleset, body["category"])]
         return out
     if kind == "procedure":
-        return {"resourceType": "Procedure", "id": rid, "status": body.get("status", "completed"), "subject": subject,
-                "code": _concept(ruleset, body["code"]), "performedDateTime": when}
+        return {
+            "resourceType": "Procedure",
+            "id": rid,
+            "status": body.get("status", "completed"),
+            "subject": subject,
+            "code": _concept(ruleset, body["code"]),
+            "performedDateTime": when,
+        }
     raise CaseError(f"data item {n}: unknown kind {kind!r}")
 
 
-def test_files(paths=None) -> list[Path]:
+def case_files(paths=None) -> list[Path]:
     """Test files: rules/**/tests/*.yaml for the packs named (default: bundled packs)."""
     from .load import BUNDLED
+
     roots = [BUNDLED] if not paths else [Path(p) for p in paths]
     out = []
     for root in roots:
         if root.is_file():
             out.append(root)
         elif root.is_dir():
-            out.extend(sorted(p for p in root.rglob("*.yaml") if "tests" in p.relative_to(root).parts[:-1]
-                              or root.name == "tests"))
+            out.extend(
+                sorted(
+                    p
+                    for p in root.rglob("*.yaml")
+                    if "tests" in p.relative_to(root).parts[:-1] or root.name == "tests"
+                )
+            )
     return out

@@ -27,8 +27,12 @@ def check_texts(c) -> None:
         for path, text in _texts(src.data, ()):
             missing = [loc for loc in locales if loc not in text]
             if missing:
-                c.error(src, path, TEMPLATE_ERROR,
-                        f"text lacks locale(s) {', '.join(missing)} declared in pack.locales")
+                c.error(
+                    src,
+                    path,
+                    TEMPLATE_ERROR,
+                    f"text lacks locale(s) {', '.join(missing)} declared in pack.locales",
+                )
 
 
 def _texts(data, path):
@@ -36,7 +40,11 @@ def _texts(data, path):
         for key, value in data.items():
             if key == "resource" and isinstance(value, dict):
                 yield from _resource_texts(value, path + (key,))
-            elif key in TEXT_KEYS and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            elif (
+                key in TEXT_KEYS
+                and isinstance(value, dict)
+                and all(isinstance(v, str) for v in value.values())
+            ):
                 yield path + (key,), value
             else:
                 yield from _texts(value, path + (key,))
@@ -76,13 +84,21 @@ def check_templates(c, rules, suggestions, links) -> None:
                 longest = template.longest(lambda v: _longest(c, v, locale))
                 if longest >= UNBOUNDED:
                     bad = [v for v in template.variables if _longest(c, v, locale) >= UNBOUNDED]
-                    c.error(src, path, TEMPLATE_ERROR,
-                            f"summary length cannot be bounded: {', '.join(bad)} is free text or a reference; "
-                            f"summaries must stay under {SUMMARY_LIMIT} characters")
+                    c.error(
+                        src,
+                        path,
+                        TEMPLATE_ERROR,
+                        f"summary length cannot be bounded: {', '.join(bad)} is free text or a reference; "
+                        f"summaries must stay under {SUMMARY_LIMIT} characters",
+                    )
                 elif longest >= SUMMARY_LIMIT:
-                    c.error(src, path, TEMPLATE_ERROR,
-                            f"summary can reach {longest} characters with its longest values "
-                            f"(limit {SUMMARY_LIMIT - 1})")
+                    c.error(
+                        src,
+                        path,
+                        TEMPLATE_ERROR,
+                        f"summary can reach {longest} characters with its longest values "
+                        f"(limit {SUMMARY_LIMIT - 1})",
+                    )
 
 
 def _strings(data, path):
@@ -105,9 +121,17 @@ def _split(var):
 def _variable_problem(c, var) -> str | None:
     base, attr = _split(var)
     if base in c.facts:
-        return None if attr in FACT_ATTRS else f"fact {base!r} has no attribute {attr!r} in {{{{{var}}}}}"
+        return (
+            None
+            if attr in FACT_ATTRS
+            else f"fact {base!r} has no attribute {attr!r} in {{{{{var}}}}}"
+        )
     if base in c.params:
-        return None if attr in PARAM_ATTRS else f"parameter {base!r} has no attribute {attr!r} in {{{{{var}}}}}"
+        return (
+            None
+            if attr in PARAM_ATTRS
+            else f"parameter {base!r} has no attribute {attr!r} in {{{{{var}}}}}"
+        )
     if base in ("profile", "ct_cutoffs") and attr is None:
         return None
     if base == "context" and attr in CONTEXT_ATTRS:
@@ -131,15 +155,21 @@ def _longest(c, var, locale) -> float:
             return DATE_LENGTH
         if fact.type != "quantity" or attr == "reference":
             return UNBOUNDED
-        lower = [x for x in (fact.plausible.get("min"), fact.plausible.get("above")) if x is not None]
-        upper = [x for x in (fact.plausible.get("max"), fact.plausible.get("below")) if x is not None]
+        lower = [
+            x for x in (fact.plausible.get("min"), fact.plausible.get("above")) if x is not None
+        ]
+        upper = [
+            x for x in (fact.plausible.get("max"), fact.plausible.get("below")) if x is not None
+        ]
         limits = (lower or [-ASSUMED_MAGNITUDE]) + (upper or [ASSUMED_MAGNITUDE])
         number = max(len(format_number(x, fact.precision)) for x in limits)
         return number + (0 if attr == "value" else _unit_len(fact.unit))
     if base in c.params:
         param = c.params[base]
         if attr == "source":
-            refs = [c.defs["references"][s].data for s in _sources(param) if s in c.defs["references"]]
+            refs = [
+                c.defs["references"][s].data for s in _sources(param) if s in c.defs["references"]
+            ]
             return max((len(r.get("short") or r["citation"]) for r in refs), default=0)
         if attr == "unit":
             return len(unit_display(param.unit))
@@ -147,7 +177,9 @@ def _longest(c, var, locale) -> float:
         return number + (0 if attr == "value" else _unit_len(param.unit))
     if base in ("profile", "ct_cutoffs"):
         section = "profiles" if base == "profile" else "ct_cutoff_sets"
-        return max((len(d.data["title"].get(locale, "")) for d in c.defs[section].values()), default=0)
+        return max(
+            (len(d.data["title"].get(locale, "")) for d in c.defs[section].values()), default=0
+        )
     if base == "finding":
         if attr == "display":
             return max(len(v) for v in FINDINGS.values())

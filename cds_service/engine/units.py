@@ -12,10 +12,26 @@ Q_ = ureg.Quantity
 
 # UCUM atoms whose spelling differs from pint's (the rest, e.g. kg, mg, dL, m, s, are shared).
 _ATOMS = {
-    "[lb_av]": "pound", "[lbf_av]": "force_pound", "[in_i]": "inch", "[ft_i]": "foot",
-    "[oz_av]": "ounce", "a": "year", "mo": "month", "wk": "week", "d": "day", "h": "hour",
-    "min": "minute", "s": "second", "L": "liter", "dL": "deciliter", "mL": "milliliter",
-    "%": "percent", "Cel": "degC", "kcal": "kilocalorie", "cal": "calorie", "N": "newton",
+    "[lb_av]": "pound",
+    "[lbf_av]": "force_pound",
+    "[in_i]": "inch",
+    "[ft_i]": "foot",
+    "[oz_av]": "ounce",
+    "a": "year",
+    "mo": "month",
+    "wk": "week",
+    "d": "day",
+    "h": "hour",
+    "min": "minute",
+    "s": "second",
+    "L": "liter",
+    "dL": "deciliter",
+    "mL": "milliliter",
+    "%": "percent",
+    "Cel": "degC",
+    "kcal": "kilocalorie",
+    "cal": "calorie",
+    "N": "newton",
     "1": "dimensionless",
 }
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
@@ -61,7 +77,7 @@ def _term(term: str, code: str) -> pint.Unit:
         unit = ureg.Unit(name)
     except (pint.errors.UndefinedUnitError, ValueError, AttributeError, TypeError) as exc:
         raise UnitError(f"unknown unit {code!r} ({atom!r})") from exc
-    return unit ** exponent
+    return unit**exponent
 
 
 def check(code: str) -> None:
@@ -93,7 +109,10 @@ def _factor(from_code: str, to_code: str) -> float:
     except pint.errors.DimensionalityError:
         pass
     if _dim(src) == ureg.newton.dimensionality and _dim(dst) == ureg.kilogram.dimensionality:
-        return float(Q_(1.0, src).to(ureg.kilogram_force).magnitude * Q_(1.0, ureg.kilogram).to(dst).magnitude)
+        return float(
+            Q_(1.0, src).to(ureg.kilogram_force).magnitude
+            * Q_(1.0, ureg.kilogram).to(dst).magnitude
+        )
     raise UnitError(f"cannot convert {from_code!r} to {to_code!r}")
 
 
@@ -116,8 +135,18 @@ def unit_of(code: str) -> pint.Quantity:
 
 
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-_DISPLAY_ATOMS = {"[lb_av]": "lb", "[lbf_av]": "lbf", "[in_i]": "in", "[ft_i]": "ft", "[oz_av]": "oz",
-                  "a": "years", "mo": "months", "d": "days", "Cel": "°C", "1": ""}
+_DISPLAY_ATOMS = {
+    "[lb_av]": "lb",
+    "[lbf_av]": "lbf",
+    "[in_i]": "in",
+    "[ft_i]": "ft",
+    "[oz_av]": "oz",
+    "a": "years",
+    "mo": "months",
+    "d": "days",
+    "Cel": "°C",
+    "1": "",
+}
 
 
 @lru_cache(maxsize=512)

@@ -20,23 +20,55 @@ def core():
     return load_ruleset([PACKS / "core"])
 
 
-def run(items, *, gender="male", age=70, hook="patient-view", settings=SETTINGS, trace=False, suppress=None,
-        cancer=True, rs=None):
+def run(
+    items,
+    *,
+    gender="male",
+    age=70,
+    hook="patient-view",
+    settings=SETTINGS,
+    trace=False,
+    suppress=None,
+    cancer=True,
+    rs=None,
+):
     rs = rs or core()
     items = ([CANCER] if cancer else []) + list(items)
     resources, orders = expand(rs, items, "p1", NOW, {"gender": gender, "age": age})
-    return rs.evaluate(resources, hook=hook, context={"patientId": "p1"}, orders=orders, now=NOW,
-                       settings=settings, trace=trace, suppress=suppress)
+    return rs.evaluate(
+        resources,
+        hook=hook,
+        context={"patientId": "p1"},
+        orders=orders,
+        now=NOW,
+        settings=settings,
+        trace=trace,
+        suppress=suppress,
+    )
 
 
 def fact(items, name, **kw):
     """The value of one fact for this data (via trace-free direct Run access)."""
     from cds_service.engine.facts import Run
+
     rs = core()
-    resources, orders = expand(rs, ([CANCER] if kw.pop("cancer", True) else []) + list(items), "p1", NOW,
-                               {"gender": kw.pop("gender", "male"), "age": kw.pop("age", 70)})
-    r = Run(rs, resources, orders, kw.pop("hook", "patient-view"), {"patientId": "p1"}, NOW,
-            kw.pop("settings", SETTINGS), False)
+    resources, orders = expand(
+        rs,
+        ([CANCER] if kw.pop("cancer", True) else []) + list(items),
+        "p1",
+        NOW,
+        {"gender": kw.pop("gender", "male"), "age": kw.pop("age", 70)},
+    )
+    r = Run(
+        rs,
+        resources,
+        orders,
+        kw.pop("hook", "patient-view"),
+        {"patientId": "p1"},
+        NOW,
+        kw.pop("settings", SETTINGS),
+        False,
+    )
     fv = r.fact(name)
     return (None if fv is None else fv.value), r
 

@@ -16,8 +16,18 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "rule-pack-format.md"
 
 
 def test_public_exports():
-    assert set(engine.__all__) == {"CODES", "EngineSettings", "Evaluation", "Finding", "PackError", "PackErrors",
-                                   "RuleSet", "RuleSetHolder", "Suppression", "load_ruleset"}
+    assert set(engine.__all__) == {
+        "CODES",
+        "EngineSettings",
+        "Evaluation",
+        "Finding",
+        "PackError",
+        "PackErrors",
+        "RuleSet",
+        "RuleSetHolder",
+        "Suppression",
+        "load_ruleset",
+    }
 
 
 def test_version_and_hooks():
@@ -44,19 +54,44 @@ def test_prefetch_follows_the_hook():
 
 def test_relevant():
     rs = core()
-    assert rs.relevant({"resourceType": "Observation", "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}})
-    assert not rs.relevant({"resourceType": "Observation", "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}})
-    assert rs.relevant({"resourceType": "Condition", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C16.9"}]}})
-    assert not rs.relevant({"resourceType": "Condition", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]}})
+    assert rs.relevant(
+        {
+            "resourceType": "Observation",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        }
+    )
+    assert not rs.relevant(
+        {
+            "resourceType": "Observation",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        }
+    )
+    assert rs.relevant(
+        {
+            "resourceType": "Condition",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C16.9"}]},
+        }
+    )
+    assert not rs.relevant(
+        {
+            "resourceType": "Condition",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]},
+        }
+    )
     assert rs.relevant({"resourceType": "Patient", "id": "p"})
     assert rs.relevant({"resourceType": "ImagingStudy"})
     assert not rs.relevant({"resourceType": "Encounter"})
-    assert rs.relevant({"resourceType": "ServiceRequest", "code": {"coding": [{"system": "http://snomed.info/sct", "code": "103699006"}]}})
+    assert rs.relevant(
+        {
+            "resourceType": "ServiceRequest",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "103699006"}]},
+        }
+    )
 
 
 def _worked_example(tmp_path):
     text = DOC.read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", text[text.index("## Worked example"):], re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", text[text.index("## Worked example") :], re.S)
     pack, cases = blocks[0], blocks[1]
     (tmp_path / "grip.yaml").write_text(pack)
     (tmp_path / "tests").mkdir()
@@ -89,11 +124,14 @@ suggestions:
 
 def test_hospital_override_adds_codes_and_replaces_parameters(tmp_path):
     from .helpers import obs, run
+
     override = tmp_path / "hospital.yaml"
     override.write_text(HOSPITAL)
     rs = load_ruleset([PACKS / "core" / "pack.yaml", override])
     assert rs.version == "engine-fixture@0.1.0+hospital-x@2024.1.0"
-    local = {"obs": {"code": "urn:oid:1.2.3.4.5|GRIP-MAX", "value": 12, "unit": "kg", "days_ago": 10}}
+    local = {
+        "obs": {"code": "urn:oid:1.2.3.4.5|GRIP-MAX", "value": 12, "unit": "kg", "days_ago": 10}
+    }
     ev = run([local], rs=rs)
     assert [f.code for f in ev.findings] == ["probable-sarcopenia"]
     assert any(s["label"] == "Order DXA at Hospital X" for s in ev.cards[0]["suggestions"])
@@ -137,6 +175,7 @@ def test_holder_watches_mtimes(tmp_path):
         time.sleep(0.1)
         pack.write_text(good.replace("version: 0.1.0", "version: 0.3.0", 1))
         import os
+
         os.utime(pack, (time.time() + 5, time.time() + 5))
         deadline = time.time() + 3
         while time.time() < deadline and holder.current.version != "engine-fixture@0.3.0":
@@ -148,6 +187,7 @@ def test_holder_watches_mtimes(tmp_path):
 
 def test_bundled_packs_load_if_present():
     from cds_service.engine.load import BUNDLED, pack_files
+
     if not pack_files():
         pytest.skip("no bundled packs yet")
     rs = load_ruleset()
@@ -176,8 +216,16 @@ rules:
     with pytest.raises(PackErrors) as info:
         load_ruleset([tmp_path])
     # b.yaml's pack declares zh-CN, so the English-only summary is reported, in b.yaml
-    assert [(Path(e.file).name, e.code) for e in info.value.errors] == [("b.yaml", "rule_template_error")]
-    (tmp_path / "b.yaml").write_text((tmp_path / "b.yaml").read_text().replace(
-        'summary: {en: "Grip {{grip}}"}', 'summary: {en: "Grip {{grip}}", zh-CN: "握力 {{grip}}"}'))
+    assert [(Path(e.file).name, e.code) for e in info.value.errors] == [
+        ("b.yaml", "rule_template_error")
+    ]
+    (tmp_path / "b.yaml").write_text(
+        (tmp_path / "b.yaml")
+        .read_text()
+        .replace(
+            'summary: {en: "Grip {{grip}}"}',
+            'summary: {en: "Grip {{grip}}", zh-CN: "握力 {{grip}}"}',
+        )
+    )
     rs = load_ruleset([tmp_path])
     assert rs.version == "split@1.0.0" and [r.id for r in rs.rules] == ["low"]

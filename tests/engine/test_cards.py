@@ -7,7 +7,11 @@ from cds_service.engine import EngineSettings, Suppression
 from .helpers import obs, run
 
 GRIP = obs("grip-strength", 20, "kg", 3)
-CACHEXIA = [obs("body-weight", 64.0, "kg", 5), obs("body-weight", 72.0, "kg", 180), obs("body-height", 170, "cm", 5)]
+CACHEXIA = [
+    obs("body-weight", 64.0, "kg", 5),
+    obs("body-weight", 72.0, "kg", 180),
+    obs("body-height", 170, "cm", 5),
+]
 CRP = [obs("crp", 2.5, "mg/dL", 3), obs("albumin", 3.0, "g/dL", 3)]
 
 
@@ -34,7 +38,9 @@ def test_card_shape():
         assert len(card["summary"]) < 140
         assert card["indicator"] in ("info", "warning", "critical")
         assert set(card["source"]["topic"]) == {"system", "code", "display"}
-        assert card["extension"]["org.sarcopenia-cds.rule-pack"]["version"] == "engine-fixture@0.1.0"
+        assert (
+            card["extension"]["org.sarcopenia-cds.rule-pack"]["version"] == "engine-fixture@0.1.0"
+        )
         for s in card.get("suggestions", []):
             assert s["uuid"] and s["label"]
             assert card["selectionBehavior"] == "any"
@@ -49,9 +55,13 @@ def test_grouped_findings_make_one_card_with_primary_topic():
     assert sorted(f.code for f in ev.findings) == ["cancer-cachexia", "probable-sarcopenia"]
     assert len(ev.cards) == 1
     card = ev.cards[0]
-    assert card["source"]["topic"]["code"] == "probable-sarcopenia"  # first of the group's list that was made
-    assert [f["code"]["code"] for f in card["extension"]["org.sarcopenia-cds.findings"]] == \
-        ["probable-sarcopenia", "cancer-cachexia"]
+    assert (
+        card["source"]["topic"]["code"] == "probable-sarcopenia"
+    )  # first of the group's list that was made
+    assert [f["code"]["code"] for f in card["extension"]["org.sarcopenia-cds.findings"]] == [
+        "probable-sarcopenia",
+        "cancer-cachexia",
+    ]
     assert "**Cancer cachexia**" in card["detail"]
     assert "| Grip strength | 20.0 kg |" in card["detail"]
     assert ev.sent[0]["primary"] == "probable-sarcopenia"
@@ -115,13 +125,21 @@ def test_locale_zh_cn():
 
 def test_smart_link_with_app_context():
     link = run([GRIP]).cards[0]["links"][0]
-    assert link == {"label": "Muscle trend", "url": "https://cds.example.org/smart/launch", "type": "smart",
-                    "appContext": "patient=p1"}
+    assert link == {
+        "label": "Muscle trend",
+        "url": "https://cds.example.org/smart/launch",
+        "type": "smart",
+        "appContext": "patient=p1",
+    }
 
 
 def test_finding_system_is_configurable():
-    settings = EngineSettings(profile="prof-a", ct_cutoffs="set-banded", finding_system="urn:local:findings")
-    assert run([GRIP], settings=settings).cards[0]["source"]["topic"]["system"] == "urn:local:findings"
+    settings = EngineSettings(
+        profile="prof-a", ct_cutoffs="set-banded", finding_system="urn:local:findings"
+    )
+    assert (
+        run([GRIP], settings=settings).cards[0]["source"]["topic"]["system"] == "urn:local:findings"
+    )
 
 
 def test_cds_hooks_card_schema_if_available():
@@ -131,7 +149,10 @@ def test_cds_hooks_card_schema_if_available():
 
     import jsonschema
     import pytest
-    candidates = list(Path(importlib.import_module("cds_service").__file__).parent.rglob("*response*.json"))
+
+    candidates = list(
+        Path(importlib.import_module("cds_service").__file__).parent.rglob("*response*.json")
+    )
     if not candidates:
         pytest.skip("no CDS Hooks response schema in the tree yet")
     schema = json.loads(candidates[0].read_text())

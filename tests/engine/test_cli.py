@@ -40,23 +40,68 @@ def test_test_command():
 def test_test_command_reports_failures(tmp_path):
     cases = tmp_path / "tests"
     cases.mkdir()
-    (cases / "bad.yaml").write_text("cases:\n  - name: nothing asserted\n    now: 2025-06-01T00:00:00Z\n")
-    code, out, _ = cli("rules", "test", str(cases / "bad.yaml"), "--packs", str(PACKS / "core" / "pack.yaml"))
+    (cases / "bad.yaml").write_text(
+        "cases:\n  - name: nothing asserted\n    now: 2025-06-01T00:00:00Z\n"
+    )
+    code, out, _ = cli(
+        "rules", "test", str(cases / "bad.yaml"), "--packs", str(PACKS / "core" / "pack.yaml")
+    )
     assert code == 1 and "rule_test_error" in out
 
 
 def test_explain(tmp_path):
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-01-01"}},
-        {"resource": {"resourceType": "Condition", "id": "c1", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C16.9"}]},
-                      "clinicalStatus": {"coding": [{"code": "active"}]}}},
-        {"resource": {"resourceType": "Observation", "id": "g1", "status": "final",
-                      "code": {"coding": [{"system": "http://loinc.org", "code": "83174-3"}]},
-                      "effectiveDateTime": "2025-05-30", "valueQuantity": {"value": 55, "code": "[lbf_av]"}}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "p1",
+                    "gender": "male",
+                    "birthDate": "1950-01-01",
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "c1",
+                    "code": {
+                        "coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C16.9"}]
+                    },
+                    "clinicalStatus": {"coding": [{"code": "active"}]},
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "g1",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "83174-3"}]},
+                    "effectiveDateTime": "2025-05-30",
+                    "valueQuantity": {"value": 55, "code": "[lbf_av]"},
+                }
+            },
+        ],
+    }
     path = tmp_path / "patient.json"
     path.write_text(json.dumps(bundle))
-    code, out, _ = cli("rules", "explain", "--hook", "patient-view", "--bundle", str(path), "--packs", CORE,
-                       "--profile", "prof-a", "--ct-cutoffs", "set-banded", "--now", "2025-06-01T00:00:00Z")
+    code, out, _ = cli(
+        "rules",
+        "explain",
+        "--hook",
+        "patient-view",
+        "--bundle",
+        str(path),
+        "--packs",
+        CORE,
+        "--profile",
+        "prof-a",
+        "--ct-cutoffs",
+        "set-banded",
+        "--now",
+        "2025-06-01T00:00:00Z",
+    )
     assert code == 0
     assert "✓ grip_max < grip_lo" in out
     assert "probable-sarcopenia (Probable sarcopenia) by rule probable" in out

@@ -4,7 +4,11 @@ from cds_service.engine import EngineSettings
 
 from .helpers import SETTINGS, codes, obs, run
 
-SMI_LOW_BMI = [obs("l3-area", 112, "cm2", 20), obs("body-height", 170, "cm", 20), obs("body-weight", 64, "kg", 5)]
+SMI_LOW_BMI = [
+    obs("l3-area", 112, "cm2", 20),
+    obs("body-height", 170, "cm", 20),
+    obs("body-weight", 64, "kg", 5),
+]
 
 
 def test_no_cancer_no_findings():
@@ -18,7 +22,11 @@ def test_probable_sarcopenia_with_grip_in_lbf():
     evidence = ev.findings[0].evidence
     grip = next(e for e in evidence if e.get("fact") == "grip_max" and "value" in e)
     assert grip["value"] == 24.947580 or abs(grip["value"] - 24.9476) < 1e-4
-    assert grip["unit"] == "kg" and grip["resource"] == "Observation/g1" and grip["original"]["unit"] == "[lbf_av]"
+    assert (
+        grip["unit"] == "kg"
+        and grip["resource"] == "Observation/g1"
+        and grip["original"]["unit"] == "[lbf_av]"
+    )
     threshold = next(e for e in evidence if e.get("parameter") == "grip_low")
     assert threshold["value"] == 27 and threshold["source"] == "ref-a" and "citation" in threshold
     assert threshold["result"] is True
@@ -38,7 +46,9 @@ def test_profile_changes_threshold():
     # 27.5 kg: not < 27 (prof-a), but < 28 (prof-b)
     data = [obs("grip-strength", 27.5, "kg", 3)]
     assert codes(run(data)) == []
-    assert codes(run(data, settings=EngineSettings(profile="prof-b", ct_cutoffs="set-banded"))) == ["probable-sarcopenia"]
+    assert codes(run(data, settings=EngineSettings(profile="prof-b", ct_cutoffs="set-banded"))) == [
+        "probable-sarcopenia"
+    ]
 
 
 def test_martin_style_bmi_band():
@@ -58,7 +68,11 @@ def test_band_unknown_without_bmi():
 
 def test_ct_cutoff_set_is_selectable():
     # SMI 50.2 (145/2.89), female: not < 41 (banded set) but < 38.5? no; male flat 52.4 → low
-    data = [obs("l3-area", 145, "cm2", 20), obs("body-height", 170, "cm", 20), obs("body-weight", 64, "kg", 5)]
+    data = [
+        obs("l3-area", 145, "cm2", 20),
+        obs("body-height", 170, "cm", 20),
+        obs("body-weight", 64, "kg", 5),
+    ]
     flat = EngineSettings(profile="prof-a", ct_cutoffs="set-flat")
     assert "low-skeletal-muscle-index" not in codes(run(data))
     assert "low-skeletal-muscle-index" in codes(run(data, settings=flat))
@@ -74,7 +88,9 @@ def test_order_hook_uses_draft_orders():
     ev = run(SMI_LOW_BMI + [chemo], hook="order-select")
     assert codes(ev) == ["chemotherapy-toxicity-risk", "low-skeletal-muscle-index"]
     not_chemo = {"order": {"med": {"code": "atc:L02BG04"}}}
-    assert codes(run(SMI_LOW_BMI + [not_chemo], hook="order-select")) == ["low-skeletal-muscle-index"]
+    assert codes(run(SMI_LOW_BMI + [not_chemo], hook="order-select")) == [
+        "low-skeletal-muscle-index"
+    ]
 
 
 def test_ct_available_requires_missing_l3():
@@ -87,7 +103,9 @@ def test_cachexia_and_evidence_dates():
     ev = run([obs("body-weight", 64.0, "kg", 5), obs("body-weight", 72.0, "kg", 180)])
     assert codes(ev) == ["cancer-cachexia"]
     loss = next(e for e in ev.findings[0].evidence if e.get("fact") == "weight_loss")
-    assert abs(loss["value"] - 11.111) < 1e-3 and loss["unit"] == "%" and loss["date"] == "2025-05-27"
+    assert (
+        abs(loss["value"] - 11.111) < 1e-3 and loss["unit"] == "%" and loss["date"] == "2025-05-27"
+    )
 
 
 def test_implausible_measurement_finding_and_data_quality():
@@ -111,28 +129,39 @@ def test_no_trace_by_default():
 def test_evaluation_is_deterministic_apart_from_uuids():
     data = SMI_LOW_BMI + [obs("grip-strength", 10, "kg", 3)]
     a, b = run(data), run(data)
-    strip = lambda cards: [{k: v for k, v in c.items() if k not in ("uuid", "suggestions")} for c in cards]
+    strip = lambda cards: [
+        {k: v for k, v in c.items() if k not in ("uuid", "suggestions")} for c in cards
+    ]
     assert strip(a.cards) == strip(b.cards)
     assert SETTINGS.profile == "prof-a"
 
 
 def test_odd_data_does_not_break_evaluation():
-    from .helpers import core, NOW
+    from .helpers import NOW, core
+
     odd = [
-        {"resourceType": "Observation", "id": "x1", "status": "final",
-         "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-         "effectiveDateTime": "not a date", "valueQuantity": {"value": "heavy", "code": "kg"}},
+        {
+            "resourceType": "Observation",
+            "id": "x1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "effectiveDateTime": "not a date",
+            "valueQuantity": {"value": "heavy", "code": "kg"},
+        },
         {"resourceType": "Observation", "id": "x2", "code": "not a concept", "valueQuantity": None},
         {"resourceType": "Condition", "id": "x3", "code": {"coding": [None, {"code": "C16.9"}]}},
         {"resourceType": "Patient", "id": "p1", "gender": 3, "birthDate": "19xx"},
         {"no": "resourceType"},
     ]
-    ev = core().evaluate(odd, hook="patient-view", context={"patientId": "p1"}, now=NOW, settings=SETTINGS)
+    ev = core().evaluate(
+        odd, hook="patient-view", context={"patientId": "p1"}, now=NOW, settings=SETTINGS
+    )
     assert ev.findings == [] and ev.errors == []
 
 
 def test_a_rule_that_raises_is_skipped_and_reported():
-    from .helpers import core, NOW
+    from .helpers import NOW, core
+
     rs = core()
     rule = rs.rules_by_hook["patient-view"][0]
     original = rule.when

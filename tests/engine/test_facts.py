@@ -23,8 +23,11 @@ def test_future_values_are_ignored():
 
 def test_max_of_latest_session():
     # latest session (10 days ago): 14 and 17 kg → 17; an older 30 kg does not count
-    items = [obs("grip-strength", 30, "kg", 40), obs("grip-strength", 14, "kg", 10),
-             {"obs": {"code": "loinc:83174-3", "value": 17, "unit": "kg", "days_ago": 10}}]
+    items = [
+        obs("grip-strength", 30, "kg", 40),
+        obs("grip-strength", 14, "kg", 10),
+        {"obs": {"code": "loinc:83174-3", "value": 17, "unit": "kg", "days_ago": 10}},
+    ]
     value, _ = fact(items, "grip_max")
     assert value == 17
 
@@ -37,7 +40,11 @@ def test_max_and_earliest_selections():
 
 def test_closest_to_180_days_within_tolerance():
     # candidates 150, 175 and 215 days ago: 175 is 5 days from 180 → chosen; 215 is outside ±30
-    items = [obs("body-weight", 71, "kg", 150), obs("body-weight", 72, "kg", 175), obs("body-weight", 90, "kg", 215)]
+    items = [
+        obs("body-weight", 71, "kg", 150),
+        obs("body-weight", 72, "kg", 175),
+        obs("body-weight", 90, "kg", 215),
+    ]
     assert fact(items, "weight_6mo_ago")[0] == 72
 
 
@@ -46,7 +53,11 @@ def test_closest_outside_tolerance_is_missing():
 
 
 def test_all_values_in_window():
-    items = [obs("body-weight", 70, "kg", 20), obs("body-weight", 68, "kg", 5), obs("body-weight", 80, "kg", 400)]
+    items = [
+        obs("body-weight", 70, "kg", 20),
+        obs("body-weight", 68, "kg", 5),
+        obs("body-weight", 80, "kg", 400),
+    ]
     _, run = fact(items, "weights")
     fv = run.fact("weights")
     assert [i.value for i in fv.items] == [68, 70]
@@ -97,9 +108,16 @@ def test_implausible_height_is_excluded_and_reported():
     items = [obs("body-height", 170, "cm", 30), obs("body-height", 400, "cm", 2, id="tall")]
     value, run = fact(items, "height")
     assert value == 170
-    assert run.data_quality == [{"fact": "height", "resource": "Observation/tall", "value": 400, "unit": "cm",
-                                 "reason": "outside plausible limits ≥ 100 and ≤ 230 cm",
-                                 "date": "2025-05-30"}]
+    assert run.data_quality == [
+        {
+            "fact": "height",
+            "resource": "Observation/tall",
+            "value": 400,
+            "unit": "cm",
+            "reason": "outside plausible limits ≥ 100 and ≤ 230 cm",
+            "date": "2025-05-30",
+        }
+    ]
 
 
 def test_exclusive_lower_limit():
@@ -120,14 +138,26 @@ def test_status_filter():
 
 
 def test_condition_filters_and_icd_range():
-    items = [{"condition": {"code": "icd10:Z85.3"}}, {"condition": {"code": "icd10:C50.9", "status": "resolved"}},
-             {"condition": {"code": "icd10:D12.0"}}]
+    items = [
+        {"condition": {"code": "icd10:Z85.3"}},
+        {"condition": {"code": "icd10:C50.9", "status": "resolved"}},
+        {"condition": {"code": "icd10:D12.0"}},
+    ]
     assert fact(items, "cancer", cancer=False)[0] is None
     assert fact([{"condition": {"code": "icd10:C7A.0"}}], "cancer", cancer=False)[0] is not None
 
 
 def test_imaging_where_value_set():
-    ok = [{"imaging": {"modality": "CT", "body_site": "snomed:818981001", "days_ago": 10, "id": "ct1"}}]
+    ok = [
+        {
+            "imaging": {
+                "modality": "CT",
+                "body_site": "snomed:818981001",
+                "days_ago": 10,
+                "id": "ct1",
+            }
+        }
+    ]
     assert fact(ok, "ct_study")[0] == "ImagingStudy/ct1"
     chest = [{"imaging": {"modality": "CT", "body_site": "snomed:51185008", "days_ago": 10}}]
     assert fact(chest, "ct_study")[0] is None

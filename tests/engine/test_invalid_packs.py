@@ -20,7 +20,9 @@ def test_invalid_pack_is_rejected_with_its_code_at_its_line(path):
         load_ruleset([path])
     errors = info.value.errors
     assert {e.code for e in errors} == {code}, [str(e) for e in errors]
-    assert any(e.line == int(line) and e.file.endswith(path.name) for e in errors), [str(e) for e in errors]
+    assert any(e.line == int(line) and e.file.endswith(path.name) for e in errors), [
+        str(e) for e in errors
+    ]
 
 
 def test_every_load_code_has_an_invalid_fixture():
@@ -34,7 +36,8 @@ def test_errors_print_as_file_line_col_code_path_message():
         load_ruleset([path])
     assert str(info.value.errors[0]) == (
         "tests/fixtures/invalid_packs/rule_schema_error/hard-stop-indicator.yaml:24:18: rule_schema_error: "
-        "$.rules[0].card.indicator: 'hard-stop' is not one of ['info', 'warning', 'critical']")
+        "$.rules[0].card.indicator: 'hard-stop' is not one of ['info', 'warning', 'critical']"
+    )
 
 
 def test_all_errors_are_reported_together_and_sorted(tmp_path):
@@ -52,7 +55,9 @@ def test_all_errors_are_reported_together_and_sorted(tmp_path):
 
 def test_errors_across_files_are_all_reported(tmp_path):
     for name in ("a.yaml", "b.yaml"):
-        (tmp_path / name).write_text((ROOT / "rule_schema_error" / "hard-stop-indicator.yaml").read_text())
+        (tmp_path / name).write_text(
+            (ROOT / "rule_schema_error" / "hard-stop-indicator.yaml").read_text()
+        )
     with pytest.raises(PackErrors) as info:
         load_ruleset([tmp_path])
     assert sorted({Path(e.file).name for e in info.value.errors}) == ["a.yaml", "b.yaml"]

@@ -13,8 +13,12 @@ def _docstring_nodes(tree):
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 yield body[0].value
 
 
@@ -22,14 +26,22 @@ def numeric_literals(path: Path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skip = {id(n) for n in _docstring_nodes(tree)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and id(node) not in skip and not isinstance(node.value, bool) \
-                and isinstance(node.value, (int, float)):
+        if (
+            isinstance(node, ast.Constant)
+            and id(node) not in skip
+            and not isinstance(node.value, bool)
+            and isinstance(node.value, (int, float))
+        ):
             yield node.lineno, node.value
 
 
 def test_engine_modules_have_no_clinical_numbers():
-    found = [f"{path.name}:{line}: {value!r}" for path in sorted(ENGINE.glob("*.py"))
-             for line, value in numeric_literals(path) if value in FORBIDDEN]
+    found = [
+        f"{path.name}:{line}: {value!r}"
+        for path in sorted(ENGINE.glob("*.py"))
+        for line, value in numeric_literals(path)
+        if value in FORBIDDEN
+    ]
     assert found == []
 
 

@@ -29,28 +29,39 @@ def test_case_without_expectation_fails(tmp_path):
 
 
 def test_case_without_findings_expectation_fails(tmp_path):
-    case = _case(tmp_path, "cases:\n  - name: x\n    now: 2025-06-01T00:00:00Z\n    expect: {suggestions: []}\n")
+    case = _case(
+        tmp_path,
+        "cases:\n  - name: x\n    now: 2025-06-01T00:00:00Z\n    expect: {suggestions: []}\n",
+    )
     with pytest.raises(CaseError, match="findings"):
         run_case(core(), case)
 
 
 def test_wrong_expectation_is_reported(tmp_path):
-    case = _case(tmp_path, """cases:
+    case = _case(
+        tmp_path,
+        """cases:
   - name: wrong
     now: 2025-06-01T00:00:00Z
     patient: {gender: female, age: 60}
     data: [{condition: {code: "icd10:C16.9"}}, {obs: {code: grip-strength, value: 10, unit: kg, days_ago: 1}}]
     settings: {profile: prof-a, ct_cutoffs: set-banded}
     expect: {findings: [sarcopenia], evidence: {grip_max: 11}}
-""")
+""",
+    )
     failures = run_case(core(), case)
-    assert any("findings: expected ['sarcopenia'], got ['probable-sarcopenia']" in f for f in failures)
+    assert any(
+        "findings: expected ['sarcopenia'], got ['probable-sarcopenia']" in f for f in failures
+    )
     assert any("grip_max expected 11" in f for f in failures)
 
 
 def test_unknown_code_in_compact_notation(tmp_path):
-    case = _case(tmp_path, "cases:\n  - name: x\n    now: 2025-06-01T00:00:00Z\n    data: [{obs: {code: nope, value: 1}}]\n"
-                           "    expect: {findings: []}\n")
+    case = _case(
+        tmp_path,
+        "cases:\n  - name: x\n    now: 2025-06-01T00:00:00Z\n    data: [{obs: {code: nope, value: 1}}]\n"
+        "    expect: {findings: []}\n",
+    )
     with pytest.raises(CaseError, match="nope"):
         run_case(core(), case)
 
@@ -62,6 +73,8 @@ def test_pytest_collects_pack_cases(pytester):
     source = PACKS / "core"
     (pack / "pack.yaml").write_text((source / "pack.yaml").read_text())
     (pack / "tests" / "cases.yaml").write_text(CASES.read_text())
-    (rules / "conftest.py").write_text("from cds_service.engine.pytest_plugin import pytest_collect_file\n")
+    (rules / "conftest.py").write_text(
+        "from cds_service.engine.pytest_plugin import pytest_collect_file\n"
+    )
     result = pytester.runpytest("rules", "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5)

@@ -7,18 +7,21 @@ from cds_service.engine import units
 from .helpers import fact, obs
 
 
-@pytest.mark.parametrize("source, target, expected", [
-    ("[lbf_av]", "kg", 0.45359237),   # 1 lbf = 1 lb × g0 = 0.45359237 kgf, read as kg for grip
-    ("[lb_av]", "kg", 0.45359237),
-    ("mg/dL", "mg/L", 10.0),          # 1 dL = 0.1 L → ×10
-    ("g/dL", "g/L", 10.0),
-    ("[in_i]", "cm", 2.54),
-    ("m", "cm", 100.0),
-    ("cm2/m2", "cm2/m2", 1.0),
-    ("g", "kg", 0.001),
-    ("%", "1", 0.01),
-    ("a", "d", 365.25),
-])
+@pytest.mark.parametrize(
+    "source, target, expected",
+    [
+        ("[lbf_av]", "kg", 0.45359237),  # 1 lbf = 1 lb × g0 = 0.45359237 kgf, read as kg for grip
+        ("[lb_av]", "kg", 0.45359237),
+        ("mg/dL", "mg/L", 10.0),  # 1 dL = 0.1 L → ×10
+        ("g/dL", "g/L", 10.0),
+        ("[in_i]", "cm", 2.54),
+        ("m", "cm", 100.0),
+        ("cm2/m2", "cm2/m2", 1.0),
+        ("g", "kg", 0.001),
+        ("%", "1", 0.01),
+        ("a", "d", 365.25),
+    ],
+)
 def test_factor(source, target, expected):
     assert units.factor(source, target) == pytest.approx(expected)
 
