@@ -28,6 +28,7 @@ start_redis() {
 
 start_postgres
 start_redis
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 || echo "warning: could not install Debian chromium (apt-get install -y chromium chromium-driver); browser tests skip locally and fail under CI=true" >&2
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
