@@ -169,7 +169,7 @@ def _resolver(rs, run, finding, coding):
         if base == "profile":
             return rs.profile_title(run.settings.profile, locale)
         if base == "ct_cutoffs":
-            return rs.ct_title(run.settings.ct_cutoffs, locale)
+            return rs.ct_title(run.ct_cutoffs, locale)
         if base == "context":
             return str(run.context.get(attr, ""))
         if base == "finding":

@@ -225,6 +225,11 @@ class Compiler:
             for name, d in self.defs[section].items():
                 target.add(name)
                 self.need_reference(d.data["reference"], d.src, d.path + ("reference",))
+        for name, d in self.defs["profiles"].items():
+            default = d.data.get("default_ct_cutoffs")
+            if default is not None and default not in self.ct_sets:
+                self.error(d.src, d.path + ("default_ct_cutoffs",), REFERENCE_ERROR,
+                           f"unknown CT cut-off set {default!r}")
 
     def compile_parameters(self) -> None:
         for name, d in self.defs["parameters"].items():

@@ -13,7 +13,7 @@ class EngineSettings:
     """What configuration chooses: profile, CT cut-off set, card language, finding code system."""
 
     profile: str = "ewgsop2"
-    ct_cutoffs: str = "martin2013"
+    ct_cutoffs: str | None = "martin2013"  # None: the profile's default_ct_cutoffs in the packs
     locale: str = "en"
     finding_system: str = "https://sarcopenia-cds.org/CodeSystem/finding"
 
@@ -63,7 +63,7 @@ def evaluate(
         if rule.profiles is not None and settings.profile not in rule.profiles:
             _skip(run, rule, "profile")
             continue
-        if rule.ct_cutoffs is not None and settings.ct_cutoffs not in rule.ct_cutoffs:
+        if rule.ct_cutoffs is not None and run.ct_cutoffs not in rule.ct_cutoffs:
             _skip(run, rule, "ct_cutoffs")
             continue
         if rule.finding in made and run.trace is None:

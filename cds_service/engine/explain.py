@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def bundle_resources(data) -> tuple[list[dict], list[dict], dict]:
-    """Resources from a FHIR Bundle, a list, or {"resources": [...], "orders": [...], "context": {...}}."""
+    """Resources from a FHIR Bundle, a list, or {"resources": [...], "orders": [...], "context": {}}."""
     if isinstance(data, list):
         return [r for r in data if isinstance(r, dict)], [], {}
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
@@ -56,7 +56,8 @@ def explain_text(ruleset, evaluation, hook, settings) -> str:
         lines.append("Data quality (excluded values):")
         for d in evaluation.data_quality:
             lines.append(
-                f"  {d['fact']}: {d.get('resource')} {d.get('value')} {d.get('unit', '')} — {d['reason']}"
+                f"  {d['fact']}: {d.get('resource')} {d.get('value')} {d.get('unit', '')}"
+                f" — {d['reason']}"
             )
     lines.append("")
     lines.append(f"Cards: {len(evaluation.cards)}")
@@ -79,7 +80,8 @@ def _n(value) -> str:
 
 def _evidence(e) -> str:
     if "parameter" in e:
-        return f"threshold {e['fact']} {e['comparison']} {e.get('unit', '')} ({e.get('source', '')}) → {e.get('result')}"
+        unit, source = e.get("unit", ""), e.get("source", "")
+        return f"threshold {e['fact']} {e['comparison']} {unit} ({source}) → {e.get('result')}"
     if "finding" in e:
         return f"finding {e['finding']}"
     if e.get("excluded"):
@@ -89,4 +91,5 @@ def _evidence(e) -> str:
     if "count" in e:
         return f"{e['fact']}: {e['count']} ({', '.join(e.get('resources', []))})"
     value = _n(e.get("value"))
-    return f"{e['fact']}: {value} {e.get('unit', '')} {e.get('date', '')} {e.get('resource', '')}".rstrip()
+    unit, when, where = e.get("unit", ""), e.get("date", ""), e.get("resource", "")
+    return f"{e['fact']}: {value} {unit} {when} {where}".rstrip()

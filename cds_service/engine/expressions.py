@@ -156,7 +156,7 @@ def _call(node, unit_of_name):
         values = [fn(lookup) for fn in fns]
         if any(v is None for v in values):
             return None
-        return pick(v * k for v, k in zip(values, factors))
+        return pick(v * k for v, k in zip(values, factors, strict=True))
 
     return extreme, first_unit
 

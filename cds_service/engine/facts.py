@@ -1,4 +1,4 @@
-"""One request's run: resources indexed once, facts computed lazily and at most once, with evidence."""
+"""One request's run: resources indexed once, facts computed lazily and at most once."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ class Run:
         self.context = context
         self.now = as_datetime(now)
         self.settings = settings
+        self.ct_cutoffs = settings.ct_cutoffs or ruleset.default_ct_cutoffs(settings.profile)
         self.trace = [] if trace else None
         self.cache: dict[str, FactValue | None] = {}
         self.params: dict[str, ParamValue | None] = {}
@@ -329,7 +330,7 @@ class Run:
         if name in self.params:
             return self.params[name]
         p = self.rs.params[name]
-        spec = p.spec_for(self.settings.profile, self.settings.ct_cutoffs)
+        spec = p.spec_for(self.settings.profile, self.ct_cutoffs)
         result = None
         if spec is not None:
             if "value" in spec:
@@ -497,7 +498,7 @@ class Run:
 
 
 def _codings_fast(code_get, resource):
-    """(system, code) pairs at a fact's code path; a direct read for one-element paths such as `code`."""
+    """(system, code) pairs at a fact's code path; a direct read for one-element paths (`code`)."""
     key = getattr(code_get, "single_key", None)
     if key is None:
         return codings(code_get(resource))

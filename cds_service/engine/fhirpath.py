@@ -1,4 +1,4 @@
-"""FHIRPath: a strict load-time guard, a dict-walk fast path for dotted paths, fhirpathpy otherwise."""
+"""FHIRPath: a strict load-time guard; a dict-walk fast path for simple paths, else fhirpathpy."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ _ATOM = re.compile(
 
 def _simple_boolean(expression: str, resource_type: str | None):
     """Fast path for `a or b` / `a and b` over atoms `path.exists()`, `path.empty()`, `….not()`,
-    `path = 'text'`, `path = true|false` (no parentheses); None when the expression is not of that form."""
+    `path = 'text'`, `path = true|false` (no parentheses); None for any other expression."""
     text = expression.strip()
     if "(" in text.replace("exists()", "").replace("empty()", "").replace("not()", ""):
         return None
@@ -238,7 +238,7 @@ def _union(lists: list[list]) -> list:
 
 
 def walk(resource: dict, parts: list[str]) -> list:
-    """Follow a dotted path through dicts and lists; choice types (value → valueQuantity) resolve."""
+    """Follow a dotted path through dicts and lists; choice types (value → valueQuantity) too."""
     current = [resource]
     for part in parts:
         nxt = []

@@ -41,7 +41,7 @@ def display_name(path: Path) -> str:
 
 
 def load_ruleset(paths=None) -> RuleSet:
-    """Load and compile packs; None means the bundled packs under <repo>/rules. Raises PackErrors."""
+    """Load and compile packs (None: the bundled packs under <repo>/rules). Raises PackErrors."""
     files = pack_files(paths)
     out = Collector()
     sources = []

@@ -43,7 +43,7 @@ class Fact:
 
 @dataclass
 class Parameter:
-    """A threshold or multiplier: one value, by sex, or by profile / CT cut-off set (then by sex)."""
+    """A threshold or multiplier: one value, by sex, or by profile / CT cut-off set (then sex)."""
 
     name: str
     unit: str

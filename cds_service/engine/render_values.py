@@ -1,4 +1,4 @@
-"""How numbers, dates and quantities are written in card texts (one place, so lengths can be bounded)."""
+"""How numbers, dates and quantities are written in texts (one place, so lengths are bounded)."""
 
 from __future__ import annotations
 

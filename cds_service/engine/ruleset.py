@@ -114,9 +114,14 @@ class RuleSet:
         title = self.profiles.get(profile, {}).get("title", {})
         return title.get(locale) or title.get("en") or profile
 
-    def ct_title(self, name: str, locale: str) -> str:
-        title = self.ct_sets.get(name, {}).get("title", {})
-        return title.get(locale) or title.get("en") or name
+    def default_ct_cutoffs(self, profile: str) -> str | None:
+        """The CT cut-off set a profile names as its default, else the first set declared."""
+        chosen = self.profiles.get(profile, {}).get("default_ct_cutoffs")
+        return chosen or next(iter(self.ct_sets), None)
+
+    def ct_title(self, name: str | None, locale: str) -> str:
+        title = self.ct_sets.get(name, {}).get("title", {}) if name else {}
+        return title.get(locale) or title.get("en") or name or ""
 
     def _build_prefetch(self, hook: str) -> dict[str, str]:
         used: set[str] = set()
@@ -155,7 +160,7 @@ class RuleSet:
 
 
 def _relevance_table(rs) -> dict:
-    """Per resource type: True (every resource counts) or [(code getter, exact codes, pattern sets)]."""
+    """Per resource type: True (all count) or [(code getter, exact codes, pattern value sets)]."""
     table: dict = {}
     readers: dict[str, dict[int, tuple]] = {}
     for fact in rs.facts.values():

@@ -1,4 +1,4 @@
-"""Load-time checks of texts: every locale present, every template variable defined, short summaries."""
+"""Load-time text checks: every locale present, template variables defined, short summaries."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _resource_texts(data, path):
 
 
 def check_templates(c, rules, suggestions, links) -> None:
-    """Template variables exist; every summary, filled with its longest values, stays < 140 chars."""
+    """Template variables exist; each summary, filled with its longest values, stays < 140."""
     for src in c.sources:
         for path, text in _strings(src.data, ()):
             if has_unclosed(text):
@@ -81,14 +81,15 @@ def check_templates(c, rules, suggestions, links) -> None:
                 if any(_variable_problem(c, v) for v in VARIABLE.findall(text)):
                     continue
                 template = Template(text)
-                longest = template.longest(lambda v: _longest(c, v, locale))
+                longest = template.longest(lambda v, loc=locale: _longest(c, v, loc))
                 if longest >= UNBOUNDED:
                     bad = [v for v in template.variables if _longest(c, v, locale) >= UNBOUNDED]
                     c.error(
                         src,
                         path,
                         TEMPLATE_ERROR,
-                        f"summary length cannot be bounded: {', '.join(bad)} is free text or a reference; "
+                        f"summary length cannot be bounded: {', '.join(bad)} is free text "
+                        "or a reference; "
                         f"summaries must stay under {SUMMARY_LIMIT} characters",
                     )
                 elif longest >= SUMMARY_LIMIT:

@@ -151,7 +151,7 @@ _DISPLAY_ATOMS = {
 
 @lru_cache(maxsize=512)
 def display(code: str | None) -> str:
-    """A readable form of a UCUM code for card texts: cm2/m2 → cm²/m², [lbf_av] → lbf, {score} → ''."""
+    """A readable UCUM code for texts: cm2/m2 → cm²/m², [lbf_av] → lbf, {score} → ''."""
     if not code:
         return ""
     text = _ANNOTATION.sub("", code)

@@ -1,4 +1,4 @@
-"""Value sets compiled to matchers: exact codes, code prefixes (ATC L01) and ranges (ICD-10 C00–C97)."""
+"""Value sets compiled to matchers: exact codes, prefixes (ATC L01), ranges (ICD-10 C00–C97)."""
 
 from __future__ import annotations
 

@@ -171,3 +171,21 @@ def test_a_rule_that_raises_is_skipped_and_reported():
     finally:
         rule.when = original
     assert ev.errors == [{"rule": rule.id, "error": "ZeroDivisionError: division by zero"}]
+
+
+def test_ct_cutoffs_unset_uses_the_first_set_or_the_profile_default(tmp_path):
+    from cds_service.engine import load_ruleset
+
+    from .helpers import PACKS
+
+    unset = EngineSettings(profile="prof-a", ct_cutoffs=None)
+    assert "low-skeletal-muscle-index" in codes(run(SMI_LOW_BMI, settings=unset))  # set-banded
+    text = (PACKS / "core" / "pack.yaml").read_text().replace(
+        "prof-a: {title: {en: Profile A, zh-CN: 方案A}, reference: ref-a}",
+        "prof-a: {title: {en: Profile A, zh-CN: 方案A}, reference: ref-a, default_ct_cutoffs: set-flat}",
+    )
+    (tmp_path / "pack.yaml").write_text(text)
+    rs = load_ruleset([tmp_path / "pack.yaml"])
+    # SMI 50.2 (145 / 2.89), male, BMI 22.1: not < 43 (banded) but < 52.4 (flat)
+    data = [obs("l3-area", 145, "cm2", 20), obs("body-height", 170, "cm", 20), obs("body-weight", 64, "kg", 5)]
+    assert "low-skeletal-muscle-index" in codes(run(data, settings=unset, rs=rs))
