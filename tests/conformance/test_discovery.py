@@ -50,12 +50,19 @@ def test_prefetch_templates_use_only_2_0_tokens(ehr):
             assert "_sort" not in template or "sort:" not in template
 
 
-def test_prefetch_asks_for_what_the_rules_read(ehr):
-    """Conditions, Observations by code, ImagingStudies, and the draft-order context for order hooks."""
-    prefetch = next(s for s in ehr.discovery()["services"] if s["hook"] == "patient-view")["prefetch"]
-    assert prefetch["conditions"].startswith("Condition?patient={{context.patientId}}")
-    assert prefetch["observations"].startswith("Observation?patient={{context.patientId}}")
-    assert "http://loinc.org|29463-7" in prefetch["observations"]
-    assert prefetch["imagingStudies"].startswith("ImagingStudy?patient={{context.patientId}}")
-    order_sign = next(s for s in ehr.discovery()["services"] if s["hook"] == "order-sign")["prefetch"]
-    assert order_sign["medicationRequests"].startswith("MedicationRequest?patient={{context.patientId}}")
+def test_prefetch_asks_for_exactly_what_the_rules_read(ehr):
+    """patient-view reads diagnoses, coded Observations, CT studies and open referrals; order hooks
+    read the orders from context.draftOrders, so they ask for no MedicationRequest history."""
+    services = {s["hook"]: s["prefetch"] for s in ehr.discovery()["services"]}
+    patient_view = services["patient-view"]
+    assert sorted(patient_view) == ["conditions", "imagingStudies", "observations", "patient", "serviceRequests"]
+    assert patient_view["conditions"] == "Condition?patient={{context.patientId}}"
+    assert patient_view["observations"].startswith("Observation?patient={{context.patientId}}&code=")
+    for coding in ("http://loinc.org|29463-7", "http://loinc.org|8302-2", "http://loinc.org|1988-5", "http://loinc.org|1751-7",
+                   "https://sarcopenia-cds.org/CodeSystem/measure|grip-strength",
+                   "https://sarcopenia-cds.org/CodeSystem/measure|l3-skeletal-muscle-area"):
+        assert coding in patient_view["observations"]
+    assert "http://loinc.org|2089-1" not in patient_view["observations"]
+    assert patient_view["imagingStudies"] == "ImagingStudy?patient={{context.patientId}}"
+    for hook in ("order-select", "order-sign"):
+        assert sorted(services[hook]) == ["conditions", "observations", "patient", "serviceRequests"]
