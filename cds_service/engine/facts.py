@@ -23,6 +23,11 @@ class Item:
     reference: str | None
     raw_value: object = None
     raw_unit: str | None = None
+    ts: float = float("-inf")  # the date as a POSIX timestamp, for fast windows and ordering
+
+    def __post_init__(self):
+        if self.date is not None:
+            self.ts = self.date.timestamp()
 
 
 @dataclass(slots=True)
@@ -54,6 +59,7 @@ class Run:
         self.hook = hook
         self.context = context
         self.now = as_datetime(now)
+        self.now_ts = self.now.timestamp()
         self.settings = settings
         self.ct_cutoffs = settings.ct_cutoffs or ruleset.default_ct_cutoffs(settings.profile)
         self.trace = [] if trace else None
@@ -65,6 +71,8 @@ class Run:
         self.readers: dict[tuple, list] = {}
         self.dates: dict[tuple, datetime | None] = {}
         self.where_memo: dict[tuple, bool] = {}
+        self.compare_memo: dict[str, tuple] = {}
+        self.references: dict[int, str] = {}
         self.data_quality: list[dict] = []
         self.excluded: set[str] = set()
         self.findings: dict[str, object] = {}
@@ -152,7 +160,10 @@ class Run:
                         if when is not None:
                             break
                 self.dates[date_key] = when
-            reference = f"{rtype}/{resource.get('id')}" if resource.get("id") else rtype
+            reference = self.references.get(id(resource))
+            if reference is None:
+                rid = resource.get("id")
+                reference = self.references[id(resource)] = f"{rtype}/{rid}" if rid else rtype
             if fact.value_get is None:
                 items.append(Item(reference, when, reference))
                 continue
@@ -213,12 +224,9 @@ class Run:
         within = self.days(fact.within)
         if within is None:
             return list(items)
-        now = self.now
-        return [
-            i
-            for i in items
-            if i.date is not None and 0 <= (now - i.date).total_seconds() / DAY <= within
-        ]
+        high = self.now_ts
+        low = high - within * DAY
+        return [i for i in items if i.date is not None and low <= i.ts <= high]
 
     def _plausible(self, fact, items):
         limits = fact.plausible
@@ -400,16 +408,28 @@ class Run:
         return result
 
     def compare(self, text, name, fn, symbol, number, ref):
+        """`name <op> right`; the same comparison text is worked out once per request."""
+        memo = self.compare_memo.get(text)
+        if memo is None:
+            memo = self.compare_memo[text] = self._compare(name, fn, symbol, number, ref)
+        result, notes, left, right = memo
+        if self.evidence is not None:
+            self.evidence.extend(notes)
+        if self.trace is not None:
+            self.trace.append(
+                {"rule": self.rule_id, "condition": text, "result": result, "left": left, "right": right}
+            )
+        return result
+
+    def _compare(self, name, fn, symbol, number, ref):
         left = self.value(name)
-        right, threshold = number, None
+        right, threshold, notes = number, None, []
         if ref is not None:
             other, k, kind = ref
             if kind == "param":
                 p = self.param(other)
                 right = None if p is None else p.value * k
-                if self.evidence is not None:
-                    for band_fact in self.rs.params[other].band_facts:
-                        self._note_fact(band_fact)
+                notes.extend(self.rs.params[other].band_facts)
                 if p is not None:
                     threshold = {
                         "parameter": other,
@@ -425,27 +445,15 @@ class Run:
             else:
                 right = self.value(other)
                 right = None if right is None else right * k
-                if self.evidence is not None:
-                    self._note_fact(other)
+                notes.append(other)
         result = None if left is None or right is None else fn(left, right)
-        if self.evidence is not None:
-            self._note_fact(name)
-            if threshold is not None:
-                threshold["fact"] = name
-                if result is not None:
-                    threshold["result"] = result
-                self._note(threshold)
-        if self.trace is not None:
-            self.trace.append(
-                {
-                    "rule": self.rule_id,
-                    "condition": text,
-                    "result": result,
-                    "left": left,
-                    "right": right,
-                }
-            )
-        return result
+        notes.append(name)
+        if threshold is not None:
+            threshold["fact"] = name
+            if result is not None:
+                threshold["result"] = result
+            notes.append(threshold)
+        return result, tuple(notes), left, right
 
     def _note_fact(self, name):
         """Remember that the current rule used `name`; entries are built only if the rule fires."""
@@ -521,7 +529,7 @@ def _latest(items):
 
 
 def _date_key(item):
-    return item.date.timestamp() if item.date is not None else float("-inf")
+    return item.ts
 
 
 def _num(value):
