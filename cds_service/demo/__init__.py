@@ -22,7 +22,15 @@ from cds_service.demo.issuer import DemoIssuer
 
 DEMO_DATABASE = "sarcopenia-cds-demo.db"
 
-__all__ = ["DemoState", "DemoData", "DemoIssuer", "build_demo_config", "create_demo_app", "register_demo", "run_demo"]
+__all__ = [
+    "DemoState",
+    "DemoData",
+    "DemoIssuer",
+    "build_demo_config",
+    "create_demo_app",
+    "register_demo",
+    "run_demo",
+]
 
 
 @dataclass
@@ -38,7 +46,9 @@ class DemoState:
         return f"{self.base_url}/demo/fhir"
 
 
-def build_demo_config(host: str, port: int, issuer: DemoIssuer, workdir: Path | None = None) -> dict[str, Any]:
+def build_demo_config(
+    host: str, port: int, issuer: DemoIssuer, workdir: Path | None = None
+) -> dict[str, Any]:
     """The configuration `run_demo` passes to create_app: auth on, the demo issuer trusted, demo mode on."""
     database = (workdir or Path.cwd()) / DEMO_DATABASE
     return {
@@ -65,8 +75,14 @@ def register_demo(app: Flask, issuer: DemoIssuer, data: DemoData | None = None) 
     return state
 
 
-def create_demo_app(host: str, port: int, workdir: Path | None = None, *, clock=None,
-                    overrides: dict[str, Any] | None = None) -> Flask:
+def create_demo_app(
+    host: str,
+    port: int,
+    workdir: Path | None = None,
+    *,
+    clock=None,
+    overrides: dict[str, Any] | None = None,
+) -> Flask:
     """create_app with the demo configuration, plus the demo blueprints."""
     from cds_service.app import create_app
 
@@ -74,7 +90,11 @@ def create_demo_app(host: str, port: int, workdir: Path | None = None, *, clock=
     issuer = DemoIssuer(base_url)
     config = build_demo_config(host, port, issuer, workdir)
     for key, value in (overrides or {}).items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+        config[key] = (
+            {**config[key], **value}
+            if isinstance(value, dict) and isinstance(config.get(key), dict)
+            else value
+        )
     app = create_app(config, clock=clock) if clock else create_app(config)
     register_demo(app, issuer)
     return app
@@ -87,9 +107,15 @@ def run_demo(host: str = "127.0.0.1", port: int = 8080) -> int:
     app = create_demo_app(host, port)
     server = make_server(host, port, app, threaded=True)
     state: DemoState = app.extensions["demo"]
-    print(f"sarcopenia-cds demo: open {state.base_url}/demo  (synthetic patients only; "
-          f"database {Path.cwd() / DEMO_DATABASE})", flush=True)
-    print(f"  CDS Hooks discovery: {state.base_url}/cds-services (JWT required; the page signs its calls)", flush=True)
+    print(
+        f"sarcopenia-cds demo: open {state.base_url}/demo  (synthetic patients only; "
+        f"database {Path.cwd() / DEMO_DATABASE})",
+        flush=True,
+    )
+    print(
+        f"  CDS Hooks discovery: {state.base_url}/cds-services (JWT required; the page signs its calls)",
+        flush=True,
+    )
     print(f"  demo FHIR source:    {state.fhir_base}", flush=True)
 
     def stop(signum, frame):  # noqa: ARG001 - signal handler signature

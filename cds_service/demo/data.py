@@ -22,11 +22,25 @@ ORDER_DIR = PATIENT_DIR / "orders"
 DATA_NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 
 #: element names whose values are FHIR date / dateTime / instant values in these bundles
-DATE_KEYS = frozenset({
-    "birthDate", "issued", "authoredOn", "recordedDate", "started", "start", "end", "onsetDateTime",
-    "abatementDateTime", "effectiveDateTime", "performedDateTime", "occurrenceDateTime", "date",
-    "timestamp", "lastUpdated",
-})
+DATE_KEYS = frozenset(
+    {
+        "birthDate",
+        "issued",
+        "authoredOn",
+        "recordedDate",
+        "started",
+        "start",
+        "end",
+        "onsetDateTime",
+        "abatementDateTime",
+        "effectiveDateTime",
+        "performedDateTime",
+        "occurrenceDateTime",
+        "date",
+        "timestamp",
+        "lastUpdated",
+    }
+)
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
@@ -72,7 +86,9 @@ class DemoPatient:
     birth_date: str
     cancer: str
     resources: list[dict[str, Any]]
-    orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # order slug -> draftOrders Bundle
+    orders: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # order slug -> draftOrders Bundle
 
     @property
     def number(self) -> str:
@@ -84,10 +100,18 @@ class DemoPatient:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "id": self.id, "slug": self.slug, "number": self.number, "name": self.name, "gender": self.gender,
-            "birthDate": self.birth_date, "cancer": self.cancer, "scenario": self.title,
-            "orders": [{"key": key, "label": order_label(key, bundle), "kinds": order_kinds(bundle)}
-                       for key, bundle in self.orders.items()],
+            "id": self.id,
+            "slug": self.slug,
+            "number": self.number,
+            "name": self.name,
+            "gender": self.gender,
+            "birthDate": self.birth_date,
+            "cancer": self.cancer,
+            "scenario": self.title,
+            "orders": [
+                {"key": key, "label": order_label(key, bundle), "kinds": order_kinds(bundle)}
+                for key, bundle in self.orders.items()
+            ],
         }
 
 
@@ -97,13 +121,17 @@ def order_label(key: str, bundle: dict[str, Any]) -> str:
     for entry in bundle.get("entry") or []:
         resource = entry.get("resource") or {}
         concept = resource.get("medicationCodeableConcept") or resource.get("code") or {}
-        text = concept.get("text") or next((c.get("display") for c in concept.get("coding") or [] if c.get("display")), None)
+        text = concept.get("text") or next(
+            (c.get("display") for c in concept.get("coding") or [] if c.get("display")), None
+        )
         texts.append(text or f"{resource.get('resourceType')}/{resource.get('id')}")
     return " + ".join(texts) or key
 
 
 def order_kinds(bundle: dict[str, Any]) -> list[str]:
-    return sorted({(e.get("resource") or {}).get("resourceType", "") for e in bundle.get("entry") or []})
+    return sorted(
+        {(e.get("resource") or {}).get("resourceType", "") for e in bundle.get("entry") or []}
+    )
 
 
 class DemoData:
@@ -118,16 +146,26 @@ class DemoData:
             resources = [shift_dates(e["resource"], self.delta) for e in bundle.get("entry") or []]
             patient = next(r for r in resources if r["resourceType"] == "Patient")
             name = (patient.get("name") or [{}])[0]
-            cancer = next((c.get("code", {}).get("text") for c in resources
-                           if c["resourceType"] == "Condition" and c.get("code", {}).get("text")), "")
+            cancer = next(
+                (
+                    c.get("code", {}).get("text")
+                    for c in resources
+                    if c["resourceType"] == "Condition" and c.get("code", {}).get("text")
+                ),
+                "",
+            )
             demo = DemoPatient(
-                slug=path.stem, id=patient["id"], name=name.get("text") or " ".join(name.get("given", [])),
-                gender=patient.get("gender", "unknown"), birth_date=patient.get("birthDate", ""),
-                cancer=cancer, resources=resources,
+                slug=path.stem,
+                id=patient["id"],
+                name=name.get("text") or " ".join(name.get("given", [])),
+                gender=patient.get("gender", "unknown"),
+                birth_date=patient.get("birthDate", ""),
+                cancer=cancer,
+                resources=resources,
             )
             for order_path in sorted((patient_dir / "orders").glob(f"{path.stem}-*.json")):
                 order = json.loads(order_path.read_text(encoding="utf-8"))
-                demo.orders[order_path.stem[len(path.stem) + 1:]] = shift_dates(order, self.delta)
+                demo.orders[order_path.stem[len(path.stem) + 1 :]] = shift_dates(order, self.delta)
             self.patients[demo.id] = demo
             for resource in resources:
                 self.by_type.setdefault(resource["resourceType"], {})[resource["id"]] = resource
@@ -140,11 +178,17 @@ class DemoData:
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         return self.by_type.get(resource_type, {}).get(resource_id)
 
-    def resources_of(self, patient_id: str, resource_type: str | None = None) -> list[dict[str, Any]]:
+    def resources_of(
+        self, patient_id: str, resource_type: str | None = None
+    ) -> list[dict[str, Any]]:
         patient = self.patients.get(patient_id)
         if patient is None:
             return []
-        return [r for r in patient.resources if resource_type is None or r["resourceType"] == resource_type]
+        return [
+            r
+            for r in patient.resources
+            if resource_type is None or r["resourceType"] == resource_type
+        ]
 
     def draft_orders(self, patient_id: str, key: str) -> dict[str, Any] | None:
         patient = self.patients.get(patient_id)

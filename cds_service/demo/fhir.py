@@ -31,7 +31,17 @@ CODE_PATHS = {
     "Encounter": ("type",),
 }
 
-APPLIED = ("_id", "patient", "subject", "code", "status", "category", "clinical-status", "intent", "_count")
+APPLIED = (
+    "_id",
+    "patient",
+    "subject",
+    "code",
+    "status",
+    "category",
+    "clinical-status",
+    "intent",
+    "_count",
+)
 
 
 def _fhir(body: dict[str, Any], status: int = 200) -> Response:
@@ -39,8 +49,13 @@ def _fhir(body: dict[str, Any], status: int = 200) -> Response:
 
 
 def _outcome(status: int, code: str, message: str) -> Response:
-    response = _fhir({"resourceType": "OperationOutcome",
-                      "issue": [{"severity": "error", "code": code, "diagnostics": message}]}, status)
+    response = _fhir(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": message}],
+        },
+        status,
+    )
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="sarcopenia-cds-demo"'
     return response
@@ -78,7 +93,10 @@ def _token_match(criteria: str, codings: list[tuple[str | None, str | None]]) ->
         if "|" in one:
             system, _, code = one.partition("|")
             system = system or None
-            if any((s == system if system else s is None) and (not code or c == code) for s, c in codings):
+            if any(
+                (s == system if system else s is None) and (not code or c == code)
+                for s, c in codings
+            ):
                 return True
         elif any(c == one for _, c in codings):
             return True
@@ -104,9 +122,13 @@ def _matches(resource: dict[str, Any], params: dict[str, str]) -> bool:
         return False
     if "intent" in params and resource.get("intent") not in params["intent"].split(","):
         return False
-    if "category" in params and not _token_match(params["category"], _codings(resource.get("category") or [])):
+    if "category" in params and not _token_match(
+        params["category"], _codings(resource.get("category") or [])
+    ):
         return False
-    if "clinical-status" in params and not _token_match(params["clinical-status"], _codings(resource.get("clinicalStatus"))):
+    if "clinical-status" in params and not _token_match(
+        params["clinical-status"], _codings(resource.get("clinicalStatus"))
+    ):
         return False
     return True
 
@@ -120,31 +142,58 @@ def search(resource_type: str, params: dict[str, str]) -> list[dict[str, Any]]:
     if resource_type == "Patient" and patient is not None:
         params = {**params, "_id": patient}
         patient = None
-    pool = (data.resources_of(patient, resource_type) if patient is not None
-            else list(data.by_type.get(resource_type, {}).values()))
+    pool = (
+        data.resources_of(patient, resource_type)
+        if patient is not None
+        else list(data.by_type.get(resource_type, {}).values())
+    )
     return sorted((r for r in pool if _matches(r, params)), key=lambda r: r["id"])
 
 
 @bp.get("/demo/fhir/metadata")
 def capability_statement():
     """A minimal CapabilityStatement (no token needed, as in FHIR)."""
-    return _fhir({
-        "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json"], "date": _state().data.now.date().isoformat(),
-        "software": {"name": "sarcopenia-cds demo FHIR source"},
-        "rest": [{"mode": "server", "resource": [
-            {"type": t, "interaction": [{"code": "read"}, {"code": "search-type"}],
-             "searchParam": [{"name": p, "type": "token" if p in ("code", "status", "category") else "reference"}
-                             for p in ("patient", "code", "status", "category")]}
-            for t in sorted(_state().data.by_type)]}],
-    })
+    return _fhir(
+        {
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["application/fhir+json"],
+            "date": _state().data.now.date().isoformat(),
+            "software": {"name": "sarcopenia-cds demo FHIR source"},
+            "rest": [
+                {
+                    "mode": "server",
+                    "resource": [
+                        {
+                            "type": t,
+                            "interaction": [{"code": "read"}, {"code": "search-type"}],
+                            "searchParam": [
+                                {
+                                    "name": p,
+                                    "type": "token"
+                                    if p in ("code", "status", "category")
+                                    else "reference",
+                                }
+                                for p in ("patient", "code", "status", "category")
+                            ],
+                        }
+                        for t in sorted(_state().data.by_type)
+                    ],
+                }
+            ],
+        }
+    )
 
 
 @bp.get("/demo/fhir/<resource_type>/<resource_id>")
 def read(resource_type: str, resource_id: str):
     grant = _grant()
     if grant is None:
-        return _outcome(401, "login", "a bearer token from the demo (fhirAuthorization) is required")
+        return _outcome(
+            401, "login", "a bearer token from the demo (fhirAuthorization) is required"
+        )
     resource = _state().data.read(resource_type, resource_id)
     if resource is None:
         return _outcome(404, "not-found", f"{resource_type}/{resource_id} is not known")
@@ -157,31 +206,59 @@ def read(resource_type: str, resource_id: str):
 def search_type(resource_type: str):
     grant = _grant()
     if grant is None:
-        return _outcome(401, "login", "a bearer token from the demo (fhirAuthorization) is required")
+        return _outcome(
+            401, "login", "a bearer token from the demo (fhirAuthorization) is required"
+        )
     if not resource_type[:1].isupper() or not resource_type.isalpha():
         return _outcome(404, "not-found", f"unknown resource type '{resource_type[:60]}'")
     params = {k: v for k, v in request.args.items()}
-    wanted = params.get("patient") or params.get("subject") or (params.get("_id") if resource_type == "Patient" else None)
+    wanted = (
+        params.get("patient")
+        or params.get("subject")
+        or (params.get("_id") if resource_type == "Patient" else None)
+    )
     if grant.patient:
         wanted_id = (wanted or "").removeprefix("Patient/")
         if wanted_id != grant.patient:
-            return _outcome(403, "forbidden", "the token is limited to one patient: search with patient=<that id>")
+            return _outcome(
+                403,
+                "forbidden",
+                "the token is limited to one patient: search with patient=<that id>",
+            )
     try:
         count = min(max(int(params.get("_count", DEFAULT_COUNT)), 1), MAX_COUNT)
         offset = max(int(params.get("_offset", 0)), 0)
     except ValueError:
         return _outcome(400, "invalid", "_count and _offset must be integers")
     matches = search(resource_type, params)
-    page = matches[offset:offset + count]
+    page = matches[offset : offset + count]
     base = request.host_url.rstrip("/") + f"/demo/fhir/{resource_type}"
     applied = {k: v for k, v in params.items() if k in APPLIED}
     applied["_count"] = str(count)
     links = [{"relation": "self", "url": f"{base}?{urlencode({**applied, '_offset': offset})}"}]
     if offset + count < len(matches):
-        links.append({"relation": "next", "url": f"{base}?{urlencode({**applied, '_offset': offset + count})}"})
+        links.append(
+            {
+                "relation": "next",
+                "url": f"{base}?{urlencode({**applied, '_offset': offset + count})}",
+            }
+        )
     if offset > 0:
-        links.append({"relation": "previous", "url": f"{base}?{urlencode({**applied, '_offset': max(offset - count, 0)})}"})
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "link": links}
+        links.append(
+            {
+                "relation": "previous",
+                "url": f"{base}?{urlencode({**applied, '_offset': max(offset - count, 0)})}",
+            }
+        )
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(matches),
+        "link": links,
+    }
     if page:
-        bundle["entry"] = [{"fullUrl": f"{base}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in page]
+        bundle["entry"] = [
+            {"fullUrl": f"{base}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in page
+        ]
     return _fhir(bundle)

@@ -49,7 +49,9 @@ class DemoIssuer:
         """An `auth.issuers` entry trusting this issuer with its inline JWK Set."""
         return {"iss": self.iss, "jwks": self.jwks(), "algorithms": ["ES384"]}
 
-    def sign(self, path: str, *, now: float | None = None, lifetime: int = JWT_LIFETIME_SECONDS) -> dict[str, Any]:
+    def sign(
+        self, path: str, *, now: float | None = None, lifetime: int = JWT_LIFETIME_SECONDS
+    ) -> dict[str, Any]:
         """A fresh JWT for base_url + path, as a CDS client signs it, and its claims."""
         issued = int(now if now is not None else time.time())
         claims = {
@@ -59,7 +61,9 @@ class DemoIssuer:
             "iat": issued,
             "jti": str(uuid.uuid4()),
         }
-        token = jwt.encode(claims, self._key, algorithm="ES384", headers={"kid": self.kid, "typ": "JWT"})
+        token = jwt.encode(
+            claims, self._key, algorithm="ES384", headers={"kid": self.kid, "typ": "JWT"}
+        )
         return {"token": token, "claims": claims}
 
     def fhir_authorization(self, patient: str | None) -> dict[str, Any]:

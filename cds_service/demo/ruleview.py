@@ -44,8 +44,16 @@ def short_citation(ruleset: Any, ref: str | None) -> str | None:
     return entry.get("short") or ref
 
 
-def threshold(ruleset: Any, name: str, *, sex: str | None, profile: str, ct_cutoffs: str,
-              facts: dict[str, float] | None = None, locale: str = "en") -> Threshold | None:
+def threshold(
+    ruleset: Any,
+    name: str,
+    *,
+    sex: str | None,
+    profile: str,
+    ct_cutoffs: str,
+    facts: dict[str, float] | None = None,
+    locale: str = "en",
+) -> Threshold | None:
     """The value of parameter `name` for this patient, or None when the active set has none."""
     params = getattr(ruleset, "params", None) or getattr(ruleset, "parameters", None) or {}
     param = params.get(name)
@@ -57,7 +65,9 @@ def threshold(ruleset: Any, name: str, *, sex: str | None, profile: str, ct_cuto
         found = accessor(name, sex=sex, profile=profile, ct_cutoffs=ct_cutoffs, facts=facts or {})
         if found is None:
             return None
-        return Threshold(name, float(found.value), found.unit, label, short_citation(ruleset, found.source))
+        return Threshold(
+            name, float(found.value), found.unit, label, short_citation(ruleset, found.source)
+        )
     spec = param.spec_for(profile, ct_cutoffs)
     if spec is None:
         return None
@@ -75,17 +85,30 @@ def threshold(ruleset: Any, name: str, *, sex: str | None, profile: str, ct_cuto
             for item in chosen["bands"]:
                 if "below" not in item or fact_value < item["below"]:
                     value = item["value"]
-                    band = f"{by} < {item['below']:g}" if "below" in item else f"{by} ≥ {chosen['bands'][-2]['below']:g}"
+                    band = (
+                        f"{by} < {item['below']:g}"
+                        if "below" in item
+                        else f"{by} ≥ {chosen['bands'][-2]['below']:g}"
+                    )
                     break
         else:
             value = chosen
     if value is None:
         return None
-    return Threshold(name, float(value), param.unit, label, short_citation(ruleset, spec.get("source")), band,
-                     spec.get("note"))
+    return Threshold(
+        name,
+        float(value),
+        param.unit,
+        label,
+        short_citation(ruleset, spec.get("source")),
+        band,
+        spec.get("note"),
+    )
 
 
-def value_set_matches(ruleset: Any, name: str, codings: list[tuple[str | None, str | None]]) -> bool:
+def value_set_matches(
+    ruleset: Any, name: str, codings: list[tuple[str | None, str | None]]
+) -> bool:
     """True if any (system, code) is in the rule set's value set `name` (False if there is no such set)."""
     value_set = (getattr(ruleset, "value_sets", None) or {}).get(name)
     if value_set is None:

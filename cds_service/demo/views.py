@@ -9,15 +9,23 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 
 import hooks as hook_registry
 
-bp = Blueprint("demo", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/demo/static")
+bp = Blueprint(
+    "demo",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/demo/static",
+)
 
 #: paths the demo signs tokens for: the CDS Hooks endpoints only
 SIGNABLE = re.compile(r"^/cds-services(/[A-Za-z0-9._-]+(/feedback)?)?$")
 
 
 def demo_enabled() -> bool:
-    return bool(current_app.config["CDS"].get("demo", {}).get("enabled")) and "demo" in current_app.extensions
+    return (
+        bool(current_app.config["CDS"].get("demo", {}).get("enabled"))
+        and "demo" in current_app.extensions
+    )
 
 
 @bp.before_app_request
@@ -38,9 +46,14 @@ def page():
     state = _state()
     patients = [p.summary() for p in state.data.patients.values()]
     services = {hook: module.SERVICE_ID for hook, module in hook_registry.HOOKS.items()}
-    return render_template("demo/ehr.html", patients=patients, services=services,
-                           fhir_base=state.fhir_base, today=state.data.now.date().isoformat(),
-                           issuer=state.issuer.iss)
+    return render_template(
+        "demo/ehr.html",
+        patients=patients,
+        services=services,
+        fhir_base=state.fhir_base,
+        today=state.data.now.date().isoformat(),
+        issuer=state.issuer.iss,
+    )
 
 
 @bp.get("/demo/api/patients")
@@ -63,7 +76,11 @@ def token():
     body = request.get_json(silent=True) or {}
     path = body.get("path")
     if not isinstance(path, str) or not SIGNABLE.match(path):
-        return jsonify({"error": "give {\"path\": \"/cds-services/...\"}: the demo signs for CDS Hooks endpoints only"}), 400
+        return jsonify(
+            {
+                "error": 'give {"path": "/cds-services/..."}: the demo signs for CDS Hooks endpoints only'
+            }
+        ), 400
     signed = _state().issuer.sign(path)
     return jsonify({"token": signed["token"], **signed["claims"]})
 
@@ -74,7 +91,7 @@ def fhir_authorization():
     body = request.get_json(silent=True) or {}
     patient = body.get("patient")
     if not isinstance(patient, str) or patient not in _state().data.patients:
-        return jsonify({"error": "give {\"patient\": \"<a demo patient id>\"}"}), 400
+        return jsonify({"error": 'give {"patient": "<a demo patient id>"}'}), 400
     return jsonify(_state().issuer.fhir_authorization(patient))
 
 

@@ -17,8 +17,14 @@ import requests
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
@@ -39,13 +45,17 @@ def _free_port() -> int:
 
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("sarcopenia-cds")
-    return [str(script)] if script.exists() else [shutil.which("sarcopenia-cds") or "sarcopenia-cds"]
+    return (
+        [str(script)] if script.exists() else [shutil.which("sarcopenia-cds") or "sarcopenia-cds"]
+    )
 
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium chromium-driver)")
+        _unavailable(
+            f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium chromium-driver)"
+        )
     return CHROMIUM
 
 
@@ -54,9 +64,13 @@ def browser(chromium_path: str):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("Python Playwright is not installed (pip install playwright; never `playwright install`)")
+        _unavailable(
+            "Python Playwright is not installed (pip install playwright; never `playwright install`)"
+        )
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        instance = playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
+        )
         yield instance
         instance.close()
 
@@ -69,20 +83,29 @@ def demo_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOPENIA_CDS_")}
     log = (workdir / "demo.log").open("w")
-    process = subprocess.Popen([*_command(), "demo", "--port", str(port)], cwd=workdir, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [*_command(), "demo", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                pytest.fail(f"the demo exited with {process.returncode}:\n{(workdir / 'demo.log').read_text()}")
+                pytest.fail(
+                    f"the demo exited with {process.returncode}:\n{(workdir / 'demo.log').read_text()}"
+                )
             try:
                 if requests.get(f"{base}/demo", timeout=1).status_code == 200:
                     break
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the demo did not answer within 60 s:\n{(workdir / 'demo.log').read_text()}")
+                pytest.fail(
+                    f"the demo did not answer within 60 s:\n{(workdir / 'demo.log').read_text()}"
+                )
             time.sleep(0.2)
         yield base, workdir
     finally:
@@ -119,9 +142,11 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture()
 def screenshot(page):
     """screenshot(name): save a full-page screenshot as test-artifacts/browser/<name>.png."""
+
     def take(name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         return path
+
     return take

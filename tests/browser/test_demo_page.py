@@ -19,14 +19,18 @@ def fire(page, patient: str, hook: str = "patient-view", mode: str = "prefetch")
     page.check(f"input[name=hook][value={hook}]")
     page.check(f"input[name=mode][value={mode}]")
     page.click("#fire")
-    page.wait_for_function("document.querySelector('#status').className.match(/done|error/)", timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#status').className.match(/done|error/)", timeout=30_000
+    )
     status = page.inner_text("#status")
     assert "HTTP" not in status and "card" in status, f"the hook call failed: {status}"
 
 
 def feedback_rows(workdir, card_uuid: str) -> list[tuple[str, str]]:
     with sqlite3.connect(workdir / "sarcopenia-cds-demo.db") as db:
-        return db.execute("SELECT outcome, accepted_suggestions FROM feedback WHERE card_uuid = ?", (card_uuid,)).fetchall()
+        return db.execute(
+            "SELECT outcome, accepted_suggestions FROM feedback WHERE card_uuid = ?", (card_uuid,)
+        ).fetchall()
 
 
 def test_severe_sarcopenia_card_accept_dietitian_referral(page, demo_server, screenshot):
@@ -57,14 +61,18 @@ def test_severe_sarcopenia_card_accept_dietitian_referral(page, demo_server, scr
     assert len(rows) == 1
     outcome, accepted = rows[0]
     assert outcome == "accepted"
-    assert suggestion_uuid in json.dumps(json.loads(accepted) if isinstance(accepted, str) else accepted)
+    assert suggestion_uuid in json.dumps(
+        json.loads(accepted) if isinstance(accepted, str) else accepted
+    )
 
 
 def test_override_hides_the_card_next_time(page, demo_server, screenshot):
     base, workdir = demo_server
     page.goto(f"{base}/demo")
     page.wait_for_selector("body[data-ready=true]")
-    fire(page, "syn-03", mode="fhirServer")  # probable sarcopenia; the service fetches from the demo FHIR source
+    fire(
+        page, "syn-03", mode="fhirServer"
+    )  # probable sarcopenia; the service fetches from the demo FHIR source
     cards = page.locator("article.card")
     assert cards.count() >= 1
     first = cards.first

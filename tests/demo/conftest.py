@@ -1,4 +1,4 @@
-"""A demo app (create_demo_app) with a fixed clock at the bundles' 'now', and a demo-disabled app."""
+"""A demo app (create_demo_app in a temp dir, real clock: the demo data are moved to today)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ BASE = "http://127.0.0.1:8080"
 def demo_app(tmp_path):
     from cds_service.demo import create_demo_app
 
-    app = create_demo_app("127.0.0.1", 8080, tmp_path, clock=lambda: datetime.now(timezone.utc),
-                          overrides={"rules": {"watch": False}})
+    app = create_demo_app(
+        "127.0.0.1",
+        8080,
+        tmp_path,
+        clock=lambda: datetime.now(timezone.utc),
+        overrides={"rules": {"watch": False}},
+    )
     yield app
     app.extensions["cds"].store.dispose()
 
@@ -30,4 +35,5 @@ def fhir_token(client):
         answer = client.post("/demo/fhir-authorization", json={"patient": patient})
         assert answer.status_code == 200
         return {"Authorization": f"Bearer {answer.get_json()['access_token']}"}
+
     return grant

@@ -15,7 +15,12 @@ def _get(client, url, headers):
 
 def test_read_needs_a_demo_token(client, fhir_token):
     assert client.get("/demo/fhir/Patient/syn-01").status_code == 401
-    assert client.get("/demo/fhir/Patient/syn-01", headers={"Authorization": "Bearer forged"}).status_code == 401
+    assert (
+        client.get(
+            "/demo/fhir/Patient/syn-01", headers={"Authorization": "Bearer forged"}
+        ).status_code
+        == 401
+    )
     answer = client.get("/demo/fhir/Patient/syn-01", headers=fhir_token())
     assert answer.status_code == 200
     assert answer.mimetype == "application/fhir+json"
@@ -43,22 +48,31 @@ def test_search_by_patient_gives_a_searchset(client, fhir_token):
     assert bundle["total"] == 2
     assert {e["resource"]["id"] for e in bundle["entry"]} == {"syn-01-cond-1", "syn-01-cond-2"}
     assert all(e["resource"]["subject"]["reference"] == "Patient/syn-01" for e in bundle["entry"])
-    same = client.get("/demo/fhir/Condition?subject=Patient/syn-01", headers=fhir_token()).get_json()
+    same = client.get(
+        "/demo/fhir/Condition?subject=Patient/syn-01", headers=fhir_token()
+    ).get_json()
     assert same["total"] == 2
 
 
 def test_search_by_code_and_status(client, fhir_token):
-    weights = client.get("/demo/fhir/Observation?patient=syn-01&code=http://loinc.org|29463-7",
-                         headers=fhir_token()).get_json()
+    weights = client.get(
+        "/demo/fhir/Observation?patient=syn-01&code=http://loinc.org|29463-7", headers=fhir_token()
+    ).get_json()
     assert weights["total"] == 5  # tests/patients/README: the weight series of patient 01
     assert {e["resource"]["code"]["coding"][0]["code"] for e in weights["entry"]} == {"29463-7"}
-    either = client.get("/demo/fhir/Observation?patient=syn-01&code=http://loinc.org|29463-7,http://loinc.org|8302-2",
-                        headers=fhir_token()).get_json()
+    either = client.get(
+        "/demo/fhir/Observation?patient=syn-01&code=http://loinc.org|29463-7,http://loinc.org|8302-2",
+        headers=fhir_token(),
+    ).get_json()
     assert either["total"] == 6
-    wrong_system = client.get("/demo/fhir/Observation?patient=syn-01&code=http://snomed.info/sct|29463-7",
-                              headers=fhir_token()).get_json()
+    wrong_system = client.get(
+        "/demo/fhir/Observation?patient=syn-01&code=http://snomed.info/sct|29463-7",
+        headers=fhir_token(),
+    ).get_json()
     assert wrong_system["total"] == 0 and "entry" not in wrong_system
-    completed = client.get("/demo/fhir/MedicationRequest?patient=syn-01&status=completed", headers=fhir_token()).get_json()
+    completed = client.get(
+        "/demo/fhir/MedicationRequest?patient=syn-01&status=completed", headers=fhir_token()
+    ).get_json()
     assert completed["total"] == 1
 
 
@@ -76,19 +90,28 @@ def test_count_paging_follows_next_links(client, fhir_token):
         seen += [e["resource"]["id"] for e in page.get("entry", [])]
         url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
         if url:
-            assert url.startswith("http://localhost/demo/fhir/Observation?")  # absolute, same origin
+            assert url.startswith(
+                "http://localhost/demo/fhir/Observation?"
+            )  # absolute, same origin
     assert pages == -(-total // 4)
     assert seen == [e["resource"]["id"] for e in everything["entry"]]
     assert len(set(seen)) == total
 
 
 def test_bad_count_is_400(client, fhir_token):
-    assert client.get("/demo/fhir/Observation?patient=syn-01&_count=lots", headers=fhir_token()).status_code == 400
+    assert (
+        client.get(
+            "/demo/fhir/Observation?patient=syn-01&_count=lots", headers=fhir_token()
+        ).status_code
+        == 400
+    )
 
 
 def test_capability_statement_is_public(client):
     statement = client.get("/demo/fhir/metadata").get_json()
-    assert statement["resourceType"] == "CapabilityStatement" and statement["fhirVersion"] == "4.0.1"
+    assert (
+        statement["resourceType"] == "CapabilityStatement" and statement["fhirVersion"] == "4.0.1"
+    )
 
 
 def test_dates_move_so_that_the_bundles_now_is_today():

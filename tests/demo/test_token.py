@@ -26,8 +26,12 @@ def test_token_claims_and_signature(client, demo_app):
     header = jwt.get_unverified_header(body["token"])
     assert header["alg"] == "ES384" and header["typ"] == "JWT"
     jwks = client.get("/demo/jwks.json").get_json()
-    claims = jwt.decode(body["token"], _public_key(jwks, header["kid"]), algorithms=["ES384"],
-                        audience=f"{BASE}/cds-services/sarcopenia-patient-view")
+    claims = jwt.decode(
+        body["token"],
+        _public_key(jwks, header["kid"]),
+        algorithms=["ES384"],
+        audience=f"{BASE}/cds-services/sarcopenia-patient-view",
+    )
     assert claims["aud"] == f"{BASE}/cds-services/sarcopenia-patient-view"
     assert claims["iss"] == f"{BASE}/demo"
     assert before <= claims["iat"] <= int(time.time())
@@ -50,14 +54,32 @@ def test_the_service_accepts_the_demo_token_and_still_requires_one(client):
     token = client.post("/demo/token", json={"path": "/cds-services"}).get_json()["token"]
     answer = client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200
-    assert {s["hook"] for s in answer.get_json()["services"]} == {"patient-view", "order-select", "order-sign"}
+    assert {s["hook"] for s in answer.get_json()["services"]} == {
+        "patient-view",
+        "order-select",
+        "order-sign",
+    }
     # aud is bound to the path: the discovery token does not open a service endpoint
-    wrong = client.post("/cds-services/sarcopenia-patient-view", json={}, headers={"Authorization": f"Bearer {token}"})
+    wrong = client.post(
+        "/cds-services/sarcopenia-patient-view",
+        json={},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert wrong.status_code == 401
 
 
-@pytest.mark.parametrize("path", [None, "", "/demo/token", "/healthz", "https://evil.example/cds-services",
-                                  "/cds-services/../admin", "/cds-services/x/feedback/more"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        None,
+        "",
+        "/demo/token",
+        "/healthz",
+        "https://evil.example/cds-services",
+        "/cds-services/../admin",
+        "/cds-services/x/feedback/more",
+    ],
+)
 def test_only_cds_hooks_paths_are_signed(client, path):
     assert client.post("/demo/token", json={"path": path}).status_code == 400
 
@@ -74,9 +96,17 @@ def test_404_when_not_in_demo_mode(tmp_path):
     try:
         register_demo(app, issuer)
         client = app.test_client()
-        for method, path in (("POST", "/demo/token"), ("GET", "/demo"), ("POST", "/demo/fhir-authorization"),
-                             ("GET", "/demo/fhir/Patient/syn-01"), ("GET", "/demo/jwks.json"), ("GET", "/trend/syn-01")):
-            assert client.open(path, method=method, json={"path": "/cds-services"}).status_code == 404, path
+        for method, path in (
+            ("POST", "/demo/token"),
+            ("GET", "/demo"),
+            ("POST", "/demo/fhir-authorization"),
+            ("GET", "/demo/fhir/Patient/syn-01"),
+            ("GET", "/demo/jwks.json"),
+            ("GET", "/trend/syn-01"),
+        ):
+            assert (
+                client.open(path, method=method, json={"path": "/cds-services"}).status_code == 404
+            ), path
     finally:
         app.extensions["cds"].store.dispose()
 
@@ -84,10 +114,18 @@ def test_404_when_not_in_demo_mode(tmp_path):
 def test_plain_service_has_no_demo_routes(tmp_path):
     from cds_service.app import create_app
 
-    app = create_app({"base_url": BASE, "database": {"url": f"sqlite:///{tmp_path / 'x.db'}"},
-                      "rules": {"watch": False}, "auth": {"required": False}})
+    app = create_app(
+        {
+            "base_url": BASE,
+            "database": {"url": f"sqlite:///{tmp_path / 'x.db'}"},
+            "rules": {"watch": False},
+            "auth": {"required": False},
+        }
+    )
     try:
-        assert app.test_client().post("/demo/token", json={"path": "/cds-services"}).status_code == 404
+        assert (
+            app.test_client().post("/demo/token", json={"path": "/cds-services"}).status_code == 404
+        )
     finally:
         app.extensions["cds"].store.dispose()
 

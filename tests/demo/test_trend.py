@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 
 import pytest
 
@@ -38,7 +38,9 @@ def test_five_charts_with_points_and_cutoffs(severe):
     assert list(svgs) == ["weight", "bmi", "grip", "gait", "smi"]
     weight = svgs["weight"]
     polyline = weight.find(f"{SVG}polyline[@data-series='weight']")
-    assert polyline is not None and len(polyline.get("points").split()) == 5  # five weights of patient 01
+    assert (
+        polyline is not None and len(polyline.get("points").split()) == 5
+    )  # five weights of patient 01
     assert weight.find(f"{SVG}line[@class='cutoff relative']") is not None
     assert svgs["grip"].find(f"{SVG}line[@data-parameter='grip_low']") is not None
 
@@ -90,12 +92,21 @@ def test_cutoffs_follow_the_configured_profile(tmp_path):
 
     from cds_service.demo import create_demo_app
 
-    app = create_demo_app("127.0.0.1", 8080, tmp_path, clock=lambda: datetime.now(timezone.utc),
-                          overrides={"rules": {"watch": False, "profile": "awgs2019"}})
+    app = create_demo_app(
+        "127.0.0.1",
+        8080,
+        tmp_path,
+        clock=lambda: datetime.now(timezone.utc),
+        overrides={"rules": {"watch": False, "profile": "awgs2019"}},
+    )
     try:
         svgs = charts(app.test_client().get("/trend/syn-01").get_data(as_text=True))
-        assert svgs["grip"].find(f"{SVG}line[@data-parameter='grip_low']").get("data-value") == "18"  # AWGS women
-        assert svgs["smi"].find(f"{SVG}line[@data-parameter='smi_low']").get("data-value") == "34.9"  # Zhuang 2016
+        assert (
+            svgs["grip"].find(f"{SVG}line[@data-parameter='grip_low']").get("data-value") == "18"
+        )  # AWGS women
+        assert (
+            svgs["smi"].find(f"{SVG}line[@data-parameter='smi_low']").get("data-value") == "34.9"
+        )  # Zhuang 2016
     finally:
         app.extensions["cds"].store.dispose()
 
