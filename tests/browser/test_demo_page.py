@@ -115,3 +115,27 @@ def test_trend_view_draws_the_plot(page, demo_server, screenshot):
     assert page.locator("svg line.chemo").count() >= 1
     assert page.locator("svg").count() == 5
     screenshot("06-trend-view")
+
+
+def test_markdown_renderer_is_safe_and_renders_tables(page, demo_server):
+    base, _ = demo_server
+    page.goto(f"{base}/demo")
+    page.wait_for_selector("body[data-ready=true]")
+    render = "text => window.DemoMarkdown.render(text)"
+    table = page.evaluate(render, "**Bold** and *it*\n\n| a | b |\n|---|---|\n| 1 \\| 2 | `x` |")
+    assert "<strong>Bold</strong>" in table and "<em>it</em>" in table
+    assert "<table>" in table and "<td>1 | 2</td>" in table and "<code>x</code>" in table
+    hostile = page.evaluate(
+        render,
+        '<img src=x onerror="alert(1)"> [click](javascript:alert(1)) [ok](https://doi.org/10.1/x)',
+    )
+    assert "<img" not in hostile and "&lt;img" in hostile
+    assert "javascript:" not in hostile.split("href=")[0] and 'href="javascript' not in hostile
+    assert 'href="https://doi.org/10.1/x"' in hostile
+    listed = page.evaluate(render, "- one\n- two\n\n1. first")
+    assert "<ul><li>one</li><li>two</li></ul>" in listed and "<ol><li>first</li></ol>" in listed
+
+
+def test_demo_prints_its_url(demo_server):
+    base, workdir = demo_server
+    assert f"open {base}/demo" in (workdir / "demo.log").read_text()

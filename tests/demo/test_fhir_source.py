@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
@@ -134,3 +135,13 @@ def test_at_least_ten_synthetic_patients_with_orders():
         tags = patient.resources[0].get("meta", {}).get("tag", [])
         assert any(t.get("code") == "synthetic" for t in tags)
     assert {"syn-01", "syn-02", "syn-11"} <= {p.id for p in data.patients.values() if p.orders}
+
+
+def test_page_and_assets_are_local(client):
+    """No CDN: every script and stylesheet of the page is served by the demo itself."""
+    html = client.get("/demo").get_data(as_text=True)
+    sources = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)
+    assert sources and all(s.startswith("/demo/static/") for s in sources), sources
+    for source in sources:
+        assert client.get(source).status_code == 200
+    assert "syn-01" in html and "Synthetic" in html
