@@ -105,7 +105,15 @@ def run_demo(host: str = "127.0.0.1", port: int = 8080) -> int:
     from werkzeug.serving import make_server
 
     app = create_demo_app(host, port)
-    server = make_server(host, port, app, threaded=True)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        app.extensions["cds"].store.dispose()
+        print(
+            f"sarcopenia-cds demo: cannot listen on {host}:{port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
     state: DemoState = app.extensions["demo"]
     print(
         f"sarcopenia-cds demo: open {state.base_url}/demo  (synthetic patients only; "

@@ -85,7 +85,7 @@
     var prefetch = {};
     for (var key in templates) {
       var query = fillTemplate(templates[key], context);
-      var url = config.fhirBase + "/" + query;
+      var url = "/demo/fhir/" + query;  // same origin as the page; config.fhirBase is what the service uses
       var page = await fhirGet(url, grant.access_token);
       if (page.status === 404 && query.indexOf("?") === -1) { prefetch[key] = null; continue; }
       if (page.status !== 200) throw new Error("FHIR " + query + " answered " + page.status);
