@@ -1,3 +1,1 @@
-"""Engine tests use pytester to check that pack cases are collected."""
-
-pytest_plugins = ["pytester"]
+"""Engine tests use pytester (declared in the root conftest.py) to check that pack cases are collected."""

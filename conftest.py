@@ -1,0 +1,3 @@
+"""Root pytest configuration: plugins must be declared here, at the rootdir."""
+
+pytest_plugins = ["pytester"]
