@@ -24,7 +24,10 @@
     var li = document.createElement("li");
     var ok = status >= 200 && status < 300;
     li.className = ok ? "ok" : "bad";
-    li.innerHTML = "<b>" + esc(method) + "</b> " + esc(url.replace(location.origin, "")) + " → " + esc(String(status)) +
+    var shown = url.replace(location.origin, "");
+    li.title = shown;
+    if (shown.length > 110) shown = shown.slice(0, 107) + "…";
+    li.innerHTML = "<b>" + esc(method) + "</b> " + esc(shown) + " → " + esc(String(status)) +
       " <small>" + Math.round(performance.now() - started) + " ms" + (note ? " · " + esc(note) : "") + "</small>";
     $("log").insertBefore(li, $("log").firstChild);
   }
