@@ -145,3 +145,15 @@ def test_page_and_assets_are_local(client):
     for source in sources:
         assert client.get(source).status_code == 200
     assert "syn-01" in html and "Synthetic" in html
+
+
+def test_demo_copies_match_the_test_patients():
+    """The bundled demo data are the test patients (copied; see cds_service/demo/patients/README.md)."""
+    from pathlib import Path
+
+    from cds_service.demo.data import PATIENT_DIR
+
+    source = Path(__file__).resolve().parents[1] / "patients"
+    for original in sorted(source.glob("*.json")) + sorted((source / "orders").glob("*.json")):
+        copy = PATIENT_DIR / original.relative_to(source)
+        assert copy.read_bytes() == original.read_bytes(), f"{copy} differs from {original}: copy again"
