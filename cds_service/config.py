@@ -199,16 +199,35 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         dotted = lookup.get(dotted_upper)
         if dotted is None:
             raise ConfigError(f"unknown configuration key '{dotted_upper.lower()}' (from environment variable {name})")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
+        value = _parse_env_value(dotted, raw)
         node = result
         parts = dotted.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return result
+
+
+def _schema_fragment(dotted: str) -> dict[str, Any]:
+    node: dict[str, Any] = CONFIG_SCHEMA
+    for part in dotted.split("."):
+        node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def _parse_env_value(dotted: str, raw: str) -> Any:
+    """Text for string keys (a value like 'cds:jti:' stays text); YAML for everything else."""
+    fragment = _schema_fragment(dotted)
+    kinds = fragment.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if "string" in kinds and not {"array", "object"} & set(kinds):
+        return None if raw == "" and "null" in kinds else raw
+    if raw == "":
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def _validate(config: dict[str, Any]) -> None:

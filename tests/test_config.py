@@ -50,6 +50,20 @@ def test_bad_configuration_stops_with_the_key_named(overrides, environ, message)
     assert str(error.value) == message
 
 
+def test_string_keys_from_the_environment_stay_text():
+    """A Redis prefix like 'cds:jti:' would be a YAML mapping; string keys are taken as written."""
+    config = load_config(environ={"SARCOPENIA_CDS_AUTH__REPLAY_KEY_PREFIX": "cds:jti:",
+                                  "SARCOPENIA_CDS_DATABASE__URL": "postgresql+psycopg://cds@db:5432/cds",
+                                  "SARCOPENIA_CDS_REDIS__URL": "",
+                                  "SARCOPENIA_CDS_AUTH__ISSUERS": '[{"iss": "https://ehr/fhir", "jwks_url": "https://ehr/jwks"}]',
+                                  "SARCOPENIA_CDS_LIMITS__MAX_BODY_BYTES": "1024"})
+    assert config["auth"]["replay_key_prefix"] == "cds:jti:"
+    assert config["database"]["url"] == "postgresql+psycopg://cds@db:5432/cds"
+    assert config["redis"]["url"] is None
+    assert config["auth"]["issuers"] == [{"iss": "https://ehr/fhir", "jwks_url": "https://ehr/jwks"}]
+    assert config["limits"]["max_body_bytes"] == 1024
+
+
 def test_unreadable_config_file_names_the_variable(tmp_path):
     with pytest.raises(ConfigError, match=r"SARCOPENIA_CDS_CONFIG=.*missing.yaml: cannot read the file"):
         load_config(environ={"SARCOPENIA_CDS_CONFIG": str(tmp_path / "missing.yaml")})
