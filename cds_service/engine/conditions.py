@@ -66,7 +66,9 @@ class ConditionCompiler:
                 return _unknown
             want = key == "exists"
             text = describe(cond)
-            return lambda run: run.record(text, run.has(name) is want, name)
+            return lambda run: run.record(
+                text, None if name in run.unknown else run.has(name) is want, name
+            )
         if "older_than" in cond:
             return self._older(cond["older_than"], path + ("older_than",), src)
         if "implausible" in cond:
@@ -99,7 +101,7 @@ class ConditionCompiler:
                 src, path + ("finding",), REFERENCE_ERROR, f"no rule makes finding {code!r}"
             )
         text = f"finding {code}"
-        return lambda run: run.record(text, code in run.findings, None, finding=code)
+        return lambda run: run.record(text, run.finding(code), None, finding=code)
 
     def _fact(self, name, path, src):
         fact = self.ctx.facts.get(name)
@@ -135,7 +137,10 @@ class ConditionCompiler:
         def older(run):
             age = run.age_days(name)
             limit = days(run)
-            result = None if limit is None else (False if age is None else age > limit)
+            if limit is None or name in run.unknown:
+                result = None
+            else:
+                result = False if age is None else age > limit
             return run.record(text, result, name)
 
         return older

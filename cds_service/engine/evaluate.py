@@ -49,13 +49,27 @@ class Evaluation:
     errors: list[dict] = field(
         default_factory=list
     )  # rules skipped because they raised: {rule, error}
+    # findings not made because the data they need was unavailable (neither true nor false)
+    undetermined: list[str] = field(default_factory=list)
 
 
 def evaluate(
-    rs, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False
+    rs,
+    resources,
+    *,
+    hook,
+    context,
+    orders=(),
+    now,
+    settings,
+    suppress=None,
+    trace=False,
+    unavailable=frozenset(),
 ) -> Evaluation:
     """Pure function of its arguments: no I/O, no globals; the rule set is read-only."""
-    run = Run(rs, resources, list(orders), hook, context or {}, now, settings, trace)
+    run = Run(
+        rs, resources, list(orders), hook, context or {}, now, settings, trace, unavailable
+    )
     made: dict[str, tuple[Finding, object]] = {}
     errors: list[dict] = []
     run.findings = made
@@ -85,6 +99,10 @@ def evaluate(
                 run.materialize(run.evidence),
             )
             made[rule.finding] = (finding, rule)
+        elif result is None and (
+            rule.when_types & run.unavailable or rule.finding_refs & run.undetermined
+        ):
+            run.undetermined.add(rule.finding)
         if run.trace is not None:
             run.trace.append({"rule": rule.id, "finding": rule.finding, "result": result})
     run.evidence = None
@@ -92,7 +110,10 @@ def evaluate(
     cards, sent = compose(rs, run, made, suppress)
     hidden = sorted(c for c in made if suppress and c in suppress.findings)
     findings = [f for f, _ in made.values()]
-    return Evaluation(findings, cards, sent, run.data_quality, run.trace, hidden, errors)
+    undetermined = sorted(run.undetermined - made.keys())
+    return Evaluation(
+        findings, cards, sent, run.data_quality, run.trace, hidden, errors, undetermined
+    )
 
 
 def _skip(run, rule, why):

@@ -52,8 +52,13 @@ class ParamValue:
 class Run:
     """Everything one evaluation computes; conditions and cards read it through small methods."""
 
-    def __init__(self, ruleset, resources, orders, hook, context, now, settings, trace):
+    def __init__(
+        self, ruleset, resources, orders, hook, context, now, settings, trace, unavailable=()
+    ):
         self.rs = ruleset
+        self.unavailable = frozenset(unavailable)
+        self.unknown = ruleset.unknown_facts(self.unavailable)  # facts that cannot be known
+        self.undetermined: set[str] = set()  # findings left unknown by unavailable data
         self.resources = resources
         self.orders = orders
         self.hook = hook
@@ -128,6 +133,8 @@ class Run:
         if name in self.cache:
             return self.cache[name]
         self.cache[name] = None  # guards against re-entry
+        if name in self.unknown:
+            return None
         fact = self.rs.facts[name]
         result = self._derive(fact) if fact.kind == "derived" else self._read(fact)
         self.cache[name] = result
@@ -383,14 +390,24 @@ class Run:
             return None
         return (self.now - fv.item.date).total_seconds() / DAY
 
-    def implausible(self, names) -> bool:
+    def implausible(self, names) -> bool | None:
+        """True if a value was excluded; unknown if not and a fact asked about is unknown."""
         if names is None:
             for name in self.rs.plausible_facts:
                 self.fact(name)
-            return bool(self.excluded)
+            if self.excluded:
+                return True
+            return None if any(n in self.unknown for n in self.rs.plausible_facts) else False
         for name in names:
             self.fact(name)
-        return bool(self.excluded & names)
+        if self.excluded & names:
+            return True
+        return None if names & self.unknown else False
+
+    def finding(self, code) -> bool | None:
+        if code in self.findings:
+            return True
+        return None if code in self.undetermined else False
 
     def record(self, text, result, fact_name, **extra):
         if self.evidence is not None:

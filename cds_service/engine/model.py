@@ -106,6 +106,8 @@ class Rule:
     order: int
     facts_used: frozenset[str] = frozenset()
     pack: str = ""
+    when_types: frozenset[str] = frozenset()  # record resource types the condition reads
+    finding_refs: frozenset[str] = frozenset()  # findings the condition refers to
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .catalog import FINDINGS, HOOKS
+from .compile import _finding_refs
 from .evaluate import evaluate as _evaluate
 from .valuesets import codings
 
@@ -48,13 +49,34 @@ class RuleSet:
         self._conditions_raw = {k: d.data for k, d in c.conditions_raw.items()}
         for rule in rules:
             rule.facts_used = frozenset(_facts_of_rule(self, rule))
+        self.fact_types = {n: frozenset(_types_of_fact(self, n)) for n in self.facts}
+        for rule in rules:
+            when_facts: set[str] = set()
+            _collect(rule.when_raw, self, when_facts, set())
+            rule.when_types = frozenset(
+                t for n in _with_params(self, when_facts) for t in self.fact_types.get(n, ())
+            )
+            rule.finding_refs = frozenset(_finding_refs(rule.when_raw, c.conditions_raw))
+        self._unknown_memo: dict[frozenset, frozenset] = {}
         self._prefetch = {h: self._build_prefetch(h) for h in HOOKS}
         self._relevance = _relevance_table(self)
 
     # ---- the seam ------------------------------------------------------------------------
     def evaluate(
-        self, resources, *, hook, context, orders=(), now, settings, suppress=None, trace=False
+        self,
+        resources,
+        *,
+        hook,
+        context,
+        orders=(),
+        now,
+        settings,
+        suppress=None,
+        trace=False,
+        unavailable: frozenset[str] = frozenset(),
     ):
+        """Evaluate one request. `unavailable`: FHIR resource types that could not be obtained
+        (their facts are unknown, never missing)."""
         return _evaluate(
             self,
             resources,
@@ -65,7 +87,19 @@ class RuleSet:
             settings=settings,
             suppress=suppress,
             trace=trace,
+            unavailable=frozenset(unavailable),
         )
+
+    def unknown_facts(self, unavailable: frozenset[str]) -> frozenset[str]:
+        """Facts that read (directly or through derived inputs) a resource type in `unavailable`."""
+        if not unavailable:
+            return frozenset()
+        found = self._unknown_memo.get(unavailable)
+        if found is None:
+            found = frozenset(n for n, types in self.fact_types.items() if types & unavailable)
+            if len(self._unknown_memo) < 64:
+                self._unknown_memo[unavailable] = found
+        return found
 
     def prefetch_templates(self, hook: str) -> dict[str, str]:
         return dict(self._prefetch.get(hook, {}))
@@ -223,6 +257,42 @@ def _facts_of_rule(rs, rule) -> set[str]:
                 names.add(dep)
                 stack.append(dep)
     return names
+
+
+def _types_of_fact(rs, name, seen=None) -> set[str]:
+    """Record resource types a fact reads, through derived inputs and parameter bands."""
+    seen = set() if seen is None else seen
+    if name in seen or name not in rs.facts:
+        return set()
+    seen.add(name)
+    fact = rs.facts[name]
+    if fact.kind == "data":
+        return {fact.resource_type} if fact.source == "record" else set()
+    out: set[str] = set()
+    for dep in _with_params(rs, set(fact.deps)):
+        out |= _types_of_fact(rs, dep, seen)
+    return out
+
+
+def _with_params(rs, names: set[str]) -> set[str]:
+    """Facts among `names`, plus the facts that parameters among `names` depend on (bands, sex)."""
+    out = {n for n in names if n in rs.facts}
+    for n in names:
+        p = rs.params.get(n)
+        if p is None:
+            continue
+        out |= set(p.band_facts)
+        if "sex" in rs.facts and _by_sex(p):
+            out.add("sex")
+    return out
+
+
+def _by_sex(p) -> bool:
+    if p.spec.get("male") is not None:
+        return True
+    return any(
+        isinstance(v, dict) and "male" in v for v in (p.spec.get(p.selector) or {}).values()
+    )
 
 
 def _collect(cond, rs, names, seen):

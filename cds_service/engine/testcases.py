@@ -22,8 +22,17 @@ CASE_KEYS = {
     "expect",
     "defaults_data",
     "skip",
+    "unavailable",
 }
-EXPECT_KEYS = {"findings", "suggestions", "summary_contains", "evidence", "data_quality", "cards"}
+EXPECT_KEYS = {
+    "findings",
+    "suggestions",
+    "summary_contains",
+    "evidence",
+    "data_quality",
+    "cards",
+    "undetermined",
+}
 ITEM_KINDS = {"obs", "condition", "imaging", "med", "service", "procedure", "order", "resource"}
 
 
@@ -104,7 +113,13 @@ def run_case(ruleset, case: Case) -> list[str]:
     context = {"patientId": pid, "userId": "Practitioner/test"}
     context.update(spec.get("context") or {})
     evaluation = ruleset.evaluate(
-        resources, hook=hook, context=context, orders=orders, now=now, settings=settings
+        resources,
+        hook=hook,
+        context=context,
+        orders=orders,
+        now=now,
+        settings=settings,
+        unavailable=frozenset(spec.get("unavailable") or ()),
     )
     return check(evaluation, expect)
 
@@ -121,6 +136,11 @@ def check(evaluation, expect) -> list[str]:
             failures.append(
                 f"suggestions: expected {sorted(expect['suggestions'] or [])}, got {keys}"
             )
+    if "undetermined" in expect and evaluation.undetermined != sorted(expect["undetermined"] or []):
+        failures.append(
+            f"undetermined: expected {sorted(expect['undetermined'] or [])},"
+            f" got {evaluation.undetermined}"
+        )
     if "cards" in expect and len(evaluation.cards) != expect["cards"]:
         failures.append(f"cards: expected {expect['cards']}, got {len(evaluation.cards)}")
     for text in _as_list(expect.get("summary_contains")):

@@ -31,6 +31,7 @@ def run(
     suppress=None,
     cancer=True,
     rs=None,
+    unavailable=frozenset(),
 ):
     rs = rs or core()
     items = ([CANCER] if cancer else []) + list(items)
@@ -44,6 +45,7 @@ def run(
         settings=settings,
         trace=trace,
         suppress=suppress,
+        unavailable=unavailable,
     )
 
 
