@@ -654,7 +654,8 @@ class Compiler:
         return suggestions, links, reasons, groups
 
     def rule_order(self, rules: list[Rule]) -> list[Rule]:
-        """Rules sorted so that a rule referring to {finding: x} runs after the rules making x."""
+        """Rules in file order, except that a rule referring to {finding: x} runs after every rule
+        making x (a stable topological order)."""
         makers: dict[str, list[Rule]] = {}
         for r in rules:
             makers.setdefault(r.finding, []).append(r)
@@ -675,19 +676,26 @@ class Compiler:
                     + " → ".join(cycle + [cycle[0]]),
                 )
             return rules
-        done, ordered = set(), []
+        # Kahn's algorithm, always taking the earliest rule (file order) whose makers have run:
+        # rules making the same finding keep their file order ("first rule in the files wins").
+        import heapq
+
         by_id = {r.id: r for r in rules}
-
-        def visit(rid):
-            if rid in done:
-                return
-            done.add(rid)
-            for dep in deps[rid]:
-                visit(dep)
+        waiting = {r.id: len(deps[r.id]) for r in rules}
+        users: dict[str, list[str]] = {}
+        for rid, needed in deps.items():
+            for dep in needed:
+                users.setdefault(dep, []).append(rid)
+        ready = [(r.order, r.id) for r in rules if waiting[r.id] == 0]
+        heapq.heapify(ready)
+        ordered = []
+        while ready:
+            _, rid = heapq.heappop(ready)
             ordered.append(by_id[rid])
-
-        for r in rules:
-            visit(r.id)
+            for user in users.get(rid, ()):
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    heapq.heappush(ready, (by_id[user].order, user))
         return ordered
 
 
