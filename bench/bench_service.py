@@ -1,0 +1,173 @@
+"""Load benchmark: the service under gunicorn vs a bare Flask echo app, same body, same client.
+
+Run on demand (not a test):  python bench/bench_service.py [--seconds 15] [--workers 2]
+
+The service gets a patient-view call whose prefetch holds the 30 resources of
+shared/bench/patient-30-resources.json, keyed as discovery asks, each request with its own
+ES384 JWT (authentication on, as in production). The echo app gets the same body. Both run
+under gunicorn (gthread) on 127.0.0.1; the client keeps one connection per thread and reports
+p50 / p99 latency and requests/s at concurrency 1 and 8, and the service / echo ratio."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import tokens  # noqa: E402
+from tests.support.ehr import prefetch_for  # noqa: E402
+from tests.support.server import free_port  # noqa: E402
+
+RESOURCES = ROOT.parent / "shared" / "bench" / "patient-30-resources.json"
+PATH = "/cds-services/sarcopenia-patient-view"
+
+
+def gunicorn(app: str, port: int, workers: int, threads: int, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+               "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning", app]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def wait_ready(port: int, path: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def body_for(templates: dict[str, str]) -> dict:
+    resources = json.loads(RESOURCES.read_text(encoding="utf-8"))
+    return {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/bench", "patientId": "bench-pt-1"},
+            "prefetch": prefetch_for(resources, templates)}
+
+
+class TokenPool:
+    """JWTs signed ahead of time, so the client's signing does not load the machine during a run."""
+
+    def __init__(self, audience: str, count: int) -> None:
+        self.audience = audience
+        self.tokens = [tokens.token(audience, lifetime=600) for _ in range(count)]
+        self.lock = threading.Lock()
+
+    def headers(self) -> dict[str, str]:
+        with self.lock:
+            token = self.tokens.pop() if self.tokens else None
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {token or tokens.token(self.audience)}"}
+
+
+def load(port: int, body: bytes, headers_for, concurrency: int, seconds: float) -> dict:
+    """Closed-loop load: `concurrency` threads, each on one keep-alive connection."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine: list[float] = []
+        while time.monotonic() < stop:
+            headers = headers_for()
+            started = time.perf_counter()
+            connection.request("POST", PATH, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - started)
+            if response.status != 200:
+                with lock:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    latencies.sort()
+    return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cds-bench-"))
+    service_port, echo_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{service_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOPENIA_CDS_")}
+    env.update({"SARCOPENIA_CDS_DATABASE__URL": f"sqlite:///{work / 'bench.db'}",
+                "SARCOPENIA_CDS_BASE_URL": base, "SARCOPENIA_CDS_RULES__WATCH": "false",
+                "SARCOPENIA_CDS_LOGGING__LEVEL": "WARNING",
+                "SARCOPENIA_CDS_AUTH__ISSUERS": json.dumps([tokens.issuer_config()]),
+                "SARCOPENIA_CDS_AUTH__REPLAY_KEY_PREFIX": f"bench:{uuid.uuid4().hex}:",
+                "PYTHONPATH": str(ROOT)})
+    if args.workers > 1:
+        env["SARCOPENIA_CDS_REDIS__URL"] = "redis://127.0.0.1:6379/0"
+    subprocess.run([sys.executable, "-m", "cds_service.cli", "migrate"], env=env, cwd=work, check=True,
+                   stdout=subprocess.DEVNULL)
+    service = gunicorn("cds_service.wsgi:app", service_port, args.workers, args.threads, env, work)
+    echo = gunicorn("echo_app:app", echo_port, args.workers, args.threads, {**env, "PYTHONPATH": str(ROOT / "bench")}, work)
+    try:
+        wait_ready(service_port, "/healthz")
+        wait_ready(echo_port, "/")
+        discovery = http.client.HTTPConnection("127.0.0.1", service_port, timeout=5)
+        discovery.request("GET", "/cds-services", headers={"Authorization": f"Bearer {tokens.token(base + '/cds-services')}"})
+        templates = next(s for s in json.loads(discovery.getresponse().read())["services"]
+                         if s["hook"] == "patient-view")["prefetch"]
+        body = json.dumps(body_for(templates)).encode()
+        audience = base + PATH
+        pool = TokenPool(audience, int(args.seconds * 1500) + 3000)
+        signed = pool.headers
+        plain = lambda: {"Content-Type": "application/json"}
+        # warm-up
+        load(service_port, body, signed, 2, 2.0)
+        load(echo_port, body, plain, 2, 2.0)
+        print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run, "
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+        print(f"{'run':<22}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+        results = {}
+        for concurrency in (1, 8):
+            for name, port, headers in (("service", service_port, signed), ("echo", echo_port, plain)):
+                result = load(port, body, headers, concurrency, args.seconds)
+                results[(name, concurrency)] = result
+                print(f"{name + ' c=' + str(concurrency):<22}{result['requests']:>9}{result['errors']:>8}"
+                      f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}")
+        for concurrency in (1, 8):
+            s, e = results[("service", concurrency)], results[("echo", concurrency)]
+            print(f"c={concurrency}: service/echo  p50 {s['p50_ms'] / e['p50_ms']:.2f}x  p99 {s['p99_ms'] / e['p99_ms']:.2f}x  "
+                  f"throughput {e['rps'] / s['rps']:.2f}x")
+        return 0
+    finally:
+        for process in (service, echo):
+            process.terminate()
+            process.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
