@@ -5,6 +5,7 @@ data; HTTP, auth and storage stay outside."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,7 @@ from cds_service.protocol.errors import Issue
 
 EXT_WARNINGS = "org.sarcopenia-cds.warnings"
 EXT_INVALID = "org.sarcopenia-cds.invalid-resources"
+PATIENT_TYPE = "Patient"
 
 
 @dataclass
@@ -31,6 +33,7 @@ class HookOutcome:
     sent: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     fallback: bool = False
+    unavailable: list[str] = field(default_factory=list)
 
 
 def check_request(body: Any, service_id: str, hook: ModuleType) -> None:
@@ -45,6 +48,36 @@ def check_request(body: Any, service_id: str, hook: ModuleType) -> None:
     problems = hook.problems(body["context"])
     if problems:
         raise ProtocolError(400, [Issue("value", message, path) for path, message in problems])
+
+
+def template_type(template: str) -> str:
+    """The resource type a prefetch template reads ('Patient/{{…}}' → Patient, 'Observation?…' → Observation)."""
+    return template.split("?", 1)[0].split("/", 1)[0]
+
+
+def unavailable_types(gathered: Any, templates: dict[str, str]) -> frozenset[str]:
+    """The resource types to evaluate as unknown, or ProtocolError 412 when there is nothing to go on.
+
+    412 (CDS Hooks 2.0 §prefetch): a key that could not be fetched at all (no fhirServer with
+    fhirAuthorization, a template needing context the request lacks), the Patient itself missing,
+    or every key missing. Otherwise keys whose fetch failed (slow, 5xx, HTML, closed, an
+    OperationOutcome) make their resource types unavailable and the call goes on."""
+    if not gathered.missing:
+        return frozenset()
+    unfetchable = [k for k in gathered.missing if k not in gathered.failed]
+    patient_missing = any(template_type(templates.get(k, "")) == PATIENT_TYPE for k in gathered.missing)
+    if unfetchable or patient_missing or len(gathered.missing) >= len(templates):
+        raise ProtocolError(412, [
+            Issue("incomplete", message, f"$.prefetch.{key}") for key, message in sorted(gathered.missing.items())
+        ])
+    return frozenset(template_type(templates[k]) for k in gathered.missing)
+
+
+def _evaluate_accepts_unavailable(ruleset: Any) -> bool:
+    try:
+        return "unavailable" in inspect.signature(ruleset.evaluate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def count_prefetch_resources(prefetch: dict[str, Any] | None) -> int:
@@ -79,9 +112,10 @@ def answer_hook(
 
     budget = Budget(float(config["fhir"]["budget_seconds"]))
     authorization = body.get("fhirAuthorization") or {}
+    templates = ruleset.prefetch_templates(hook.HOOK)
     gathered = gather(
         body.get("prefetch"),
-        ruleset.prefetch_templates(hook.HOOK),
+        templates,
         hook_registry.token_values(hook, context),
         body.get("fhirServer"),
         authorization.get("access_token"),
@@ -90,32 +124,37 @@ def answer_hook(
         on_fetch_error=on_fetch_error,
     )
     fetched = time.perf_counter()
-    if gathered.missing:
-        raise ProtocolError(412, [
-            Issue("incomplete", message, f"$.prefetch.{key}") for key, message in sorted(gathered.missing.items())
-        ])
+    unavailable = unavailable_types(gathered, templates)
 
     resources, invalid = validate_resources(gathered.resources, ruleset.relevant)
     orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True)
     invalid.extend(invalid_orders)
     validated = time.perf_counter()
 
+    partial = {"unavailable": unavailable} if unavailable and _evaluate_accepts_unavailable(ruleset) else {}
     evaluation = ruleset.evaluate(
         resources, hook=hook.HOOK, context=context, orders=orders, now=now,
-        settings=engine_settings, suppress=suppression,
+        settings=engine_settings, suppress=suppression, **partial,
     )
     evaluated = time.perf_counter()
 
     response: dict[str, Any] = {"cards": evaluation.cards}
     extension: dict[str, Any] = {}
-    if gathered.warnings:
-        extension[EXT_WARNINGS] = [{"code": "fhir-data", "message": w} for w in gathered.warnings]
+    warnings = [
+        {"code": "fhir-data-unavailable",
+         "message": f"{gathered.missing[key]}; rules reading {template_type(templates[key])} were evaluated "
+                    "as unknown, so cards may be missing"}
+        for key in sorted(gathered.missing)
+    ]
+    warnings.extend({"code": "fhir-data", "message": w} for w in gathered.warnings)
+    if warnings:
+        extension[EXT_WARNINGS] = warnings
     if invalid:
         extension[EXT_INVALID] = invalid
     if extension:
         response["extension"] = extension
 
-    outcome = HookOutcome(body=response, patient_id=context["patientId"])
+    outcome = HookOutcome(body=response, patient_id=context["patientId"], unavailable=sorted(gathered.missing))
     problems = validate_response(response)
     if problems:
         outcome.fallback = True

@@ -67,7 +67,8 @@ def call_service(service_id: str):
     log_event(
         level, "hook answered" if not outcome.fallback else "response failed its schema; sent no cards",
         hookInstance=body["hookInstance"], service=service_id, hook=hook_name, pack_version=ruleset.version,
-        findings=outcome.findings, cards=len(outcome.body["cards"]), timings_ms=outcome.timings_ms,
+        findings=outcome.findings, cards=len(outcome.body["cards"]), unavailable=outcome.unavailable,
+        timings_ms=outcome.timings_ms,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
     )
     return json_response(outcome.body)

@@ -6,6 +6,9 @@
 | null                                  | "no data": used as empty, never re-fetched        |
 | absent, or an OperationOutcome        | fetch `{fhirServer}/{template}` with the bearer   |
 | fetch impossible or failed            | the key is missing → HTTP 412 naming it           |
+
+A key whose fetch was attempted and failed (timeout, 5xx, HTML, closed connection, an
+OperationOutcome answer) is also listed in `failed`, so the caller may answer with what it has.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Gathered:
     resources: list[dict[str, Any]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     fetch_seconds: float = 0.0
 
@@ -119,9 +123,11 @@ def gather(
                         result.warnings.append(f"prefetch '{key}' could not be paged further: {error}")
                     else:
                         result.missing[key] = f"prefetch '{key}' could not be fetched: {error}"
+                        result.failed[key] = error
                     continue
                 if resource is not None and _is_outcome(resource):
                     result.missing[key] = f"prefetch '{key}': the FHIR server answered an OperationOutcome"
+                    result.failed[key] = "the FHIR server answered an OperationOutcome"
                     continue
                 if resource is not None:
                     raw[key] = resource
