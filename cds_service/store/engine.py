@@ -18,7 +18,8 @@ PG_CONNECT_TIMEOUT_SECONDS = 3
 def create_engine(database_url: str, **options: Any) -> Engine:
     """An engine for ``database_url``; ``options`` go to ``sqlalchemy.create_engine``."""
     url = make_url(database_url)
-    options.setdefault("pool_pre_ping", True)
+    # a server can restart under us; a SQLite file cannot, and the ping would cost every checkout
+    options.setdefault("pool_pre_ping", url.get_backend_name() != "sqlite")
     # bound values include clinicians' free-text comments: keep them out of error messages
     # and SQL logs, which the app may log with a traceback
     options.setdefault("hide_parameters", True)

@@ -98,5 +98,6 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
         store.dispose()
 
 
-def test_postgres_pool_pre_pings(store):
-    assert store.engine.pool._pre_ping
+def test_postgres_pool_pre_pings(store, backend):
+    """A server can restart under the pool (pre-ping reconnects); a SQLite file cannot."""
+    assert store.engine.pool._pre_ping is (backend == "postgres")
