@@ -406,6 +406,8 @@ class Compiler:
                     }[key],
                     value,
                 )
+        if "conflict" in data:
+            self._conflict(fact, data["conflict"], src, path + ("conflict",))
         if fact.select == "closest" and ("days_ago" not in data or "tolerance_days" not in data):
             self.error(
                 src,
@@ -420,6 +422,30 @@ class Compiler:
                 REFERENCE_ERROR,
                 f"select: {fact.select} needs a quantity fact",
             )
+
+    def _conflict(self, fact, spec, src, path):
+        ((key, limit),) = spec.items()
+        scope, kind = key.rsplit("_", 1)
+        relative = kind == "relative"
+        if fact.type != "quantity":
+            self.error(src, path, REFERENCE_ERROR, "conflict needs a quantity fact")
+            return
+        if isinstance(limit, str):
+            param = self.params.get(limit)
+            if param is None:
+                self.error(src, path + (key,), REFERENCE_ERROR, f"unknown parameter {limit!r}")
+                return
+            target = "1" if relative else (fact.unit or "1")
+            if not units.convertible(param.unit, target):
+                self.error(
+                    src,
+                    path + (key,),
+                    UNIT_ERROR,
+                    f"parameter {limit!r} in {param.unit!r} is not "
+                    + ("a ratio" if relative else f"convertible to {target!r}"),
+                )
+                return
+        fact.conflict = (scope, relative, limit)
 
     def _where(self, flt, rtype, src, path):
         key = (json.dumps(flt, sort_keys=True), rtype)

@@ -146,6 +146,8 @@ class Run:
             items = self.readers[fact.reader_key] = self._items(fact)
         items = self._window(fact, items)
         items = self._plausible(fact, items)
+        if fact.conflict is not None and len(items) > 1:
+            items = self._conflicts(fact, items)
         return self._select(fact, items)
 
     def _items(self, fact) -> list[Item]:
@@ -243,7 +245,7 @@ class Run:
         above, below = limits.get("above"), limits.get("below")
         kept = []
         for item in items:
-            v = item.value
+            v = snap(item.value)
             bad = (
                 (low is not None and v < low)
                 or (high is not None and v > high)
@@ -262,6 +264,41 @@ class Run:
                 )
             else:
                 kept.append(item)
+        return kept
+
+    def _conflicts(self, fact, items):
+        """Exclude every value of a group (a calendar day, or all) whose values disagree."""
+        scope, relative, limit = fact.conflict
+        if isinstance(limit, str):
+            p = self.param(limit)
+            if p is None:
+                return items
+            limit = p.value * units.factor(p.unit, "1" if relative else fact.unit)
+        groups: dict = {}
+        for item in items:
+            if scope == "any":
+                key = None
+            else:
+                key = item.date.date() if item.date is not None else id(item)
+            groups.setdefault(key, []).append(item)
+        if len(groups) == len(items):
+            return items
+        kept = []
+        for group in groups.values():
+            if len(group) > 1:
+                high = max(group, key=_value_key)
+                low = min(group, key=_value_key)
+                spread = high.value - low.value
+                if relative:
+                    spread = spread / high.value if high.value > 0 else None
+                if spread is not None and snap(spread) > snap(limit):
+                    reason = _conflict_text(fact, high, low, relative, limit)
+                    for item in group:
+                        self._exclude(
+                            fact, item.reference, item.raw_value, item.raw_unit, reason, item
+                        )
+                    continue
+            kept.extend(group)
         return kept
 
     def _exclude(self, fact, reference, value, unit, reason, item=None):
@@ -365,7 +402,7 @@ class Run:
         if by is None or by.item is None:
             return None
         for band in spec["bands"]:
-            if "below" not in band or by.item.value < band["below"]:
+            if "below" not in band or snap(by.item.value) < snap(band["below"]):
                 return band["value"]
         return None
 
@@ -463,7 +500,7 @@ class Run:
                 right = self.value(other)
                 right = None if right is None else right * k
                 notes.append(other)
-        result = None if left is None or right is None else fn(left, right)
+        result = None if left is None or right is None else fn(snap(left), snap(right))
         notes.append(name)
         if threshold is not None:
             threshold["fact"] = name
@@ -539,6 +576,31 @@ def _codings_fast(code_get, resource):
             out.append((value.get("system"), str(value["code"])))
         return out
     return codings(value if isinstance(value, list) else [value])
+
+
+def snap(x: float) -> float:
+    """x rounded to 12 significant digits: removes binary floating-point noise
+    ((60 - 58.8) / 60 = 0.02000000000000005, 81 / 1.8 ** 2 = 24.999999999999996) before a
+    comparison, far below any clinical resolution. Not display rounding."""
+    return float(f"{x:.12g}")
+
+
+def _value_key(item):
+    return item.value
+
+
+def _conflict_text(fact, high, low, relative, limit):
+    def one(item):
+        if item.date is None:
+            when = ""
+        elif fact.conflict[0] == "same_day":
+            when = f" ({item.date.strftime('%Y-%m-%d %H:%M')})"
+        else:
+            when = f" ({format_date(item.date)})"
+        return f"{item.value:.{fact.precision}f} {fact.unit}{when}"
+
+    allowed = f"{limit * 100:g} %" if relative else f"{limit:g} {fact.unit}"
+    return f"conflicting values {one(high)} and {one(low)} differ by more than {allowed}"
 
 
 def _latest(items):

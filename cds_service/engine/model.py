@@ -34,6 +34,7 @@ class Fact:
     days_ago: float | str | None = None
     tolerance: float | str | None = None
     plausible: dict = field(default_factory=dict)
+    conflict: tuple | None = None  # (scope "same_day"|"any", relative: bool, number | parameter)
     derive: Callable | None = None
     derive_text: str | None = None
     deps: tuple[str, ...] = ()

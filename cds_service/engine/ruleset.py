@@ -45,7 +45,9 @@ class RuleSet:
         self.groups = groups
         self.rules_by_hook = {h: [r for r in rules if h in r.hooks] for h in HOOKS}
         self.hooks = [h for h in HOOKS if self.rules_by_hook[h]]
-        self.plausible_facts = tuple(n for n, f in self.facts.items() if f.plausible)
+        self.plausible_facts = tuple(
+            n for n, f in self.facts.items() if f.plausible or f.conflict is not None
+        )
         self._conditions_raw = {k: d.data for k, d in c.conditions_raw.items()}
         for rule in rules:
             rule.facts_used = frozenset(_facts_of_rule(self, rule))

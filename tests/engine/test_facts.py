@@ -2,7 +2,7 @@
 
 import pytest
 
-from .helpers import fact, obs
+from .helpers import NOW, fact, obs
 
 
 def test_latest_within_window():
@@ -178,3 +178,140 @@ def test_facts_are_computed_at_most_once():
     run._read = lambda f: calls.append(f.name) or original(f)
     run.fact("bmi"), run.fact("weight"), run.fact("bmi")
     assert calls == []
+
+
+# ---- conflicting values (fact option `conflict`) and floating-point boundaries ---------------
+
+CONFLICT_PACK = """
+pack: {id: conflict, version: 1.0.0}
+references: {r: {citation: "Author A. A fixture reference for conflicts. J Test 2020;1:1-2."}}
+code_systems: {loinc: http://loinc.org}
+value_sets:
+  body-weight: [{system: loinc, code: 29463-7}]
+  body-height: [{system: loinc, code: 8302-2}]
+facts:
+  weight:
+    from: Observation
+    codes: body-weight
+    unit: kg
+    within_days: 30
+    plausible: {above: 0, max: 350}
+    conflict: {same_day_relative: day_limit}
+  height:
+    from: Observation
+    codes: body-height
+    unit: cm
+    conflict: {any_absolute: 5}
+  bmi: {derive: "weight / height ** 2", unit: kg/m2}
+parameters:
+  day_limit: {unit: "%", value: 5, source: r}
+rules:
+  - id: flag
+    finding: implausible-measurement
+    hooks: [patient-view]
+    when: {implausible: any}
+    card: {indicator: info, summary: {en: "Check"}, source: {label: {en: x}}}
+"""
+
+
+def _conflict_run(tmp_path, observations):
+    from cds_service.engine import EngineSettings, load_ruleset
+    from cds_service.engine.facts import Run
+
+    (tmp_path / "p.yaml").write_text(CONFLICT_PACK)
+    rs = load_ruleset([tmp_path])
+    loinc = {"weight": "29463-7", "height": "8302-2"}
+    resources = [
+        {
+            "resourceType": "Observation",
+            "id": f"o{i}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc[kind]}]},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": unit, "code": unit},
+        }
+        for i, (kind, value, unit, when) in enumerate(observations)
+    ]
+    settings = EngineSettings(profile="x", ct_cutoffs=None)
+    run = Run(rs, resources, [], "patient-view", {"patientId": "p"}, NOW, settings, False)
+    ev = rs.evaluate(resources, hook="patient-view", context={"patientId": "p"}, now=NOW, settings=settings)
+    return run, ev
+
+
+def test_same_day_weights_more_than_5_percent_apart_are_both_excluded(tmp_path):
+    # 66.0 at 08:00 and 72.0 at 14:00 (the later one is the larger): 6 / 72 = 8.3 % > 5 %
+    run, ev = _conflict_run(
+        tmp_path,
+        [
+            ("weight", 70.0, "kg", "2025-05-10T09:00:00Z"),
+            ("weight", 66.0, "kg", "2025-05-25T08:00:00Z"),
+            ("weight", 72.0, "kg", "2025-05-25T14:00:00Z"),
+        ],
+    )
+    assert run.fact("weight").value == 70.0  # the conflicting day is not used; the valid one is
+    reasons = {e["resource"]: e["reason"] for e in run.data_quality}
+    assert set(reasons) == {"Observation/o1", "Observation/o2"}
+    assert "72.0 kg (2025-05-25 14:00) and 66.0 kg (2025-05-25 08:00)" in reasons["Observation/o1"]
+    assert "more than 5 %" in reasons["Observation/o1"]
+    assert [f.code for f in ev.findings] == ["implausible-measurement"]
+    excluded = [e for e in ev.findings[0].evidence if e.get("excluded")]
+    assert {e["value"] for e in excluded} == {66.0, 72.0}
+
+
+def test_same_day_weights_within_5_percent_are_kept(tmp_path):
+    # 70.0 and 67.0: 3 / 70 = 4.3 % -> consistent, latest (67.0) used
+    run, ev = _conflict_run(
+        tmp_path,
+        [("weight", 70.0, "kg", "2025-05-25T08:00:00Z"), ("weight", 67.0, "kg", "2025-05-25T14:00:00Z")],
+    )
+    assert run.fact("weight").value == 67.0 and ev.findings == []
+
+
+def test_exactly_5_percent_is_not_a_conflict(tmp_path):
+    # 60 and 57: 3 / 60 = 0.05 exactly (0.04999999999999993 in binary) -> not > 5 %
+    run, _ = _conflict_run(
+        tmp_path,
+        [("weight", 60.0, "kg", "2025-05-25T08:00:00Z"), ("weight", 57.0, "kg", "2025-05-25T14:00:00Z")],
+    )
+    assert run.fact("weight").value == 57.0 and run.data_quality == []
+
+
+def test_heights_more_than_5_cm_apart_exclude_every_height(tmp_path):
+    run, ev = _conflict_run(
+        tmp_path,
+        [
+            ("height", 176, "cm", "2024-06-01T09:00:00Z"),
+            ("height", 170, "cm", "2025-05-01T09:00:00Z"),
+            ("weight", 70.0, "kg", "2025-05-25T08:00:00Z"),
+        ],
+    )
+    assert run.fact("height") is None and run.fact("bmi") is None
+    assert run.fact("weight").value == 70.0
+    assert [f.code for f in ev.findings] == ["implausible-measurement"]
+
+
+def test_heights_5_cm_apart_are_consistent(tmp_path):
+    run, ev = _conflict_run(
+        tmp_path,
+        [("height", 176, "cm", "2024-06-01T09:00:00Z"), ("height", 171, "cm", "2025-05-01T09:00:00Z")],
+    )
+    assert run.fact("height").value == 171 and ev.findings == []
+
+
+def test_conflict_needs_a_ratio_parameter(tmp_path):
+    import pytest
+
+    from cds_service.engine import PackErrors, load_ruleset
+
+    (tmp_path / "p.yaml").write_text(CONFLICT_PACK.replace('unit: "%", value: 5', "unit: kg, value: 5"))
+    with pytest.raises(PackErrors) as info:
+        load_ruleset([tmp_path])
+    assert [e.code for e in info.value.errors] == ["rule_unit_error"]
+
+
+def test_snap_removes_binary_noise_only():
+    from cds_service.engine.facts import snap
+
+    assert (60 - 58.8) / 60 * 100 > 2 and not snap((60 - 58.8) / 60 * 100) > 2
+    assert 24.999999999999996 < 25 and not snap(24.999999999999996) < 25  # 81 / 1.8² elsewhere
+    assert snap(2.0001) > 2 and snap(24.9999) < 25
