@@ -28,4 +28,8 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
 
-CMD ["gunicorn", "-c", "python:cds_service.gunicorn_conf", "cds_service.wsgi:app"]
+# `serve` runs gunicorn (gthread); SIGHUP reloads rule packs in every worker (a broken set is
+# refused, the last good one stays), SIGTERM shuts down gracefully. More than one worker needs
+# SARCOPENIA_CDS_REDIS__URL so that JWT replay checks are shared.
+ENV GUNICORN_WORKERS=1
+CMD ["sh", "-c", "exec sarcopenia-cds serve --host 0.0.0.0 --port 8080 --workers ${GUNICORN_WORKERS}"]

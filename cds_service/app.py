@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import traceback
 import uuid
@@ -84,6 +86,25 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
               profile=settings["rules"]["profile"], ct_cutoffs=settings["rules"]["ct_cutoffs"],
               auth_required=settings["auth"]["required"])
     return app
+
+
+def install_reload_signal(app: Flask) -> None:
+    """SIGHUP reloads the rule packs in this process (a set with errors is refused; the last
+    good one stays and /healthz shows the error). Called by the server entry points, not by
+    create_app, so that tests and notebooks keep their own signal handling."""
+    holder = app.extensions["cds"].rules
+
+    def reload_in_background(_signum: int, _frame: Any) -> None:
+        threading.Thread(target=_reload, args=(holder,), name="rules-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, reload_in_background)
+
+
+def _reload(holder: RuleSetHolder) -> None:
+    before = holder.current.version
+    ok = holder.reload()
+    log_event(logging.INFO if ok else logging.ERROR, "rule packs reloaded" if ok else "rule pack reload refused",
+              trigger="SIGHUP", pack_version=holder.current.version, previous_version=before)
 
 
 def _install_auth(app: Flask, state: ServiceState) -> None:

@@ -13,9 +13,17 @@ from cds_service.config import ConfigError, load_config
 
 def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str, Any] | None = None) -> int:
     """Run the app under gunicorn (gthread workers), migrating the database once first."""
-    from gunicorn.app.base import BaseApplication
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before prometheus_client is imported: /metrics then sums every worker's samples
+        import tempfile
 
-    from cds_service.app import create_app
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sarcopenia-cds-metrics-")
+    import signal
+
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    from cds_service.app import create_app, install_reload_signal
     from cds_service.store import Store
 
     merged = {"host": host, "port": port, **(overrides or {})}
@@ -35,7 +43,24 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
             self.cfg.set("accesslog", None)
 
         def load(self):
-            return create_app(merged)
+            app = create_app(merged)
+            install_reload_signal(app)
+            return app
+
+        def run(self) -> None:
+            ReloadingArbiter(self).run()
+
+    class ReloadingArbiter(Arbiter):
+        """SIGHUP reloads the rule packs inside every worker instead of restarting them, so a
+        pack set with errors is refused and the last good one keeps serving."""
+
+        def handle_hup(self) -> None:
+            self.log.info("SIGHUP: reloading rule packs in %d worker(s)", len(self.WORKERS))
+            for pid in list(self.WORKERS):
+                try:
+                    os.kill(pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
 
     print(f"sarcopenia-cds: serving CDS Hooks at {config['base_url']}/cds-services on {host}:{port}", file=sys.stderr, flush=True)
     Server().run()
