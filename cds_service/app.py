@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
-from cds_service.api import discovery, feedback, ops, services
+from cds_service.api import discovery, feedback, openapi, ops, services
 from cds_service.api.http import error_response, json_response
 from cds_service.config import load_config
 from cds_service.engine import EngineSettings, RuleSetHolder
@@ -78,7 +78,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
     )
     app.extensions["cds"] = state
     _install_auth(app, state)
-    for blueprint in (discovery.bp, services.bp, feedback.bp, ops.bp):
+    for blueprint in (discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
         app.register_blueprint(blueprint)
     _install_error_handlers(app, settings)
     _install_request_metrics(app, state)
