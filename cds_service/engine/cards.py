@@ -292,7 +292,10 @@ def _open_order(run, valueset) -> bool:
 def _suggestion(rs, run, s, finding, coding):
     locale = run.settings.locale
     resolve = _resolver(rs, run, finding, coding)
-    out = {"label": _text(s.label, locale).render(resolve), "uuid": str(uuid.uuid4())}
+    label = s.label
+    if s.label_without_data is not None and not all(run.has(n) for n in s.needs):
+        label = s.label_without_data
+    out = {"label": _text(label, locale).render(resolve), "uuid": str(uuid.uuid4())}
     if s.is_recommended is not None:
         out["isRecommended"] = s.is_recommended
     actions = []
@@ -302,7 +305,7 @@ def _suggestion(rs, run, s, finding, coding):
             "description": _text(action["description"], locale).render(resolve),
         }
         if action["resource"] is not None:
-            resource = _fill(action["resource"], resolve, locale, coding)
+            resource = _fill(action["resource"], resolve, locale, coding, _shows_missing(rs, run))
             if resource.get("resourceType") == "ServiceRequest":
                 patient = run.context.get("patientId")
                 if patient and "subject" not in resource:
@@ -318,17 +321,35 @@ def _suggestion(rs, run, s, finding, coding):
     return out
 
 
-def _fill(tree, resolve, locale, coding):
+def _shows_missing(rs, run):
+    """A test: does a template show the value of a fact that has none?"""
+
+    def missing(template) -> bool:
+        for var in template.variables:
+            base, _, attr = var.partition(".")
+            if base in rs.facts and attr not in ("label", "unit") and not run.has(base):
+                return True
+        return False
+
+    return missing
+
+
+def _fill(tree, resolve, locale, coding, missing):
     if isinstance(tree, Template):
         if tree.text.strip() == "{{finding.coding}}":
             return dict(coding)
+        if tree.variables and missing(tree):  # only a whole-string variable can get here
+            return None
         return tree.render(resolve)
     if isinstance(tree, tuple) and tree and tree[0] == "$text":
-        return _text(tree[1], locale).render(resolve)
+        template = _text(tree[1], locale)
+        if missing(template):  # a fragment never shows "not available": its alternative, or none
+            return None if tree[2] is None else _text(tree[2], locale).render(resolve)
+        return template.render(resolve)
     if isinstance(tree, dict):
-        return {k: _fill(v, resolve, locale, coding) for k, v in tree.items()}
+        return {k: _fill(v, resolve, locale, coding, missing) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_fill(v, resolve, locale, coding) for v in tree]
+        return [_fill(v, resolve, locale, coding, missing) for v in tree]
     return tree
 
 

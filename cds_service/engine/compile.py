@@ -631,9 +631,11 @@ class Compiler:
                 }
                 for a in data.get("actions") or []
             ]
-            suggestions[key] = Suggestion(
+            suggestion = Suggestion(
                 key, _texts(data["label"]), data.get("is_recommended"), vs, actions
             )
+            self._suggestion_data_checks(suggestion, data, d)
+            suggestions[key] = suggestion
         links = {
             k: Link(
                 k,
@@ -678,6 +680,67 @@ class Compiler:
                     value=False,
                 )
         return suggestions, links, reasons, groups
+
+    def _fact_vars(self, texts) -> set[str]:
+        """Facts whose value a text shows (`{{f}}`, `{{f.value}}`…, not `.label` / `.unit`)."""
+        out = set()
+        for template in (texts or {}).values():
+            for var in template.variables:
+                base, _, attr = var.partition(".")
+                if base in self.facts and attr not in ("label", "unit"):
+                    out.add(base)
+        return out
+
+    def _suggestion_data_checks(self, suggestion, data, d):
+        """Suggestion texts never show a missing value: see `requires` in the format reference."""
+        from .diagnostics import TEMPLATE_ERROR
+
+        requires = data.get("requires") or []
+        for i, name in enumerate(requires):
+            if name not in self.facts:
+                self.error(d.src, d.path + ("requires", i), REFERENCE_ERROR, f"unknown fact {name!r}")
+        needs = {n for n in requires if n in self.facts} | self._fact_vars(suggestion.label)
+        suggestion.needs = frozenset(needs)
+        if "label_without_data" in data:
+            suggestion.label_without_data = _texts(data["label_without_data"])
+            shown = self._fact_vars(suggestion.label_without_data)
+            if shown:
+                self.error(
+                    d.src,
+                    d.path + ("label_without_data",),
+                    TEMPLATE_ERROR,
+                    f"label_without_data shows {', '.join(sorted(shown))}: it is the text for "
+                    "when data is missing",
+                )
+        elif needs:
+            self.error(
+                d.src,
+                d.path + ("label",),
+                TEMPLATE_ERROR,
+                f"the label shows or requires {', '.join(sorted(needs))}, which may have no "
+                "value: add label_without_data",
+            )
+        for i, action in enumerate(suggestion.actions):
+            shown = self._fact_vars(action["description"])
+            if shown:
+                self.error(
+                    d.src,
+                    d.path + ("actions", i, "description"),
+                    TEMPLATE_ERROR,
+                    f"an action description cannot show {', '.join(sorted(shown))}; "
+                    "put values in the label or in a {$text: …} of the resource",
+                )
+            for path, template in _plain_strings(action["resource"], ("actions", i, "resource")):
+                shown = self._fact_vars({"x": template})
+                if shown and template.pieces[0::2] != ["", ""]:  # a whole `{{f.x}}` is dropped
+                    self.error(
+                        d.src,
+                        d.path + path,
+                        TEMPLATE_ERROR,
+                        f"{', '.join(sorted(shown))} in a resource string: use the variable as the "
+                        "whole string or wrap the text in {$text: …} (with `otherwise`), so that "
+                        "a missing value is never shown",
+                    )
 
     def rule_order(self, rules: list[Rule]) -> list[Rule]:
         """Rules in file order, except that a rule referring to {finding: x} runs after every rule
@@ -732,14 +795,26 @@ def _texts(text):
 def _resource_template(tree):
     """Compile every string of a FHIR resource template; {$text: {...}} becomes a localised text."""
     if isinstance(tree, dict):
-        if set(tree) == {"$text"}:
-            return ("$text", _texts(tree["$text"]))
+        if "$text" in tree and set(tree) <= {"$text", "otherwise"}:
+            return ("$text", _texts(tree["$text"]), _texts(tree.get("otherwise")))
         return {k: _resource_template(v) for k, v in tree.items()}
     if isinstance(tree, list):
         return [_resource_template(v) for v in tree]
     if isinstance(tree, str):
         return Template(tree)
     return tree
+
+
+def _plain_strings(tree, path):
+    """(path, Template) of the strings of a compiled resource template outside {$text: …}."""
+    if isinstance(tree, Template):
+        yield path, tree
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _plain_strings(v, path + (k,))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from _plain_strings(v, path + (i,))
 
 
 def _named_refs(cond) -> set[str]:

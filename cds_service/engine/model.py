@@ -118,6 +118,8 @@ class Suggestion:
     is_recommended: bool | None
     unless_open_order: ValueSet | None
     actions: list[dict]  # {"type", "description": Text, "resource": template tree, "resource_id"}
+    label_without_data: Text | None = None  # used when a fact in `needs` has no value
+    needs: frozenset[str] = frozenset()  # `requires` + the facts the label shows
 
 
 @dataclass

@@ -32,6 +32,8 @@ EXPECT_KEYS = {
     "data_quality",
     "cards",
     "undetermined",
+    "suggestion_labels_contain",
+    "cards_not_contain",
 }
 ITEM_KINDS = {"obs", "condition", "imaging", "med", "service", "procedure", "order", "resource"}
 
@@ -147,6 +149,17 @@ def check(evaluation, expect) -> list[str]:
         summaries = [c["summary"] for c in evaluation.cards]
         if not any(text in s for s in summaries):
             failures.append(f"summary_contains: {text!r} not in {summaries}")
+    labels = [s.get("label", "") for c in evaluation.cards for s in c.get("suggestions", ())]
+    for text in _as_list(expect.get("suggestion_labels_contain")):
+        if not any(text in label for label in labels):
+            failures.append(f"suggestion_labels_contain: {text!r} not in {labels}")
+    if expect.get("cards_not_contain"):
+        import json
+
+        dumped = json.dumps(evaluation.cards, ensure_ascii=False)
+        for text in _as_list(expect["cards_not_contain"]):
+            if text in dumped:
+                failures.append(f"cards_not_contain: {text!r} appears in the cards")
     if "evidence" in expect:
         values = {}
         for f in evaluation.findings:

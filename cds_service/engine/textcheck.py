@@ -8,7 +8,17 @@ from .render_values import format_number
 from .templates import VARIABLE, Template, has_unclosed
 from .units import display as unit_display
 
-TEXT_KEYS = {"title", "description", "label", "summary", "detail", "display", "$text"}
+TEXT_KEYS = {
+    "title",
+    "description",
+    "label",
+    "label_without_data",
+    "summary",
+    "detail",
+    "display",
+    "$text",
+    "otherwise",
+}
 FACT_ATTRS = {None, "value", "unit", "date", "reference", "label"}
 PARAM_ATTRS = {None, "value", "unit", "source"}
 CONTEXT_ATTRS = {"patientId", "userId", "encounterId"}
@@ -56,7 +66,7 @@ def _texts(data, path):
 def _resource_texts(data, path):
     if isinstance(data, dict):
         for key, value in data.items():
-            if key == "$text" and isinstance(value, dict):
+            if key in ("$text", "otherwise") and isinstance(value, dict):
                 yield path + (key,), value
             else:
                 yield from _resource_texts(value, path + (key,))

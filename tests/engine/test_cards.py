@@ -158,3 +158,98 @@ def test_cds_hooks_card_schema_if_available():
     schema = json.loads(candidates[0].read_text())
     ev = run([GRIP] + CACHEXIA + CRP)
     jsonschema.validate({"cards": ev.cards}, schema)
+
+
+def test_suggestion_without_its_data_uses_label_without_data_and_drops_numeric_fragments():
+    ev = run([GRIP])  # no weight: no protein target
+    dietitian = next(s for s in ev.cards[0]["suggestions"] if s["label"].startswith("Refer"))
+    assert dietitian["label"] == "Refer to dietitian (no current weight for targets)"
+    resource = dietitian["actions"][0]["resource"]
+    assert "note" not in resource  # the fragment showing the targets is dropped (no `otherwise`)
+    assert "not available" not in json.dumps(ev.cards)
+
+
+def _pack_with_suggestion(tmp_path, suggestion):
+    (tmp_path / "p.yaml").write_text(
+        """
+pack: {id: sugg, version: 1.0.0}
+references: {r: {citation: "Author A. A fixture reference for suggestions. J Test 2020;1:1-2."}}
+code_systems: {loinc: http://loinc.org}
+value_sets: {body-weight: [{system: loinc, code: 29463-7}]}
+facts:
+  weight: {from: Observation, codes: body-weight, unit: kg, plausible: {above: 0, max: 350}}
+rules:
+  - id: r
+    finding: probable-sarcopenia
+    hooks: [patient-view]
+    when: {missing: weight}
+    card: {indicator: info, summary: {en: "x"}, source: {label: {en: x}}}
+    suggestions: [s]
+suggestions:
+  s:
+"""
+        + suggestion
+    )
+
+
+def test_label_showing_a_fact_needs_label_without_data(tmp_path):
+    import pytest
+
+    from cds_service.engine import PackErrors, load_ruleset
+
+    _pack_with_suggestion(tmp_path, '    label: {en: "Weight {{weight}}"}\n')
+    with pytest.raises(PackErrors) as info:
+        load_ruleset([tmp_path])
+    assert [e.code for e in info.value.errors] == ["rule_template_error"]
+    assert "label_without_data" in info.value.errors[0].message
+
+
+def test_requires_and_otherwise(tmp_path):
+    from cds_service.engine import EngineSettings, load_ruleset
+
+    from .helpers import NOW
+
+    _pack_with_suggestion(
+        tmp_path,
+        """    label: {en: "Refer"}
+    label_without_data: {en: "Refer (weigh first)"}
+    requires: [weight]
+    actions:
+      - type: create
+        description: {en: Referral}
+        resource:
+          resourceType: ServiceRequest
+          status: draft
+          intent: proposal
+          supportingInfo: [{reference: "{{weight.reference}}"}]
+          note:
+            - text: {$text: {en: "Weight {{weight}}"}, otherwise: {en: "No weight"}}
+""",
+    )
+    rs = load_ruleset([tmp_path])
+    ev = rs.evaluate(
+        [], hook="patient-view", context={"patientId": "p"}, now=NOW, settings=EngineSettings()
+    )
+    suggestion = ev.cards[0]["suggestions"][0]
+    assert suggestion["label"] == "Refer (weigh first)"
+    resource = suggestion["actions"][0]["resource"]
+    assert resource["note"] == [{"text": "No weight"}] and "supportingInfo" not in resource
+
+
+def test_resource_string_mixing_text_and_fact_is_rejected(tmp_path):
+    import pytest
+
+    from cds_service.engine import PackErrors, load_ruleset
+
+    _pack_with_suggestion(
+        tmp_path,
+        """    label: {en: "Refer"}
+    actions:
+      - type: create
+        description: {en: Referral}
+        resource: {resourceType: ServiceRequest, note: [{text: "Weight {{weight}}"}]}
+""",
+    )
+    with pytest.raises(PackErrors) as info:
+        load_ruleset([tmp_path])
+    assert [e.code for e in info.value.errors] == ["rule_template_error"]
