@@ -334,6 +334,24 @@ class Compiler:
                 fact.derive_text = data["derive"]
                 fact.deps = tuple(sorted(expressions.names_in(data["derive"]) - {"now"}))
             self.facts[name] = fact
+        for fact in self.facts.values():
+            for _, other, (src, path) in fact.joins:
+                target = self.facts.get(other)
+                if target is None:
+                    self.error(src, path + ("references",), REFERENCE_ERROR, f"unknown fact {other!r}")
+                elif target.kind != "data" or target.type != "resource":
+                    self.error(
+                        src,
+                        path + ("references",),
+                        REFERENCE_ERROR,
+                        f"'references' needs a fact whose values are resources; {other!r} is "
+                        f"{target.type}",
+                    )
+                elif target.joins:
+                    self.error(
+                        src, path + ("references",), CYCLE_ERROR, f"{other!r} itself has a join"
+                    )
+            fact.joins = [(g, o) for g, o, _ in fact.joins]
         for band_fact, src, path in self.band_refs:
             bf = self.facts.get(band_fact)
             if bf is None:
@@ -361,7 +379,12 @@ class Compiler:
             else:
                 fact.code_get = self.fhirpath(code_path, rtype, src, path + ("code_path",))
         for i, flt in enumerate(data.get("where") or []):
+            if "references" in flt:
+                get = self.fhirpath(flt["path"], rtype, src, path + ("where", i, "path"))
+                fact.joins.append((get, flt["references"], (src, path + ("where", i))))
+                continue
             fact.where.append(self._where(flt, rtype, src, path + ("where", i)))
+        fact.deps = tuple(name for _, name, _ in fact.joins)
         value = data.get("value") or (
             "value" if rtype == "Observation" and fact.type != "resource" else None
         )

@@ -154,8 +154,11 @@ class Run:
         """Every value the fact's resources hold, before window, plausibility and selection."""
         items = []
         rtype = fact.resource_type
+        joins = [(get, self._targets(other)) for get, other in fact.joins]
         for resource in self.candidates(fact):
             if fact.where and not self._passes(fact.where, resource):
+                continue
+            if joins and not all(_points_at(get(resource), targets) for get, targets in joins):
                 continue
             date_key = (fact.reader_key[6], id(resource))
             if date_key in self.dates:
@@ -181,6 +184,14 @@ class Run:
                 if item is not None:
                     items.append(item)
         return items
+
+    def _targets(self, name) -> frozenset[str]:
+        """`Type/id` of every resource a resource fact holds (its `select` applies)."""
+        fv = self.fact(name)
+        if fv is None or fv.item is None:
+            return frozenset()
+        items = fv.items if fv.items is not None else [fv.item]
+        return frozenset(i.reference for i in items if i.reference)
 
     def _passes(self, tests, resource) -> bool:
         """All `where` filters hold; each (filter, resource) is tested once per request."""
@@ -576,6 +587,22 @@ def _codings_fast(code_get, resource):
             out.append((value.get("system"), str(value["code"])))
         return out
     return codings(value if isinstance(value, list) else [value])
+
+
+def _points_at(values, targets) -> bool:
+    """Any Reference among `values` names one of `targets` (`Type/id`; absolute URLs too)."""
+    if not targets:
+        return False
+    for value in values:
+        ref = value.get("reference") if isinstance(value, dict) else value
+        if isinstance(ref, str):
+            parts = ref.rstrip("/").split("/")
+            if len(parts) >= 2 and f"{parts[-2]}/{parts[-1]}" in targets:
+                return True
+            # versioned: Type/id/_history/n
+            if len(parts) >= 4 and parts[-2] == "_history" and f"{parts[-4]}/{parts[-3]}" in targets:
+                return True
+    return False
 
 
 def snap(x: float) -> float:

@@ -27,6 +27,7 @@ class Fact:
     default_code_path: bool = True
     code_get: Callable | None = None
     where: list[Callable] = field(default_factory=list)
+    joins: list[tuple] = field(default_factory=list)  # (reference getter, fact name)
     value_get: Callable | None = None
     date_gets: list[Callable] = field(default_factory=list)
     select: str = "latest"

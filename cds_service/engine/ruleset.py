@@ -268,9 +268,12 @@ def _types_of_fact(rs, name, seen=None) -> set[str]:
         return set()
     seen.add(name)
     fact = rs.facts[name]
-    if fact.kind == "data":
-        return {fact.resource_type} if fact.source == "record" else set()
     out: set[str] = set()
+    if fact.kind == "data":
+        out = {fact.resource_type} if fact.source == "record" else set()
+        for dep in fact.deps:  # joins (`where: {references: …}`)
+            out |= _types_of_fact(rs, dep, seen)
+        return out
     for dep in _with_params(rs, set(fact.deps)):
         out |= _types_of_fact(rs, dep, seen)
     return out

@@ -315,3 +315,48 @@ def test_snap_removes_binary_noise_only():
     assert (60 - 58.8) / 60 * 100 > 2 and not snap((60 - 58.8) / 60 * 100) > 2
     assert 24.999999999999996 < 25 and not snap(24.999999999999996) < 25  # 81 / 1.8² elsewhere
     assert snap(2.0001) > 2 and snap(24.9999) < 25
+
+
+# ---- joins: where: {path, references: fact} -----------------------------------------------
+
+CT1 = {"imaging": {"modality": "CT", "body_site": "snomed:818981001", "days_ago": 10, "id": "ct1"}}
+
+
+def test_join_keeps_observations_derived_from_the_facts_resource():
+    area = obs("l3-area", 120, "cm2", 200, derived_from="ImagingStudy/ct1")  # outside any window
+    value, _ = fact([CT1, area], "l3_of_ct")
+    assert str(value).startswith("Observation/")
+
+
+def test_join_accepts_absolute_and_versioned_references():
+    for ref in ("https://fhir.example.org/r4/ImagingStudy/ct1", "ImagingStudy/ct1/_history/2"):
+        value, _ = fact([CT1, obs("l3-area", 120, "cm2", 5, derived_from=ref)], "l3_of_ct")
+        assert value is not None, ref
+
+
+def test_join_drops_observations_of_another_study_or_without_one():
+    other = obs("l3-area", 120, "cm2", 5, derived_from="ImagingStudy/ct0")
+    assert fact([CT1, other], "l3_of_ct")[0] is None
+    assert fact([CT1, obs("l3-area", 120, "cm2", 5)], "l3_of_ct")[0] is None
+    # the joined fact's own filters apply: no CT in its window, nothing to join to
+    old_ct = {"imaging": {"modality": "CT", "body_site": "snomed:818981001", "days_ago": 200, "id": "ct1"}}
+    linked = obs("l3-area", 120, "cm2", 5, derived_from="ImagingStudy/ct1")
+    assert fact([old_ct, linked], "l3_of_ct")[0] is None
+
+
+def test_join_needs_a_resource_fact(tmp_path):
+    from cds_service.engine import PackErrors, load_ruleset
+
+    (tmp_path / "p.yaml").write_text(
+        """
+pack: {id: join, version: 1.0.0}
+code_systems: {loinc: http://loinc.org}
+value_sets: {w: [{system: loinc, code: 29463-7}]}
+facts:
+  weight: {from: Observation, codes: w, unit: kg}
+  linked: {from: Observation, codes: w, where: [{path: derivedFrom, references: weight}]}
+"""
+    )
+    with pytest.raises(PackErrors) as info:
+        load_ruleset([tmp_path])
+    assert [e.code for e in info.value.errors] == ["rule_reference_error"]
