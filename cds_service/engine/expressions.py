@@ -10,7 +10,7 @@ import pint
 
 from . import units
 
-FUNCTIONS = ("min", "max", "abs", "days_between", "years_between")
+FUNCTIONS = ("min", "max", "abs", "days_between", "calendar_days_between", "years_between")
 DATE = "date"  # the unit marker of a date-valued operand
 
 
@@ -131,12 +131,14 @@ def _call(node, unit_of_name):
     if name not in FUNCTIONS:
         raise ExpressionError("reference", f"unknown function {name}()")
     args = [_node(a, unit_of_name) for a in node.args]
-    if name in ("days_between", "years_between"):
+    if name in ("days_between", "calendar_days_between", "years_between"):
         if len(args) != 2 or any(u != DATE for _, u in args):
             raise ExpressionError("unit", f"{name}() takes two dates")
         (a, _), (b, _) = args
         if name == "days_between":
             return (lambda lookup: _apply2(_days, a(lookup), b(lookup))), units.unit_of("d")
+        if name == "calendar_days_between":
+            return (lambda lookup: _apply2(_calendar_days, a(lookup), b(lookup))), units.unit_of("d")
         return (lambda lookup: _apply2(_years, a(lookup), b(lookup))), units.unit_of("a")
     if not args:
         raise ExpressionError("syntax", f"{name}() needs arguments")
@@ -192,6 +194,13 @@ def _days(a, b) -> float:
     if (a.tzinfo is None) != (b.tzinfo is None):
         a, b = a.replace(tzinfo=None), b.replace(tzinfo=None)
     return (b - a).total_seconds() / 86400.0
+
+
+def _calendar_days(a, b) -> float:
+    """Whole calendar days from a to b, each date as written (in its own time-zone offset)."""
+    a = a.date() if isinstance(a, datetime) else a
+    b = b.date() if isinstance(b, datetime) else b
+    return float((b - a).days)
 
 
 def _years(a, b) -> float:

@@ -77,3 +77,17 @@ def test_display_of_units():
     assert units.display("cm2/m2") == "cm²/m²"
     assert units.display("[lbf_av]") == "lbf"
     assert units.display("{score}") == ""
+
+
+def test_calendar_days_between_counts_dates_not_hours():
+    from datetime import datetime, timezone
+
+    from cds_service.engine.expressions import _calendar_days, _days
+
+    a = datetime(2025, 5, 20, 7, 40, tzinfo=timezone.utc)
+    b = datetime(2025, 5, 22, 9, 0, tzinfo=timezone.utc)
+    assert _days(a, b) > 2 and _calendar_days(a, b) == 2.0
+    late = datetime(2025, 5, 19, 23, 50, tzinfo=timezone.utc)
+    early = datetime(2025, 5, 22, 0, 10, tzinfo=timezone.utc)
+    assert _days(late, early) < 3 and _calendar_days(late, early) == 3.0
+    assert _calendar_days(b, a) == -2.0
