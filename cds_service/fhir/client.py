@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,6 +14,26 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 FHIR_JSON = "application/fhir+json"
+
+#: a URL path (and query) in a urllib3 log line: '"GET /fhir/Patient/<id>?… HTTP/1.1"', "url='/fhir/…'"
+_URL_PATH = re.compile(r"""(?<=[\s"'=(])/[^\s"')]*""")
+
+
+class _RedactUrls(logging.Filter):
+    """urllib3 logs request paths at DEBUG (and in retry messages); FHIR paths carry patient ids."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is dropped, not logged raw
+            return False
+        record.msg, record.args = _URL_PATH.sub("/…", message), ()
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager", "urllib3.response"):
+    if not any(isinstance(f, _RedactUrls) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_RedactUrls())
 
 
 class FetchError(Exception):
