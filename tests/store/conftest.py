@@ -7,9 +7,7 @@ to point at another server (default: postgres on 127.0.0.1:5432, database ``test
 
 from __future__ import annotations
 
-import fcntl
 import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from cds_service.store import Store
+from tests.support.pg import PostgresRestartGuard
 
 PG_ADMIN_URL = os.environ.get(
     "STORE_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -74,34 +73,6 @@ def _pg_schema_url(base: URL) -> str:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class PostgresRestartGuard:
-    """Keeps a PostgreSQL restart from landing in the middle of another test.
-
-    Every PostgreSQL test holds a shared flock on one file for its whole run; the test that
-    restarts the server turns its own lock exclusive around the restart, so it waits for the
-    tests in flight (other xdist workers, other sessions on this machine) and holds back new
-    ones until the server is up again.
-    """
-
-    PATH = Path(tempfile.gettempdir()) / "sarcopenia-cds-pg-restart.lock"
-
-    def __init__(self) -> None:
-        self._file = open(self.PATH, "a+")  # noqa: SIM115 - closed in release()
-        fcntl.flock(self._file, fcntl.LOCK_SH)
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        fcntl.flock(self._file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._file, fcntl.LOCK_SH)
-
-    def release(self) -> None:
-        fcntl.flock(self._file, fcntl.LOCK_UN)
-        self._file.close()
 
 
 @pytest.fixture
