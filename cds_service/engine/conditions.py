@@ -6,6 +6,7 @@ import operator
 
 from . import units
 from .diagnostics import REFERENCE_ERROR, UNIT_ERROR
+from .facts import snap
 
 OPS = {
     "lt": (operator.lt, "<"),
@@ -24,9 +25,10 @@ def describe(cond: dict) -> str:
         return f"{key}({', '.join(describe(c) for c in cond[key])})"
     if "not" in cond:
         return f"not {describe(cond['not'])}"
-    if "fact" in cond:
-        ((op, right),) = [(k, v) for k, v in cond.items() if k != "fact"]
-        return f"{cond['fact']} {OPS[op][1] if op in OPS else op} {right}"
+    if "fact" in cond or "parameter" in cond:
+        key = "fact" if "fact" in cond else "parameter"
+        ((op, right),) = [(k, v) for k, v in cond.items() if k != key]
+        return f"{cond[key]} {OPS[op][1] if op in OPS else op} {right}"
     if "older_than" in cond:
         return f"{cond['older_than']['fact']} older than {cond['older_than']['days']} d"
     ((key, value),) = cond.items()
@@ -89,7 +91,44 @@ class ConditionCompiler:
                         src, path + ("profile", i), REFERENCE_ERROR, f"unknown profile {p!r}"
                     )
             return lambda run: run.settings.profile in profiles
+        if "parameter" in cond:
+            return self._parameter(cond, path, src)
         return self._compare(cond, path, src)
+
+    def _parameter(self, cond, path, src):
+        """`{parameter: p, eq: 1}`: a deployment switch or setting (unknown if p has no value)."""
+        name = cond["parameter"]
+        ((op, right),) = [(k, v) for k, v in cond.items() if k != "parameter"]
+        param = self.ctx.params.get(name)
+        if param is None:
+            self.ctx.error(src, path + ("parameter",), REFERENCE_ERROR, f"unknown parameter {name!r}")
+            return _unknown
+        fn, _ = OPS[op]
+        text = describe(cond)
+        if isinstance(right, (int, float)):
+            number = float(right)
+
+            def other(run):
+                return number
+        elif right in self.ctx.params:
+            k = self._factor(
+                self.ctx.params[right].unit, param.unit, path + (op,), src, f"parameter {right!r}"
+            )
+
+            def other(run):
+                p = run.param(right)
+                return None if p is None else p.value * k
+        else:
+            self.ctx.error(src, path + (op,), REFERENCE_ERROR, f"unknown parameter {right!r}")
+            return _unknown
+
+        def compare(run):
+            p = run.param(name)
+            value = other(run)
+            result = None if p is None or value is None else fn(snap(p.value), snap(value))
+            return run.record(text, result, None)
+
+        return compare
 
     def _finding(self, code, path, src):
         if code not in self.ctx.catalog:

@@ -9,7 +9,7 @@ import pytest
 
 from .diagnostics import PackErrors
 from .load import load_ruleset
-from .testcases import CaseError, read_cases, run_case
+from .testcases import CaseError, is_case_file, read_cases, run_case
 
 
 @lru_cache(maxsize=8)
@@ -40,7 +40,7 @@ def pack_root_of(path: Path) -> Path:
 def pytest_collect_file(parent, file_path: Path):
     if (
         file_path.suffix in (".yaml", ".yml")
-        and "tests" in file_path.parts[:-1]
+        and is_case_file(file_path)
         and _inside(file_path, Path(parent.config.rootpath) / "rules")
     ):
         return PackTestFile.from_parent(parent, path=file_path)

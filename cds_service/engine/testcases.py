@@ -23,6 +23,7 @@ CASE_KEYS = {
     "defaults_data",
     "skip",
     "unavailable",
+    "overrides",
 }
 EXPECT_KEYS = {
     "findings",
@@ -34,6 +35,7 @@ EXPECT_KEYS = {
     "undetermined",
     "suggestion_labels_contain",
     "cards_not_contain",
+    "detail_contains",
 }
 ITEM_KINDS = {"obs", "condition", "imaging", "med", "service", "procedure", "order", "resource"}
 
@@ -111,6 +113,10 @@ def run_case(ruleset, case: Case) -> list[str]:
     hook = spec.get("hook") or "patient-view"
     patient = dict(spec.get("patient") or {})
     pid = str(patient.pop("id", "p1"))
+    if spec.get("overrides"):
+        ruleset = with_overrides(
+            ruleset, tuple(str(Path(case.file).parent / p) for p in spec["overrides"])
+        )
     resources, orders = expand(ruleset, spec.get("data") or [], pid, now, patient)
     context = {"patientId": pid, "userId": "Practitioner/test"}
     context.update(spec.get("context") or {})
@@ -149,6 +155,9 @@ def check(evaluation, expect) -> list[str]:
         summaries = [c["summary"] for c in evaluation.cards]
         if not any(text in s for s in summaries):
             failures.append(f"summary_contains: {text!r} not in {summaries}")
+    for text in _as_list(expect.get("detail_contains")):
+        if not any(text in c.get("detail", "") for c in evaluation.cards):
+            failures.append(f"detail_contains: {text!r} in no card detail")
     labels = [s.get("label", "") for c in evaluation.cards for s in c.get("suggestions", ())]
     for text in _as_list(expect.get("suggestion_labels_contain")):
         if not any(text in label for label in labels):
@@ -377,6 +386,35 @@ def _build(ruleset, kind, body, pid, now, n, draft=False):
     raise CaseError(f"data item {n}: unknown kind {kind!r}")
 
 
+_OVERRIDDEN: dict[tuple, object] = {}
+
+
+def with_overrides(ruleset, files: tuple[str, ...]):
+    """The case's packs plus hospital-override files (paths relative to the test file)."""
+    from .diagnostics import PackErrors
+    from .load import REPO_ROOT, load_ruleset
+
+    key = (id(ruleset), files)
+    found = _OVERRIDDEN.get(key)
+    if found is None:
+        base = [p if Path(p).is_absolute() else str(REPO_ROOT / p) for p in ruleset.files]
+        for f in files:
+            if not Path(f).is_file():
+                raise CaseError(f"override file not found: {f}")
+        try:
+            found = load_ruleset(base + list(files))
+        except PackErrors as exc:
+            raise CaseError(f"the packs with overrides {list(files)} do not load:\n{exc}") from None
+        _OVERRIDDEN[key] = found
+    return found
+
+
+def is_case_file(path: Path) -> bool:
+    """Test files are YAML under a `tests` folder, except override packs in `tests/overrides/`."""
+    parts = path.parts[:-1]
+    return "tests" in parts and "overrides" not in parts[parts.index("tests") :]
+
+
 def case_files(paths=None) -> list[Path]:
     """Test files: rules/**/tests/*.yaml for the packs named (default: bundled packs)."""
     from .load import BUNDLED
@@ -391,7 +429,8 @@ def case_files(paths=None) -> list[Path]:
                 sorted(
                     p
                     for p in root.rglob("*.yaml")
-                    if "tests" in p.relative_to(root).parts[:-1] or root.name == "tests"
+                    if ("tests" in p.relative_to(root).parts[:-1] or root.name == "tests")
+                    and "overrides" not in p.relative_to(root).parts[:-1]
                 )
             )
     return out

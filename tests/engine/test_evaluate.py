@@ -189,3 +189,38 @@ def test_ct_cutoffs_unset_uses_the_first_set_or_the_profile_default(tmp_path):
     # SMI 50.2 (145 / 2.89), male, BMI 22.1: not < 43 (banded) but < 52.4 (flat)
     data = [obs("l3-area", 145, "cm2", 20), obs("body-height", 170, "cm", 20), obs("body-weight", 64, "kg", 5)]
     assert "low-skeletal-muscle-index" in codes(run(data, settings=unset, rs=rs))
+
+
+def test_parameter_condition(tmp_path):
+    from datetime import datetime, timezone
+
+    import pytest
+
+    from cds_service.engine import PackErrors, load_ruleset
+
+    pack = """
+pack: {id: switch, version: 1.0.0}
+references: {r: {citation: "Author A. A fixture reference for switches. J Test 2020;1:1-2."}}
+parameters: {feature_on: {unit: "1", value: SWITCH, source: r}, other: {unit: "1", value: 1, source: r}}
+rules:
+  - id: r
+    finding: probable-sarcopenia
+    hooks: [patient-view]
+    when: {all: [{parameter: feature_on, eq: 1}, {parameter: feature_on, ge: other}]}
+    card: {indicator: info, summary: {en: "x"}, source: {label: {en: x}}}
+"""
+    now = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    for switch, want in ((1, ["probable-sarcopenia"]), (0, [])):
+        folder = tmp_path / str(switch)
+        folder.mkdir()
+        (folder / "p.yaml").write_text(pack.replace("SWITCH", str(switch)))
+        ev = load_ruleset([folder]).evaluate(
+            [], hook="patient-view", context={"patientId": "p"}, now=now, settings=EngineSettings()
+        )
+        assert codes(ev) == want
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "p.yaml").write_text(pack.replace("SWITCH", "1").replace("eq: 1}", "eq: nothing}"))
+    with pytest.raises(PackErrors) as info:
+        load_ruleset([bad])
+    assert [e.code for e in info.value.errors] == ["rule_reference_error"]

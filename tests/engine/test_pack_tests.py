@@ -78,3 +78,46 @@ def test_pytest_collects_pack_cases(pytester):
     )
     result = pytester.runpytest("rules", "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5)
+
+
+def test_case_can_load_an_override_file(tmp_path):
+    (tmp_path / "overrides").mkdir()
+    (tmp_path / "overrides" / "strict.yaml").write_text(
+        "pack: {id: strict-site, version: 1.0.0}\n"
+        "references: {site: {citation: 'Site policy used only by this engine test.'}}\n"
+        "parameters:\n"
+        "  grip_low:\n"
+        "    unit: kg\n"
+        "    profiles: {prof-a: {male: 40, female: 30, source: site}}\n"
+    )
+    body = """
+defaults: {now: 2025-06-01T12:00:00Z, settings: {profile: prof-a, ct_cutoffs: set-banded}, patient: {gender: male, age: 70}, data: [{condition: {code: "icd10:C16.9"}}]}
+cases:
+  - name: 35 kg is normal with the bundled cut-off
+    data: [{obs: {code: grip-strength, value: 35, unit: kg, days_ago: 3}}]
+    expect: {findings: []}
+  - name: 35 kg is low with the site's cut-off 40
+    overrides: [overrides/strict.yaml]
+    data: [{obs: {code: grip-strength, value: 35, unit: kg, days_ago: 3}}]
+    expect: {findings: [probable-sarcopenia], summary_contains: ["40 kg"]}
+"""
+    (tmp_path / "t.yaml").write_text(body)
+    for case in read_cases(tmp_path / "t.yaml"):
+        assert run_case(core(), case) == [], case.name
+
+
+def test_missing_override_file_is_a_case_error(tmp_path):
+    case = _case(
+        tmp_path,
+        "cases:\n  - name: x\n    now: 2025-06-01T00:00:00Z\n    overrides: [nope.yaml]\n"
+        "    expect: {findings: []}\n",
+    )
+    with pytest.raises(CaseError, match="not found"):
+        run_case(core(), case)
+
+
+def test_override_folders_are_not_test_files():
+    from cds_service.engine.testcases import is_case_file
+
+    assert is_case_file(Path("rules/x/tests/a.yaml"))
+    assert not is_case_file(Path("rules/x/tests/overrides/site.yaml"))
