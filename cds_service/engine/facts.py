@@ -577,7 +577,10 @@ def _codings_fast(code_get, resource):
         return codings(code_get(resource))
     value = resource.get(key)
     if value is None:
-        return ()
+        if key == "medicationCodeableConcept":
+            value = _contained_medication_code(resource)
+        if value is None:
+            return ()
     if isinstance(value, dict):
         out = []
         for coding in value.get("coding") or ():
@@ -628,6 +631,22 @@ def _conflict_text(fact, high, low, relative, limit):
 
     allowed = f"{limit * 100:g} %" if relative else f"{limit:g} {fact.unit}"
     return f"conflicting values {one(high)} and {one(low)} differ by more than {allowed}"
+
+
+def _contained_medication_code(resource):
+    """The code of a contained Medication named by `medicationReference: {reference: "#id"}`."""
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(target, str) or not target.startswith("#"):
+        return None
+    for contained in resource.get("contained") or ():
+        if (
+            isinstance(contained, dict)
+            and contained.get("resourceType") == "Medication"
+            and contained.get("id") == target[1:]
+        ):
+            return contained.get("code")
+    return None
 
 
 def _latest(items):

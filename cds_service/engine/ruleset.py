@@ -5,7 +5,7 @@ from __future__ import annotations
 from .catalog import FINDINGS, HOOKS
 from .compile import _finding_refs
 from .evaluate import evaluate as _evaluate
-from .valuesets import codings
+from .facts import _codings_fast
 
 PREFETCH_KEYS = {
     "Patient": "patient",
@@ -113,7 +113,7 @@ class RuleSet:
         if entry is True:
             return True
         for code_get, exact, patterns in entry:
-            for pair in codings(code_get(resource)):
+            for pair in _codings_fast(code_get, resource):
                 if pair in exact or any(vs.matches(*pair) for vs in patterns):
                     return True
         return False

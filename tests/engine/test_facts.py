@@ -360,3 +360,29 @@ facts:
     with pytest.raises(PackErrors) as info:
         load_ruleset([tmp_path])
     assert [e.code for e in info.value.errors] == ["rule_reference_error"]
+
+
+def test_medication_code_from_a_contained_medication():
+    from cds_service.engine.facts import Run
+
+    from .helpers import SETTINGS, core
+
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "mr1",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "contained": [
+            {
+                "resourceType": "Medication",
+                "id": "m1",
+                "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "L01BC05"}]},
+            }
+        ],
+        "medicationReference": {"reference": "#m1"},
+    }
+    other = dict(order, id="mr2", medicationReference={"reference": "#nope"})
+    run = Run(core(), [], [order, other], "order-select", {"patientId": "p1"}, NOW, SETTINGS, False)
+    fv = run.fact("chemo_order")
+    assert [i.reference for i in fv.items] == ["MedicationRequest/mr1"]
