@@ -52,3 +52,52 @@ def topics(body: dict[str, Any]) -> list[str]:
 def diagnostics(body: dict[str, Any]) -> list[str]:
     assert body["resourceType"] == "OperationOutcome", body
     return [i["diagnostics"] for i in body["issue"]]
+
+
+class PostgresLock:
+    """The shared flock the PostgreSQL tests hold (see tests/store/conftest.py): held shared for a
+    test's whole run, turned exclusive by a test that restarts the server."""
+
+    PATH = "/tmp/sarcopenia-cds-pg-restart.lock"
+
+    def __init__(self) -> None:
+        import fcntl
+        import tempfile
+        from pathlib import Path
+
+        self._fcntl = fcntl
+        self._file = open(Path(tempfile.gettempdir()) / "sarcopenia-cds-pg-restart.lock", "a+")  # noqa: SIM115
+        fcntl.flock(self._file, fcntl.LOCK_SH)
+
+    def exclusive(self):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def held():
+            self._fcntl.flock(self._file, self._fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                self._fcntl.flock(self._file, self._fcntl.LOCK_SH)
+        return held()
+
+    def release(self) -> None:
+        self._fcntl.flock(self._file, self._fcntl.LOCK_UN)
+        self._file.close()
+
+
+DIETITIAN = "103699006"
+
+
+def suggestion_codes(card: dict[str, Any]) -> list[str]:
+    """The first action code of each suggestion of a card (SNOMED for referrals)."""
+    codes = []
+    for suggestion in card.get("suggestions", []):
+        for action in suggestion.get("actions", []):
+            coding = ((action.get("resource") or {}).get("code") or {}).get("coding") or [{}]
+            codes.append(coding[0].get("code"))
+    return codes
+
+
+def all_suggestion_codes(body: dict[str, Any]) -> list[str]:
+    return [code for card in body.get("cards", []) for code in suggestion_codes(card)]
