@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from . import expressions, fhirpath, units
 from .catalog import FINDINGS, OVERRIDE_REASON_SYSTEM
 from .conditions import ConditionCompiler
+from .facts import DEFAULT_CODE_KEY
 from .diagnostics import (
     CYCLE_ERROR,
     DUPLICATE_ERROR,
@@ -22,17 +23,7 @@ from .templates import Template
 from .textcheck import check_templates, check_texts
 from .valuesets import ValueSet
 
-DEFAULT_CODE_PATH = {
-    "Observation": "code",
-    "Condition": "code",
-    "ServiceRequest": "code",
-    "Procedure": "code",
-    "MedicationRequest": "medicationCodeableConcept",
-    "MedicationStatement": "medicationCodeableConcept",
-    "MedicationAdministration": "medicationCodeableConcept",
-    "ImagingStudy": "procedureCode",
-    "Encounter": "type",
-}
+DEFAULT_CODE_PATH = dict(DEFAULT_CODE_KEY)  # one definition, read fast while grouping
 DEFAULT_DATE_PATHS = {
     "Observation": ("effectiveDateTime", "effectivePeriod.start", "issued"),
     "Condition": ("onsetDateTime", "recordedDate"),
@@ -385,6 +376,8 @@ class Compiler:
                 continue
             fact.where.append(self._where(flt, rtype, src, path + ("where", i)))
         fact.deps = tuple(name for _, name, _ in fact.joins)
+        fact.where_fast = tuple(t for t in fact.where if getattr(t, "cheap", False))
+        fact.where_slow = tuple(t for t in fact.where if not getattr(t, "cheap", False))
         value = data.get("value") or (
             "value" if rtype == "Observation" and fact.type != "resource" else None
         )
@@ -485,9 +478,18 @@ class Compiler:
         get = self.fhirpath(flt["path"], rtype, src, path + ("path",))
         if "in" in flt or "not_in" in flt:
             allowed = frozenset(flt.get("in") or flt.get("not_in"))
-            if "in" in flt:
-                return lambda r: any(c in allowed for _, c in codings(get(r)))
-            return lambda r: not any(c in allowed for _, c in codings(get(r)))
+            want = "in" in flt
+            key = getattr(get, "single_key", None)
+
+            def test(r):
+                if key is not None:
+                    value = r.get(key)
+                    if type(value) is str:  # a code element (status): no Coding to walk
+                        return (value in allowed) is want
+                return any(c in allowed for _, c in codings(get(r))) is want
+
+            test.cheap = key is not None
+            return test
         key = "value_set" if "value_set" in flt else "not_value_set"
         vs = self.need_value_set(flt[key], src, path + (key,))
         if vs is None:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import operator
-
 from . import units
 from .diagnostics import REFERENCE_ERROR, UNIT_ERROR
-from .facts import snap
+from .facts import eq, ge, gt, le, lt, ne
 
-OPS = {
-    "lt": (operator.lt, "<"),
-    "le": (operator.le, "≤"),
-    "gt": (operator.gt, ">"),
-    "ge": (operator.ge, "≥"),
-    "eq": (operator.eq, "="),
-    "ne": (operator.ne, "≠"),
+OPS = {  # comparisons that ignore binary floating-point noise (facts.close)
+    "lt": (lt, "<"),
+    "le": (le, "≤"),
+    "gt": (gt, ">"),
+    "ge": (ge, "≥"),
+    "eq": (eq, "="),
+    "ne": (ne, "≠"),
 }
 
 
@@ -60,7 +58,24 @@ class ConditionCompiler:
                 )
                 return _unknown
             named = self.named
-            return lambda run: named[name](run)
+
+            def named_condition(run):
+                # worked out once per request: every rule that uses it runs after the rules
+                # making any finding it refers to, so its value cannot change within a request
+                memo = run.condition_memo.get(name)
+                if memo is not None and run.trace is None:
+                    if run.evidence is not None:
+                        run.evidence.extend(memo[1])
+                    return memo[0]
+                evidence = run.evidence
+                start = len(evidence) if evidence is not None else 0
+                result = named[name](run)
+                notes = tuple(evidence[start:]) if evidence is not None else ()
+                if evidence is not None:
+                    run.condition_memo[name] = (result, notes)
+                return result
+
+            return named_condition
         if "exists" in cond or "missing" in cond:
             key = "exists" if "exists" in cond else "missing"
             name = cond[key]
@@ -125,7 +140,7 @@ class ConditionCompiler:
         def compare(run):
             p = run.param(name)
             value = other(run)
-            result = None if p is None or value is None else fn(snap(p.value), snap(value))
+            result = None if p is None or value is None else fn(p.value, value)
             return run.record(text, result, None)
 
         return compare

@@ -31,3 +31,17 @@ def as_datetime(value) -> datetime | None:
     if isinstance(value, str):
         return parse(value)
     return None
+
+
+@lru_cache(maxsize=8192)
+def parse_stamped(text: str) -> tuple[datetime | None, float]:
+    """parse(text) and its POSIX timestamp (-inf when unparseable), cached together."""
+    value = parse(text)
+    return value, (value.timestamp() if value is not None else float("-inf"))
+
+
+def stamped(value) -> tuple[datetime | None, float]:
+    if isinstance(value, str):
+        return parse_stamped(value)
+    value = as_datetime(value)
+    return value, (value.timestamp() if value is not None else float("-inf"))

@@ -7,11 +7,25 @@ from datetime import datetime
 from functools import lru_cache
 
 from . import units
-from .dates import as_datetime
+from .dates import as_datetime, stamped
 from .render_values import format_date
 from .valuesets import codings
 
 DAY = 86400.0
+# the default code element of each type (compile.DEFAULT_CODE_PATH), read while grouping
+DEFAULT_CODE_KEY = {
+    "Observation": "code",
+    "Condition": "code",
+    "ServiceRequest": "code",
+    "Procedure": "code",
+    "MedicationRequest": "medicationCodeableConcept",
+    "MedicationStatement": "medicationCodeableConcept",
+    "MedicationAdministration": "medicationCodeableConcept",
+    "ImagingStudy": "procedureCode",
+    "Encounter": "type",
+}
+NO_TS = float("-inf")
+NO_DATE = (None, NO_TS)
 
 
 @dataclass(slots=True)
@@ -26,7 +40,7 @@ class Item:
     ts: float = float("-inf")  # the date as a POSIX timestamp, for fast windows and ordering
 
     def __post_init__(self):
-        if self.date is not None:
+        if self.date is not None and self.ts == NO_TS:
             self.ts = self.date.timestamp()
 
 
@@ -74,11 +88,13 @@ class Run:
         self.code_index: dict[tuple[str, str], dict] = {}
         self.pattern_hits: dict[tuple, list] = {}
         self.readers: dict[tuple, list] = {}
-        self.dates: dict[tuple, datetime | None] = {}
+        self.dates: dict[tuple, dict] = {}  # date paths -> id(resource) -> (date, timestamp)
         self.where_memo: dict[tuple, bool] = {}
         self.compare_memo: dict[str, tuple] = {}
+        self.condition_memo: dict[str, tuple] = {}  # named condition -> (result, evidence notes)
         self.references: dict[int, str] = {}
         self.data_quality: list[dict] = []
+        self.dq_seen: set[tuple] = set()
         self.excluded: set[str] = set()
         self.findings: dict[str, object] = {}
         self.evidence: list | None = None  # notes of the rule being evaluated
@@ -86,12 +102,59 @@ class Run:
 
     # ---- indexing ------------------------------------------------------------------------
     def of_type(self, source: str, rtype: str) -> list:
-        key = (source, rtype)
-        found = self.by_type.get(key)
+        found = self.by_type.get((source, rtype))
         if found is None:
-            pool = self.orders if source == "orders" else self.resources
-            found = self.by_type[key] = [r for r in pool if r.get("resourceType") == rtype]
+            if (source, None) in self.by_type:  # pool already grouped: no resource of this type
+                return ()
+            self._group(source)
+            found = self.by_type.get((source, rtype), ())
         return found
+
+    def _group(self, source: str) -> None:
+        """One pass over the pool: resources by type, and by (system, code) at each type's
+        default code element (`code`, `medicationCodeableConcept`, …)."""
+        pool = self.orders if source == "orders" else self.resources
+        by_type = self.by_type
+        by_type[(source, None)] = []
+        indexes = self.code_index
+        for r in pool:
+            t = r.get("resourceType")
+            group = by_type.get((source, t))
+            if group is None:
+                group = by_type[(source, t)] = []
+                indexes[(source, t)] = {}
+            i = len(group)
+            group.append(r)
+            key = DEFAULT_CODE_KEY.get(t)
+            if key is None:
+                continue
+            value = r.get(key)
+            if type(value) is dict and value.get("coding"):
+                pairs = value["coding"]
+            else:
+                if value is None and key == "medicationCodeableConcept":
+                    value = _contained_medication_code(r)
+                if value is None:
+                    continue
+                pairs = None
+            index = indexes[(source, t)]
+            if pairs is not None:
+                for coding in pairs:
+                    code = coding.get("code") if type(coding) is dict else None
+                    if code is not None:
+                        pair = (coding.get("system"), code if type(code) is str else str(code))
+                        hit = index.get(pair)
+                        if hit is None:
+                            index[pair] = [i]
+                        elif hit[-1] != i:
+                            hit.append(i)
+            else:
+                for pair in codings(value if type(value) is list else [value]):
+                    hit = index.get(pair)
+                    if hit is None:
+                        index[pair] = [i]
+                    elif hit[-1] != i:
+                        hit.append(i)
 
     def candidates(self, fact) -> list:
         pool = self.of_type(fact.source, fact.resource_type)
@@ -119,14 +182,10 @@ class Run:
         return [pool[i] for i in sorted(hits)]
 
     def _code_index(self, source, rtype, code_get) -> dict:
-        key = (source, rtype)
-        index = self.code_index.get(key)
-        if index is None:
-            index = self.code_index[key] = {}
-            for i, resource in enumerate(self.of_type(source, rtype)):
-                for pair in _codings_fast(code_get, resource):
-                    index.setdefault(pair, []).append(i)
-        return index
+        """(system, code) -> positions in of_type(source, rtype), at the type's default code."""
+        if (source, None) not in self.by_type:
+            self._group(source)
+        return self.code_index.get((source, rtype), {})
 
     # ---- facts ---------------------------------------------------------------------------
     def fact(self, name: str) -> FactValue | None:
@@ -153,36 +212,48 @@ class Run:
     def _items(self, fact) -> list[Item]:
         """Every value the fact's resources hold, before window, plausibility and selection."""
         items = []
+        append = items.append
         rtype = fact.resource_type
         joins = [(get, self._targets(other)) for get, other in fact.joins]
+        fast, slow = fact.where_fast, fact.where_slow
+        dates = self.dates.setdefault(fact.reader_key[6], {})
+        references = self.references
+        date_gets = fact.date_gets
+        value_get = fact.value_get
+        only = fast[0] if len(fast) == 1 else None
         for resource in self.candidates(fact):
-            if fact.where and not self._passes(fact.where, resource):
+            if only is not None:
+                if not only(resource):
+                    continue
+            elif fast and not all(test(resource) for test in fast):
+                continue
+            if slow and not self._passes(slow, resource):
                 continue
             if joins and not all(_points_at(get(resource), targets) for get, targets in joins):
                 continue
-            date_key = (fact.reader_key[6], id(resource))
-            if date_key in self.dates:
-                when = self.dates[date_key]
-            else:
-                when = None
-                for get in fact.date_gets:
+            rid = id(resource)
+            dated = dates.get(rid)
+            if dated is None:
+                dated = NO_DATE
+                for get in date_gets:
                     found = get(resource)
                     if found:
-                        when = as_datetime(found[0])
-                        if when is not None:
+                        dated = stamped(found[0])
+                        if dated[0] is not None:
                             break
-                self.dates[date_key] = when
-            reference = self.references.get(id(resource))
+                dates[rid] = dated
+            when, ts = dated
+            reference = references.get(rid)
             if reference is None:
-                rid = resource.get("id")
-                reference = self.references[id(resource)] = f"{rtype}/{rid}" if rid else rtype
-            if fact.value_get is None:
-                items.append(Item(reference, when, reference))
+                own = resource.get("id")
+                reference = references[rid] = f"{rtype}/{own}" if own else rtype
+            if value_get is None:
+                append(Item(reference, when, reference, None, None, ts))
                 continue
-            for raw in fact.value_get(resource):
-                item = self._item(fact, raw, when, reference)
+            for raw in value_get(resource):
+                item = self._item(fact, raw, when, reference, ts)
                 if item is not None:
-                    items.append(item)
+                    append(item)
         return items
 
     def _targets(self, name) -> frozenset[str]:
@@ -205,16 +276,18 @@ class Run:
                 return False
         return True
 
-    def _item(self, fact, raw, when, reference) -> Item | None:
+    def _item(self, fact, raw, when, reference, ts=NO_TS) -> Item | None:
         kind = fact.type
         if kind == "quantity":
-            if isinstance(raw, dict):
+            if type(raw) is dict:
                 number, unit = raw.get("value"), raw.get("code") or raw.get("unit")
             elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
                 number, unit = raw, fact.unit
             else:
                 return None
-            if not isinstance(number, (int, float)) or isinstance(number, bool):
+            if type(number) is not float and (
+                not isinstance(number, (int, float)) or isinstance(number, bool)
+            ):
                 return None
             if unit is None:
                 unit = fact.unit
@@ -229,16 +302,16 @@ class Run:
                     f"unit {unit!r} does not convert to {fact.unit!r}",
                 )
                 return None
-            return Item(number * k, when, reference, number, unit)
+            return Item(number * k, when, reference, number, unit, ts)
         if kind == "code":
             pairs = codings([raw])
-            return Item(pairs[0][1], when, reference) if pairs else None
+            return Item(pairs[0][1], when, reference, None, None, ts) if pairs else None
         if kind == "date":
-            value = as_datetime(raw)
-            return Item(value, value, reference) if value else None
+            value, stamp = stamped(raw)
+            return Item(value, value, reference, None, None, stamp) if value else None
         if kind == "boolean":
-            return Item(raw, when, reference) if isinstance(raw, bool) else None
-        return Item(reference, when, reference)
+            return Item(raw, when, reference, None, None, ts) if isinstance(raw, bool) else None
+        return Item(reference, when, reference, None, None, ts)
 
     def _window(self, fact, items):
         within = self.days(fact.within)
@@ -256,12 +329,12 @@ class Run:
         above, below = limits.get("above"), limits.get("below")
         kept = []
         for item in items:
-            v = snap(item.value)
+            v = item.value
             bad = (
-                (low is not None and v < low)
-                or (high is not None and v > high)
-                or (above is not None and v <= above)
-                or (below is not None and v >= below)
+                (low is not None and lt(v, low))
+                or (high is not None and gt(v, high))
+                or (above is not None and le(v, above))
+                or (below is not None and ge(v, below))
             )
             if bad:
                 self._exclude(
@@ -302,7 +375,7 @@ class Run:
                 spread = high.value - low.value
                 if relative:
                     spread = spread / high.value if high.value > 0 else None
-                if spread is not None and snap(spread) > snap(limit):
+                if spread is not None and gt(spread, limit):
                     reason = _conflict_text(fact, high, low, relative, limit)
                     for item in group:
                         self._exclude(
@@ -314,17 +387,17 @@ class Run:
 
     def _exclude(self, fact, reference, value, unit, reason, item=None):
         self.excluded.add(fact.name)
-        entry = {
-            "fact": fact.name,
-            "resource": reference,
-            "value": value,
-            "unit": unit,
-            "reason": reason,
-        }
+        key = (fact.name, reference, value, unit, reason)
+        if key in self.dq_seen:
+            return
+        self.dq_seen.add(key)
+        entry = {"fact": fact.name}
+        for k, v in (("resource", reference), ("value", value), ("unit", unit), ("reason", reason)):
+            if v is not None:
+                entry[k] = v
         if item is not None and item.date is not None:
             entry["date"] = format_date(item.date)
-        if entry not in self.data_quality:
-            self.data_quality.append({k: v for k, v in entry.items() if v is not None})
+        self.data_quality.append(entry)
 
     def _select(self, fact, items) -> FactValue | None:
         if not items:
@@ -413,7 +486,7 @@ class Run:
         if by is None or by.item is None:
             return None
         for band in spec["bands"]:
-            if "below" not in band or snap(by.item.value) < snap(band["below"]):
+            if "below" not in band or lt(by.item.value, band["below"]):
                 return band["value"]
         return None
 
@@ -511,7 +584,7 @@ class Run:
                 right = self.value(other)
                 right = None if right is None else right * k
                 notes.append(other)
-        result = None if left is None or right is None else fn(snap(left), snap(right))
+        result = None if left is None or right is None else fn(left, right)
         notes.append(name)
         if threshold is not None:
             threshold["fact"] = name
@@ -608,11 +681,38 @@ def _points_at(values, targets) -> bool:
     return False
 
 
-def snap(x: float) -> float:
-    """x rounded to 12 significant digits: removes binary floating-point noise
-    ((60 - 58.8) / 60 = 0.02000000000000005, 81 / 1.8 ** 2 = 24.999999999999996) before a
-    comparison, far below any clinical resolution. Not display rounding."""
-    return float(f"{x:.12g}")
+def close(a: float, b: float) -> bool:
+    """a and b agree to 12 significant digits (relative difference ≤ 1e-12): equal for every
+    comparison. Removes binary floating-point noise ((60 - 58.8) / 60 = 0.02000000000000005,
+    24.999999999999996 for a BMI of 25) far below any clinical resolution. Not display rounding."""
+    return a == b or abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+
+
+REL_TOL = 1e-12
+
+
+def lt(a, b) -> bool:
+    return a < b and not close(a, b)
+
+
+def le(a, b) -> bool:
+    return a <= b or close(a, b)
+
+
+def gt(a, b) -> bool:
+    return a > b and not close(a, b)
+
+
+def ge(a, b) -> bool:
+    return a >= b or close(a, b)
+
+
+def eq(a, b) -> bool:
+    return close(a, b)
+
+
+def ne(a, b) -> bool:
+    return not close(a, b)
 
 
 def _value_key(item):

@@ -132,13 +132,46 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
             paths.append(parts)
         if len(paths) == 1:
             only = paths[0]
+            if len(only) == 1 and only[0] not in CHOICE_ELEMENTS:
+                key = only[0]
+
+                def get(resource):
+                    value = resource.get(key)
+                    if value is None:
+                        return []
+                    return value if type(value) is list else [value]
+
+                get.single_key = key  # callers may read resource[key] directly
+                return get
+            if only == ["value"]:
+
+                def get(resource):  # Observation.value: valueQuantity first, then other types
+                    value = resource.get("valueQuantity")
+                    return [value] if value is not None else walk(resource, only)
+
+                return get
 
             def get(resource):
                 return walk(resource, only)
 
-            if len(only) == 1 and only[0] not in CHOICE_ELEMENTS:
-                get.single_key = only[0]  # callers may read resource[key] directly
             return get
+        if all(len(p) == 1 and p[0] not in CHOICE_ELEMENTS for p in paths):
+            keys = [p[0] for p in paths]
+
+            def union_of_keys(resource):  # `a | b | c` of plain elements: direct reads
+                found = None
+                for key in keys:
+                    value = resource.get(key)
+                    if value is None:
+                        continue
+                    values = value if type(value) is list else [value]
+                    if found is None:
+                        found = values
+                    else:
+                        found = _union([found, values])
+                return found if found is not None else []
+
+            return union_of_keys
         return lambda resource: _union([walk(resource, parts) for parts in paths])
     simple = _simple_boolean(expression, resource_type)
     if simple is not None:

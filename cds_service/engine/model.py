@@ -28,6 +28,8 @@ class Fact:
     code_get: Callable | None = None
     where: list[Callable] = field(default_factory=list)
     joins: list[tuple] = field(default_factory=list)  # (reference getter, fact name)
+    where_fast: tuple = ()  # cheap filters, run directly
+    where_slow: tuple = ()  # other filters, memoised per (filter, resource) per request
     value_get: Callable | None = None
     date_gets: list[Callable] = field(default_factory=list)
     select: str = "latest"

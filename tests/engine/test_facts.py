@@ -309,12 +309,13 @@ def test_conflict_needs_a_ratio_parameter(tmp_path):
     assert [e.code for e in info.value.errors] == ["rule_unit_error"]
 
 
-def test_snap_removes_binary_noise_only():
-    from cds_service.engine.facts import snap
+def test_comparisons_ignore_binary_noise_only():
+    from cds_service.engine.facts import ge, gt, lt
 
-    assert (60 - 58.8) / 60 * 100 > 2 and not snap((60 - 58.8) / 60 * 100) > 2
-    assert 24.999999999999996 < 25 and not snap(24.999999999999996) < 25  # 81 / 1.8² elsewhere
-    assert snap(2.0001) > 2 and snap(24.9999) < 25
+    assert (60 - 58.8) / 60 * 100 > 2 and not gt((60 - 58.8) / 60 * 100, 2)
+    assert 24.999999999999996 < 25 and not lt(24.999999999999996, 25)  # 81 / 1.8² elsewhere
+    assert ge(24.999999999999996, 25)
+    assert gt(2.0001, 2) and lt(24.9999, 25) and not gt(2.0, 2.0)
 
 
 # ---- joins: where: {path, references: fact} -----------------------------------------------
