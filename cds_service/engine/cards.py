@@ -128,7 +128,14 @@ def _card(rs, run, members, behavior, used):
         "findings": [f.code for f, _ in members],
         "suggestions": keys,
     }
-    card = _prune(card)
+    # suggestions are pruned as they are filled; the rest of the card is pruned here
+    for key in list(card):
+        if key != "suggestions":
+            value = _prune(card[key])
+            if value is None or value == "" or value == [] or value == {}:
+                del card[key]
+            else:
+                card[key] = value
     card["extension"] = extension  # evidence is built without empty values; no need to walk it
     return card, record
 
@@ -317,8 +324,10 @@ def _suggestion(rs, run, s, finding, coding):
             rendered["resourceId"] = Template(action["resource_id"]).render(resolve)
         actions.append(rendered)
     if actions:
-        out["actions"] = actions
-    return out
+        out["actions"] = [
+            {k: v for k, v in a.items() if not (v is None or v == "" or v == {})} for a in actions
+        ]
+    return {k: v for k, v in out.items() if not (v is None or v == "")}
 
 
 def _shows_missing(rs, run):
@@ -346,10 +355,20 @@ def _fill(tree, resolve, locale, coding, missing):
         if missing(template):  # a fragment never shows "not available": its alternative, or none
             return None if tree[2] is None else _text(tree[2], locale).render(resolve)
         return template.render(resolve)
-    if isinstance(tree, dict):
-        return {k: _fill(v, resolve, locale, coding, missing) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_fill(v, resolve, locale, coding, missing) for v in tree]
+    if tree.__class__ is dict:  # empty values are dropped here (CDS Hooks forbids them)
+        out = {}
+        for k, v in tree.items():
+            v = _fill(v, resolve, locale, coding, missing)
+            if not (v is None or v == "" or v == [] or v == {}):
+                out[k] = v
+        return out
+    if tree.__class__ is list:
+        out = []
+        for v in tree:
+            v = _fill(v, resolve, locale, coding, missing)
+            if not (v is None or v == "" or v == [] or v == {}):
+                out.append(v)
+        return out
     return tree
 
 

@@ -484,8 +484,14 @@ class Compiler:
             def test(r):
                 if key is not None:
                     value = r.get(key)
-                    if type(value) is str:  # a code element (status): no Coding to walk
+                    if value.__class__ is str:  # a code element (status): no Coding to walk
                         return (value in allowed) is want
+                    if value.__class__ is dict and value.get("coding").__class__ is list:
+                        for coding in value["coding"]:  # a CodeableConcept (clinicalStatus)
+                            if coding.__class__ is dict and coding.get("code") in allowed:
+                                return want
+                        if "code" not in value:
+                            return not want
                 return any(c in allowed for _, c in codings(get(r))) is want
 
             test.cheap = key is not None

@@ -26,6 +26,7 @@ DEFAULT_CODE_KEY = {
 }
 NO_TS = float("-inf")
 NO_DATE = (None, NO_TS)
+NO_DAYS = object()
 
 
 @dataclass(slots=True)
@@ -84,6 +85,7 @@ class Run:
         self.trace = [] if trace else None
         self.cache: dict[str, FactValue | None] = {}
         self.params: dict[str, ParamValue | None] = {}
+        self.day_params: dict[str, float | None] = {}
         self.by_type: dict[tuple[str, str], list] = {}
         self.code_index: dict[tuple[str, str], dict] = {}
         self.pattern_hits: dict[tuple, list] = {}
@@ -114,47 +116,51 @@ class Run:
         """One pass over the pool: resources by type, and by (system, code) at each type's
         default code element (`code`, `medicationCodeableConcept`, …)."""
         pool = self.orders if source == "orders" else self.resources
-        by_type = self.by_type
-        by_type[(source, None)] = []
-        indexes = self.code_index
+        groups: dict = {}
+        indexes: dict = {}
+        keys = DEFAULT_CODE_KEY
         for r in pool:
             t = r.get("resourceType")
-            group = by_type.get((source, t))
-            if group is None:
-                group = by_type[(source, t)] = []
-                indexes[(source, t)] = {}
+            try:
+                group = groups[t]
+                index = indexes[t]
+            except KeyError:
+                group = groups[t] = []
+                index = indexes[t] = {}
             i = len(group)
             group.append(r)
-            key = DEFAULT_CODE_KEY.get(t)
+            key = keys.get(t)
             if key is None:
                 continue
             value = r.get(key)
-            if type(value) is dict and value.get("coding"):
-                pairs = value["coding"]
-            else:
+            pairs = None
+            if value.__class__ is dict:
+                found = value.get("coding")
+                if found:
+                    pairs = []
+                    for coding in found:
+                        if coding.__class__ is dict:
+                            code = coding.get("code")
+                            if code is not None:
+                                pairs.append(
+                                    (coding.get("system"), code if code.__class__ is str else str(code))
+                                )
+            if pairs is None:
                 if value is None and key == "medicationCodeableConcept":
                     value = _contained_medication_code(r)
                 if value is None:
                     continue
-                pairs = None
-            index = indexes[(source, t)]
-            if pairs is not None:
-                for coding in pairs:
-                    code = coding.get("code") if type(coding) is dict else None
-                    if code is not None:
-                        pair = (coding.get("system"), code if type(code) is str else str(code))
-                        hit = index.get(pair)
-                        if hit is None:
-                            index[pair] = [i]
-                        elif hit[-1] != i:
-                            hit.append(i)
-            else:
-                for pair in codings(value if type(value) is list else [value]):
-                    hit = index.get(pair)
-                    if hit is None:
-                        index[pair] = [i]
-                    elif hit[-1] != i:
-                        hit.append(i)
+                pairs = codings(value if value.__class__ is list else [value])
+            for pair in pairs:
+                hit = index.get(pair)
+                if hit is None:
+                    index[pair] = [i]
+                elif hit[-1] != i:
+                    hit.append(i)
+        self.by_type[(source, None)] = []
+        for t, group in groups.items():
+            self.by_type[(source, t)] = group
+            self.code_index[(source, t)] = indexes[t]
 
     def candidates(self, fact) -> list:
         pool = self.of_type(fact.source, fact.resource_type)
@@ -291,9 +297,8 @@ class Run:
                 return None
             if unit is None:
                 unit = fact.unit
-            try:
-                k = 1.0 if unit == fact.unit else units.factor(unit, fact.unit)
-            except units.UnitError:
+            k = 1.0 if unit == fact.unit else units._cached_factor(unit, fact.unit)
+            if k.__class__ is str:  # the conversion failed (cached, no exception per value)
                 self._exclude(
                     fact,
                     reference,
@@ -314,9 +319,11 @@ class Run:
         return Item(reference, when, reference, None, None, ts)
 
     def _window(self, fact, items):
+        if fact.within is None:
+            return items  # shared list: never modified downstream
         within = self.days(fact.within)
         if within is None:
-            return list(items)
+            return items
         high = self.now_ts
         low = high - within * DAY
         return [i for i in items if i.date is not None and low <= i.ts <= high]
@@ -403,7 +410,8 @@ class Run:
         if not items:
             return None
         how = fact.select
-        dated = [i for i in items if i.date is not None]
+        if how == "latest":
+            return FactValue(items[0] if len(items) == 1 else max(items, key=_date_key))
         if how == "all":
             return FactValue(_latest(items), sorted(items, key=_date_key, reverse=True))
         if how == "latest":
@@ -420,6 +428,7 @@ class Run:
             same = [i for i in items if (i.date.date() if i.date else None) == day]
             return FactValue(max(same, key=lambda i: i.value))
         if how == "closest":
+            dated = [i for i in items if i.date is not None]
             target_days, tolerance = self.days(fact.days_ago), self.days(fact.tolerance)
             if target_days is None or tolerance is None:
                 return None
@@ -493,8 +502,13 @@ class Run:
     def days(self, value) -> float | None:
         if value is None or isinstance(value, (int, float)):
             return value
-        p = self.param(value)
-        return None if p is None else p.value * units.factor(p.unit, "d")
+        found = self.day_params.get(value, NO_DAYS)
+        if found is NO_DAYS:
+            p = self.param(value)
+            found = self.day_params[value] = (
+                None if p is None else p.value * units.factor(p.unit, "d")
+            )
+        return found
 
     # ---- what conditions ask -------------------------------------------------------------
     def has(self, name) -> bool:

@@ -155,16 +155,23 @@ def accessor(expression: str, resource_type: str | None = None) -> Callable[[dic
                 return walk(resource, only)
 
             return get
-        if all(len(p) == 1 and p[0] not in CHOICE_ELEMENTS for p in paths):
-            keys = [p[0] for p in paths]
+        if all(p[0] not in CHOICE_ELEMENTS for p in paths):
+            keys = [p[0] if len(p) == 1 else p for p in paths]
 
-            def union_of_keys(resource):  # `a | b | c` of plain elements: direct reads
+            def union_of_keys(resource):  # `a | b.c | d` of plain elements: direct reads
                 found = None
                 for key in keys:
-                    value = resource.get(key)
-                    if value is None:
-                        continue
-                    values = value if type(value) is list else [value]
+                    if key.__class__ is str:
+                        value = resource.get(key)
+                        if value is None:
+                            continue
+                        values = value if type(value) is list else [value]
+                    else:
+                        if key[0] not in resource:
+                            continue
+                        values = walk(resource, key)
+                        if not values:
+                            continue
                     if found is None:
                         found = values
                     else:
