@@ -113,54 +113,19 @@ class Run:
         return found
 
     def _group(self, source: str) -> None:
-        """One pass over the pool: resources by type, and by (system, code) at each type's
-        default code element (`code`, `medicationCodeableConcept`, …)."""
+        """One pass over the pool: resources by type (codes are indexed per type, on demand)."""
         pool = self.orders if source == "orders" else self.resources
         groups: dict = {}
-        indexes: dict = {}
-        keys = DEFAULT_CODE_KEY
         for r in pool:
             t = r.get("resourceType")
-            try:
-                group = groups[t]
-                index = indexes[t]
-            except KeyError:
-                group = groups[t] = []
-                index = indexes[t] = {}
-            i = len(group)
-            group.append(r)
-            key = keys.get(t)
-            if key is None:
-                continue
-            value = r.get(key)
-            pairs = None
-            if value.__class__ is dict:
-                found = value.get("coding")
-                if found:
-                    pairs = []
-                    for coding in found:
-                        if coding.__class__ is dict:
-                            code = coding.get("code")
-                            if code is not None:
-                                pairs.append(
-                                    (coding.get("system"), code if code.__class__ is str else str(code))
-                                )
-            if pairs is None:
-                if value is None and key == "medicationCodeableConcept":
-                    value = _contained_medication_code(r)
-                if value is None:
-                    continue
-                pairs = codings(value if value.__class__ is list else [value])
-            for pair in pairs:
-                hit = index.get(pair)
-                if hit is None:
-                    index[pair] = [i]
-                elif hit[-1] != i:
-                    hit.append(i)
+            group = groups.get(t)
+            if group is None:
+                groups[t] = [r]
+            else:
+                group.append(r)
         self.by_type[(source, None)] = []
         for t, group in groups.items():
             self.by_type[(source, t)] = group
-            self.code_index[(source, t)] = indexes[t]
 
     def candidates(self, fact) -> list:
         pool = self.of_type(fact.source, fact.resource_type)
@@ -188,10 +153,43 @@ class Run:
         return [pool[i] for i in sorted(hits)]
 
     def _code_index(self, source, rtype, code_get) -> dict:
-        """(system, code) -> positions in of_type(source, rtype), at the type's default code."""
-        if (source, None) not in self.by_type:
-            self._group(source)
-        return self.code_index.get((source, rtype), {})
+        """(system, code) -> positions in of_type(source, rtype), at the type's default code
+        element (`code`, `medicationCodeableConcept`, …); built once per request and type."""
+        index = self.code_index.get((source, rtype))
+        if index is not None:
+            return index
+        index = self.code_index[(source, rtype)] = {}
+        key = DEFAULT_CODE_KEY.get(rtype)
+        for i, r in enumerate(self.of_type(source, rtype)):
+            value = r.get(key) if key is not None else None
+            pairs = None
+            if value.__class__ is dict:
+                found = value.get("coding")
+                if found:
+                    pairs = []
+                    for coding in found:
+                        if coding.__class__ is dict:
+                            code = coding.get("code")
+                            if code is not None:
+                                pairs.append(
+                                    (coding.get("system"), code if code.__class__ is str else str(code))
+                                )
+            if pairs is None:
+                if key is None:
+                    pairs = _codings_fast(code_get, r)
+                else:
+                    if value is None and key == "medicationCodeableConcept":
+                        value = _contained_medication_code(r)
+                    if value is None:
+                        continue
+                    pairs = codings(value if value.__class__ is list else [value])
+            for pair in pairs:
+                hit = index.get(pair)
+                if hit is None:
+                    index[pair] = [i]
+                elif hit[-1] != i:
+                    hit.append(i)
+        return index
 
     # ---- facts ---------------------------------------------------------------------------
     def fact(self, name: str) -> FactValue | None:
