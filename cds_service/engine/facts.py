@@ -29,20 +29,27 @@ NO_DATE = (None, NO_TS)
 NO_DAYS = object()
 
 
-@dataclass(slots=True)
+NO_TS = float("-inf")
+NO_DATE = (None, NO_TS)
+NO_DAYS = object()
+
+
 class Item:
     """One value read from one resource (or derived from other facts)."""
 
-    value: object
-    date: datetime | None
-    reference: str | None
-    raw_value: object = None
-    raw_unit: str | None = None
-    ts: float = float("-inf")  # the date as a POSIX timestamp, for fast windows and ordering
+    __slots__ = ("value", "date", "reference", "raw_value", "raw_unit", "ts")
 
-    def __post_init__(self):
-        if self.date is not None and self.ts == NO_TS:
-            self.ts = self.date.timestamp()
+    def __init__(self, value, date, reference, raw_value=None, raw_unit=None, ts=NO_TS):
+        self.value = value
+        self.date = date
+        self.reference = reference
+        self.raw_value = raw_value
+        self.raw_unit = raw_unit
+        # the date as a POSIX timestamp, for fast windows and ordering
+        self.ts = date.timestamp() if ts == NO_TS and date is not None else ts
+
+    def __repr__(self):
+        return f"Item({self.value!r}, {self.date!r}, {self.reference!r})"
 
 
 @dataclass(slots=True)
@@ -160,6 +167,7 @@ class Run:
             return index
         index = self.code_index[(source, rtype)] = {}
         key = DEFAULT_CODE_KEY.get(rtype)
+        wanted = self.rs.indexed_codes.get((source, rtype))  # None: every code
         for i, r in enumerate(self.of_type(source, rtype)):
             value = r.get(key) if key is not None else None
             pairs = None
@@ -170,10 +178,12 @@ class Run:
                     for coding in found:
                         if coding.__class__ is dict:
                             code = coding.get("code")
-                            if code is not None:
-                                pairs.append(
-                                    (coding.get("system"), code if code.__class__ is str else str(code))
-                                )
+                            if code is None:
+                                continue
+                            if code.__class__ is not str:
+                                code = str(code)
+                            if wanted is None or code in wanted:
+                                pairs.append((coding.get("system"), code))
             if pairs is None:
                 if key is None:
                     pairs = _codings_fast(code_get, r)
@@ -224,6 +234,8 @@ class Run:
         references = self.references
         date_gets = fact.date_gets
         value_get = fact.value_get
+        quantity = fact.type == "quantity"
+        target = fact.unit
         only = fast[0] if len(fast) == 1 else None
         for resource in self.candidates(fact):
             if only is not None:
@@ -255,6 +267,17 @@ class Run:
                 append(Item(reference, when, reference, None, None, ts))
                 continue
             for raw in value_get(resource):
+                if quantity and raw.__class__ is dict:  # the usual case, inline
+                    number = raw.get("value")
+                    unit = raw.get("code") or raw.get("unit") or target
+                    if number.__class__ is float or number.__class__ is int:
+                        if unit == target:
+                            append(Item(number * 1.0, when, reference, number, unit, ts))
+                            continue
+                        k = units._cached_factor(unit, target)
+                        if k.__class__ is float:
+                            append(Item(number * k, when, reference, number, unit, ts))
+                            continue
                 item = self._item(fact, raw, when, reference, ts)
                 if item is not None:
                     append(item)

@@ -60,6 +60,17 @@ class RuleSet:
             )
             rule.finding_refs = frozenset(_finding_refs(rule.when_raw, c.conditions_raw))
         self._unknown_memo: dict[frozenset, frozenset] = {}
+        # per (source, type): the codes any default-path value set asks for (None: index all)
+        self.indexed_codes: dict[tuple[str, str], frozenset | None] = {}
+        for fact in self.facts.values():
+            if fact.kind != "data" or fact.valueset is None or not fact.default_code_path:
+                continue
+            key = (fact.source, fact.resource_type)
+            if fact.valueset.exact_only and self.indexed_codes.get(key, frozenset()) is not None:
+                codes = frozenset(code for _, code in fact.valueset.exact)
+                self.indexed_codes[key] = self.indexed_codes.get(key, frozenset()) | codes
+            else:
+                self.indexed_codes[key] = None
         self._prefetch = {h: self._build_prefetch(h) for h in HOOKS}
         self._relevance = _relevance_table(self)
 
