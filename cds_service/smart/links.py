@@ -13,7 +13,9 @@ LABELS = {
 }
 
 
-def trend_link(context: dict[str, Any], config: dict[str, Any], locale: str = "en") -> dict[str, Any] | None:
+def trend_link(
+    context: dict[str, Any], config: dict[str, Any], locale: str = "en"
+) -> dict[str, Any] | None:
     """The Link to add to a patient-view card, or None when there is nothing to link to.
 
     Demo mode (`demo.enabled`): `{"type": "absolute", "url": "<base_url>/trend/<patientId>"}`.
@@ -23,12 +25,26 @@ def trend_link(context: dict[str, Any], config: dict[str, Any], locale: str = "e
     production without `smart.enabled`."""
     patient = context.get("patientId") if isinstance(context, dict) else None
     base_url = config.get("base_url")
-    if not isinstance(patient, str) or not FHIR_ID.match(patient) or not isinstance(base_url, str) or not base_url:
+    if (
+        not isinstance(patient, str)
+        or not FHIR_ID.match(patient)
+        or not isinstance(base_url, str)
+        or not base_url
+    ):
         return None
     base_url = base_url.rstrip("/")
     label = LABELS.get(locale) or LABELS["en"]
     if (config.get("demo") or {}).get("enabled"):
-        return {"label": label, "url": f"{base_url}/trend/{quote(patient, safe='')}", "type": "absolute"}
+        return {
+            "label": label,
+            "url": f"{base_url}/trend/{quote(patient, safe='')}",
+            "type": "absolute",
+        }
     if not (config.get("smart") or {}).get("enabled"):
         return None
-    return {"label": label, "url": f"{base_url}/trend/launch", "type": "smart", "appContext": f"patient={patient}"}
+    return {
+        "label": label,
+        "url": f"{base_url}/trend/launch",
+        "type": "smart",
+        "appContext": f"patient={patient}",
+    }

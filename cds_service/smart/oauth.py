@@ -57,7 +57,9 @@ def check_url(url: Any, what: str, allow_http: bool) -> str:
     parts = urlsplit(url)
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme.lower() not in schemes or not parts.netloc:
-        raise LaunchError(502, f"the EHR's {what} is not an {' or '.join(schemes)} URL", f"{what} scheme")
+        raise LaunchError(
+            502, f"the EHR's {what} is not an {' or '.join(schemes)} URL", f"{what} scheme"
+        )
     return url
 
 
@@ -66,31 +68,47 @@ def discover(iss: str, timeout: float, allow_http: bool) -> SmartConfiguration:
     url = iss.rstrip("/") + "/.well-known/smart-configuration"
     try:
         with _session() as session:
-            response = session.get(url, headers={"Accept": "application/json"}, timeout=timeout,
-                                   allow_redirects=False)
+            response = session.get(
+                url, headers={"Accept": "application/json"}, timeout=timeout, allow_redirects=False
+            )
     except requests.exceptions.Timeout:
-        raise LaunchError(502, "the EHR's SMART configuration did not arrive in time", "discovery timeout") from None
+        raise LaunchError(
+            502, "the EHR's SMART configuration did not arrive in time", "discovery timeout"
+        ) from None
     except requests.exceptions.RequestException as exc:
-        raise LaunchError(502, "the EHR's SMART configuration could not be read",
-                          f"discovery {type(exc).__name__}") from None
+        raise LaunchError(
+            502,
+            "the EHR's SMART configuration could not be read",
+            f"discovery {type(exc).__name__}",
+        ) from None
     if response.status_code != 200:
-        raise LaunchError(502, f"the EHR's SMART configuration answered HTTP {response.status_code}",
-                          f"discovery HTTP {response.status_code}")
+        raise LaunchError(
+            502,
+            f"the EHR's SMART configuration answered HTTP {response.status_code}",
+            f"discovery HTTP {response.status_code}",
+        )
     try:
         data = response.json()
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise LaunchError(502, "the EHR's SMART configuration is not a JSON object", "discovery not JSON")
+        raise LaunchError(
+            502, "the EHR's SMART configuration is not a JSON object", "discovery not JSON"
+        )
     methods = data.get("code_challenge_methods_supported")
     if isinstance(methods, list) and "S256" not in methods:
-        raise LaunchError(502, "the EHR does not support PKCE with S256, which this app requires",
-                          "no S256")
+        raise LaunchError(
+            502, "the EHR does not support PKCE with S256, which this app requires", "no S256"
+        )
     capabilities = data.get("capabilities")
     return SmartConfiguration(
-        authorization_endpoint=check_url(data.get("authorization_endpoint"), "authorization_endpoint", allow_http),
+        authorization_endpoint=check_url(
+            data.get("authorization_endpoint"), "authorization_endpoint", allow_http
+        ),
         token_endpoint=check_url(data.get("token_endpoint"), "token_endpoint", allow_http),
-        capabilities=tuple(c for c in capabilities if isinstance(c, str)) if isinstance(capabilities, list) else (),
+        capabilities=tuple(c for c in capabilities if isinstance(c, str))
+        if isinstance(capabilities, list)
+        else (),
     )
 
 
@@ -109,8 +127,17 @@ def challenge_of(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def authorize_url(endpoint: str, *, client_id: str, redirect_uri: str, scope: str, state: str,
-                  aud: str, launch: str, code_challenge: str) -> str:
+def authorize_url(
+    endpoint: str,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    aud: str,
+    launch: str,
+    code_challenge: str,
+) -> str:
     params = {
         "response_type": "code",
         "client_id": client_id,
@@ -125,12 +152,24 @@ def authorize_url(endpoint: str, *, client_id: str, redirect_uri: str, scope: st
     return endpoint + ("&" if urlsplit(endpoint).query else "?") + urlencode(params)
 
 
-def exchange_code(token_endpoint: str, *, code: str, redirect_uri: str, verifier: str, client_id: str,
-                  client_secret: str | None, timeout: float) -> TokenResponse:
+def exchange_code(
+    token_endpoint: str,
+    *,
+    code: str,
+    redirect_uri: str,
+    verifier: str,
+    client_id: str,
+    client_secret: str | None,
+    timeout: float,
+) -> TokenResponse:
     """POST the code to the token endpoint: public client (client_id in the body) or, with a secret,
     confidential client with client_secret_basic."""
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "code_verifier": verifier}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier,
+    }
     auth = None
     if client_secret:
         auth = (client_id, client_secret)  # requests sends HTTP Basic
@@ -138,13 +177,22 @@ def exchange_code(token_endpoint: str, *, code: str, redirect_uri: str, verifier
         form["client_id"] = client_id
     try:
         with _session() as session:
-            response = session.post(token_endpoint, data=form, auth=auth, timeout=timeout,
-                                    headers={"Accept": "application/json"}, allow_redirects=False)
+            response = session.post(
+                token_endpoint,
+                data=form,
+                auth=auth,
+                timeout=timeout,
+                headers={"Accept": "application/json"},
+                allow_redirects=False,
+            )
     except requests.exceptions.Timeout:
-        raise LaunchError(502, "the EHR's token endpoint did not answer in time", "token timeout") from None
+        raise LaunchError(
+            502, "the EHR's token endpoint did not answer in time", "token timeout"
+        ) from None
     except requests.exceptions.RequestException as exc:
-        raise LaunchError(502, "the EHR's token endpoint could not be reached",
-                          f"token {type(exc).__name__}") from None
+        raise LaunchError(
+            502, "the EHR's token endpoint could not be reached", f"token {type(exc).__name__}"
+        ) from None
     try:
         data = response.json()
     except ValueError:
@@ -153,11 +201,16 @@ def exchange_code(token_endpoint: str, *, code: str, redirect_uri: str, verifier
         error = data.get("error") if isinstance(data, dict) else None
         code_text = error if isinstance(error, str) and _ERROR_CODE.match(error) else None
         detail = f" ({code_text})" if code_text else ""
-        raise LaunchError(502, f"the EHR's token endpoint refused the authorization (HTTP "
-                               f"{response.status_code}{detail})",
-                          f"token HTTP {response.status_code} {code_text or ''}".strip())
+        raise LaunchError(
+            502,
+            f"the EHR's token endpoint refused the authorization (HTTP "
+            f"{response.status_code}{detail})",
+            f"token HTTP {response.status_code} {code_text or ''}".strip(),
+        )
     if not isinstance(data, dict):
-        raise LaunchError(502, "the EHR's token endpoint answered something that is not JSON", "token not JSON")
+        raise LaunchError(
+            502, "the EHR's token endpoint answered something that is not JSON", "token not JSON"
+        )
     token = data.get("access_token")
     token_type = data.get("token_type")
     if not isinstance(token, str) or not token:
@@ -166,8 +219,12 @@ def exchange_code(token_endpoint: str, *, code: str, redirect_uri: str, verifier
         raise LaunchError(502, "the EHR's token response is not a Bearer token", "token_type")
     patient = data.get("patient")
     if not isinstance(patient, str) or not FHIR_ID.match(patient):
-        raise LaunchError(502, "the EHR did not name a patient in the launch context (token response "
-                               "'patient'); open the trend from a patient's chart", "no patient")
+        raise LaunchError(
+            502,
+            "the EHR did not name a patient in the launch context (token response "
+            "'patient'); open the trend from a patient's chart",
+            "no patient",
+        )
     scope = data.get("scope") if isinstance(data.get("scope"), str) else None
     app_context = data.get("appContext") if isinstance(data.get("appContext"), str) else None
     return TokenResponse(token, patient, scope, app_context)

@@ -55,22 +55,32 @@ def _entries(bundle: dict[str, Any], kind: str, patient: str) -> list[dict[str, 
     return found
 
 
-def read_record(client: FhirClient, iss: str, token: str, patient: str, ruleset: Any,
-                budget_seconds: float) -> Record:
+def read_record(
+    client: FhirClient, iss: str, token: str, patient: str, ruleset: Any, budget_seconds: float
+) -> Record:
     """Patient, Observations, MedicationRequests (required) and Conditions (for the header only)."""
     budget = Budget(budget_seconds)
     record = Record()
     try:
         resource, _ = client.fetch(iss, f"Patient/{patient}", token, budget)
     except FetchError as exc:
-        raise LaunchError(502, f"the patient could not be read from the EHR: {exc}", "fhir Patient") from None
+        raise LaunchError(
+            502, f"the patient could not be read from the EHR: {exc}", "fhir Patient"
+        ) from None
     if resource.get("resourceType") != "Patient" or resource.get("id") != patient:
-        raise LaunchError(502, "the EHR answered a different resource than the launch's patient",
-                          "fhir Patient mismatch")
+        raise LaunchError(
+            502,
+            "the EHR answered a different resource than the launch's patient",
+            "fhir Patient mismatch",
+        )
     record.resources.append(resource)
     codes = observation_codes(ruleset)
     searches = [
-        ("Observation", f"Observation?patient={patient}" + (f"&code={','.join(codes)}" if codes else ""), True),
+        (
+            "Observation",
+            f"Observation?patient={patient}" + (f"&code={','.join(codes)}" if codes else ""),
+            True,
+        ),
         ("MedicationRequest", f"MedicationRequest?patient={patient}", True),
         ("Condition", f"Condition?patient={patient}", False),
     ]
@@ -79,14 +89,21 @@ def read_record(client: FhirClient, iss: str, token: str, patient: str, ruleset:
             bundle, warnings = client.fetch(iss, query, token, budget)
         except FetchError as exc:
             if required:
-                raise LaunchError(502, f"the {kind} resources could not be read from the EHR: {exc}",
-                                  f"fhir {kind}") from None
+                raise LaunchError(
+                    502,
+                    f"the {kind} resources could not be read from the EHR: {exc}",
+                    f"fhir {kind}",
+                ) from None
             record.warnings.append(f"{kind}: {exc}")
             continue
         if bundle.get("resourceType") != "Bundle":
             if required:
-                raise LaunchError(502, f"the EHR answered the {kind} search with a "
-                                       f"{bundle.get('resourceType')}, not a Bundle", f"fhir {kind} not Bundle")
+                raise LaunchError(
+                    502,
+                    f"the EHR answered the {kind} search with a "
+                    f"{bundle.get('resourceType')}, not a Bundle",
+                    f"fhir {kind} not Bundle",
+                )
             continue
         record.resources.extend(_entries(bundle, kind, patient))
         record.warnings.extend(f"{kind}: {w}" for w in warnings)

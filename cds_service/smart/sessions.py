@@ -76,8 +76,13 @@ class MemorySessionStore:
 class RedisSessionStore:
     """Sessions shared by all workers: `SET prefix+sha256(state) json EX ttl`, taken with GETDEL."""
 
-    def __init__(self, url: str | None, prefix: str, timeout: float = REDIS_TIMEOUT_SECONDS,
-                 client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        prefix: str,
+        timeout: float = REDIS_TIMEOUT_SECONDS,
+        client: redis.Redis | None = None,
+    ) -> None:
         self.prefix = prefix
         self.client = client or redis.Redis.from_url(
             url,
@@ -89,16 +94,23 @@ class RedisSessionStore:
 
     def put(self, state: str, session: dict[str, Any], ttl_seconds: float) -> None:
         try:
-            self.client.set(self.prefix + state_key(state), json.dumps(session),
-                            ex=max(1, math.ceil(ttl_seconds)))
+            self.client.set(
+                self.prefix + state_key(state),
+                json.dumps(session),
+                ex=max(1, math.ceil(ttl_seconds)),
+            )
         except redis.RedisError as exc:
-            raise SessionStoreError(f"the session store is unavailable ({type(exc).__name__})") from None
+            raise SessionStoreError(
+                f"the session store is unavailable ({type(exc).__name__})"
+            ) from None
 
     def take(self, state: str) -> dict[str, Any] | None:
         try:
             raw = self.client.getdel(self.prefix + state_key(state))
         except redis.RedisError as exc:
-            raise SessionStoreError(f"the session store is unavailable ({type(exc).__name__})") from None
+            raise SessionStoreError(
+                f"the session store is unavailable ({type(exc).__name__})"
+            ) from None
         if raw is None:
             return None
         try:

@@ -61,13 +61,17 @@ class SmartSettings:
             scopes = " ".join(str(s) for s in scopes)
         base_url = config.get("base_url")
         base_url = _norm(base_url) if isinstance(base_url, str) and base_url else None
-        redirect_uri = section["redirect_uri"] or (f"{base_url}/trend/callback" if base_url else None)
+        redirect_uri = section["redirect_uri"] or (
+            f"{base_url}/trend/callback" if base_url else None
+        )
         settings = cls(
             enabled=bool(section["enabled"]),
             client_id=section["client_id"] or None,
             client_secret=section["client_secret"] or None,
             scopes=" ".join(str(scopes).split()),
-            allowed_issuers=tuple(_norm(i) for i in section["allowed_issuers"] or () if isinstance(i, str)),
+            allowed_issuers=tuple(
+                _norm(i) for i in section["allowed_issuers"] or () if isinstance(i, str)
+            ),
             redirect_uri=redirect_uri,
             session_ttl_seconds=float(section["session_ttl_seconds"]),
             http_timeout_seconds=float(section["http_timeout_seconds"]),
@@ -86,16 +90,22 @@ class SmartSettings:
         if not self.enabled:
             return
         if not self.client_id:
-            raise SmartConfigError("configuration key 'smart.client_id': required when smart.enabled is true")
+            raise SmartConfigError(
+                "configuration key 'smart.client_id': required when smart.enabled is true"
+            )
         if not self.redirect_uri:
             raise SmartConfigError(
                 "configuration key 'smart.redirect_uri': set it, or set base_url "
                 "(the default is {base_url}/trend/callback)"
             )
         if "launch" not in self.scopes.split():
-            raise SmartConfigError("configuration key 'smart.scopes': an EHR launch needs the 'launch' scope")
+            raise SmartConfigError(
+                "configuration key 'smart.scopes': an EHR launch needs the 'launch' scope"
+            )
         if self.session_ttl_seconds <= 0:
-            raise SmartConfigError("configuration key 'smart.session_ttl_seconds': must be greater than 0")
+            raise SmartConfigError(
+                "configuration key 'smart.session_ttl_seconds': must be greater than 0"
+            )
 
     def issuer_allowed(self, iss: str) -> bool:
         return _norm(iss) in self.allowed_issuers

@@ -16,7 +16,15 @@ import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, make_response, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
 
 from cds_service.demo import ruleview
 from cds_service.demo.trend import build_charts, render_charts
@@ -35,7 +43,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
-                               "base-uri 'none'; form-action 'none'",
+    "base-uri 'none'; form-action 'none'",
 }
 COOKIE_PREFIX = "trend_launch_"
 COOKIE_PATH = "/trend/callback"
@@ -52,9 +60,16 @@ def _headers(response: Response) -> Response:
 
 
 def _error(status: int, message: str, reason: str, sid: str | None = None) -> Response:
-    log_event(logging.WARNING if status < 500 else logging.ERROR, "smart launch refused",
-              status=status, reason=reason, state_id=sid)
-    response = make_response(render_template("smart/error.html", status=status, message=message), status)
+    log_event(
+        logging.WARNING if status < 500 else logging.ERROR,
+        "smart launch refused",
+        status=status,
+        reason=reason,
+        state_id=sid,
+    )
+    response = make_response(
+        render_template("smart/error.html", status=status, message=message), status
+    )
     return _headers(response)
 
 
@@ -73,19 +88,30 @@ def launch():
     smart = _smart()
     settings = smart.settings
     if not settings.enabled:
-        return _error(404, "The SMART launch of the trend view is not enabled on this service.",
-                      "smart disabled")
+        return _error(
+            404,
+            "The SMART launch of the trend view is not enabled on this service.",
+            "smart disabled",
+        )
     iss = request.args.get("iss", "")
     launch_id = request.args.get("launch", "")
     if not iss or not launch_id:
-        return _error(400, "The launch needs the parameters iss and launch: open the trend from the "
-                           "EHR (a standalone launch is not supported).", "iss or launch missing")
+        return _error(
+            400,
+            "The launch needs the parameters iss and launch: open the trend from the "
+            "EHR (a standalone launch is not supported).",
+            "iss or launch missing",
+        )
     if len(iss) > 2048 or len(launch_id) > 4096:
         return _error(400, "The launch parameters are too long.", "parameter too long")
     if not settings.issuer_allowed(iss):
         # no request of any kind goes to an issuer that is not configured
-        return _error(400, "This EHR (iss) is not on the service's list of allowed SMART issuers "
-                           "(smart.allowed_issuers).", "issuer not allowed")
+        return _error(
+            400,
+            "This EHR (iss) is not on the service's list of allowed SMART issuers "
+            "(smart.allowed_issuers).",
+            "issuer not allowed",
+        )
     try:
         oauth.check_url(iss, "iss", settings.allow_http)
         found = oauth.discover(iss, settings.http_timeout_seconds, settings.allow_http)
@@ -116,14 +142,25 @@ def launch():
         launch=launch_id,
         code_challenge=oauth.challenge_of(verifier),
     )
-    log_event(logging.INFO, "smart launch started", state_id=state_id(state), iss=iss,
-              launch_ehr="launch-ehr" in found.capabilities)
+    log_event(
+        logging.INFO,
+        "smart launch started",
+        state_id=state_id(state),
+        iss=iss,
+        launch_ehr="launch-ehr" in found.capabilities,
+    )
     response = _headers(redirect(target, code=302))
     if nonce is not None:
         secure = _secure()
-        response.set_cookie(_cookie_name(state), nonce, max_age=int(settings.session_ttl_seconds),
-                            path=COOKIE_PATH, httponly=True, secure=secure,
-                            samesite="None" if secure else "Lax")
+        response.set_cookie(
+            _cookie_name(state),
+            nonce,
+            max_age=int(settings.session_ttl_seconds),
+            path=COOKIE_PATH,
+            httponly=True,
+            secure=secure,
+            samesite="None" if secure else "Lax",
+        )
     return response
 
 
@@ -133,28 +170,46 @@ def callback():
     smart = _smart()
     settings = smart.settings
     if not settings.enabled:
-        return _error(404, "The SMART launch of the trend view is not enabled on this service.",
-                      "smart disabled")
+        return _error(
+            404,
+            "The SMART launch of the trend view is not enabled on this service.",
+            "smart disabled",
+        )
     state = request.args.get("state", "")
     if not state or len(state) > 512:
-        return _error(400, "The callback has no state: open the trend again from the EHR.", "state missing")
+        return _error(
+            400, "The callback has no state: open the trend again from the EHR.", "state missing"
+        )
     sid = state_id(state)
     try:
         session = smart.sessions.take(state)
     except SessionStoreError as exc:
         return _error(503, f"The launch cannot go on now: {exc}.", "session store unavailable", sid)
     if session is None:
-        return _error(400, "This launch is unknown or has expired (it is valid for "
-                           f"{settings.session_ttl_seconds:g} seconds and can be used once): open the trend "
-                           "again from the EHR.", "unknown or expired state", sid)
+        return _error(
+            400,
+            "This launch is unknown or has expired (it is valid for "
+            f"{settings.session_ttl_seconds:g} seconds and can be used once): open the trend "
+            "again from the EHR.",
+            "unknown or expired state",
+            sid,
+        )
     started = time.perf_counter()
     response = _callback(session, state, sid)
     if settings.browser_binding:
-        response.delete_cookie(_cookie_name(state), path=COOKIE_PATH, secure=_secure(),
-                               samesite="None" if _secure() else "Lax")
+        response.delete_cookie(
+            _cookie_name(state),
+            path=COOKIE_PATH,
+            secure=_secure(),
+            samesite="None" if _secure() else "Lax",
+        )
     if response.status_code == 200:
-        log_event(logging.INFO, "smart trend rendered", state_id=sid,
-                  duration_ms=round((time.perf_counter() - started) * 1000))
+        log_event(
+            logging.INFO,
+            "smart trend rendered",
+            state_id=sid,
+            duration_ms=round((time.perf_counter() - started) * 1000),
+        )
     return response
 
 
@@ -164,14 +219,23 @@ def _callback(session: dict[str, Any], state: str, sid: str) -> Response:
     if settings.browser_binding:
         nonce = request.cookies.get(_cookie_name(state), "")
         expected = session.get("browser", "")
-        if not nonce or not hmac.compare_digest(hashlib.sha256(nonce.encode()).hexdigest(), expected):
-            return _error(400, "This callback does not belong to the browser that started the launch: "
-                               "open the trend again from the EHR. (If the EHR shows apps in a frame, "
-                               "the browser may block the launch cookie.)", "browser binding", sid)
+        if not nonce or not hmac.compare_digest(
+            hashlib.sha256(nonce.encode()).hexdigest(), expected
+        ):
+            return _error(
+                400,
+                "This callback does not belong to the browser that started the launch: "
+                "open the trend again from the EHR. (If the EHR shows apps in a frame, "
+                "the browser may block the launch cookie.)",
+                "browser binding",
+                sid,
+            )
     error = request.args.get("error")
     if error:
         shown = error if oauth._ERROR_CODE.match(error) else "error"
-        return _error(400, f"The EHR did not authorize the trend view ({shown}).", f"authorize {shown}", sid)
+        return _error(
+            400, f"The EHR did not authorize the trend view ({shown}).", f"authorize {shown}", sid
+        )
     code = request.args.get("code", "")
     if not code or len(code) > 4096:
         return _error(400, "The callback has no authorization code.", "code missing", sid)
@@ -187,19 +251,34 @@ def _callback(session: dict[str, Any], state: str, sid: str) -> Response:
         )
         hinted = oauth.app_context_patient(token.app_context)
         if hinted is not None and hinted != token.patient:
-            log_event(logging.WARNING, "smart appContext names another patient; the token's patient is used",
-                      state_id=sid)
+            log_event(
+                logging.WARNING,
+                "smart appContext names another patient; the token's patient is used",
+                state_id=sid,
+            )
         state_obj = current_app.extensions["cds"]
         ruleset = state_obj.rules.current
-        record = read_record(smart.fhir, session["iss"], token.access_token, token.patient, ruleset,
-                             settings.fhir_budget_seconds)
+        record = read_record(
+            smart.fhir,
+            session["iss"],
+            token.access_token,
+            token.patient,
+            ruleset,
+            settings.fhir_budget_seconds,
+        )
     except LaunchError as exc:
         return _error(exc.status, exc.message, exc.reason, sid)
     del token  # the access token is not needed for rendering; it dies with this request
     engine = state_obj.engine_settings
     now = state_obj.clock()
-    charts, markers, facts = build_charts(ruleset, record.resources, now=now, profile=engine.profile,
-                                          ct_cutoffs=engine.ct_cutoffs, locale=engine.locale)
+    charts, markers, facts = build_charts(
+        ruleset,
+        record.resources,
+        now=now,
+        profile=engine.profile,
+        ct_cutoffs=engine.ct_cutoffs,
+        locale=engine.locale,
+    )
     render_charts(charts, markers, now)
     page = render_template(
         "smart/trend.html",
@@ -221,16 +300,23 @@ def _summary(ruleset: Any, resources: list[dict[str, Any]]) -> dict[str, str]:
     patient = next((r for r in resources if r.get("resourceType") == "Patient"), {})
     names = patient.get("name") or [{}]
     name = next((n for n in names if n.get("use") == "official"), names[0]) if names else {}
-    text = name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip()
+    text = (
+        name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip()
+    )
     cancer = ""
     for resource in resources:
         if resource.get("resourceType") != "Condition":
             continue
         concept = resource.get("code") or {}
-        codings = [(c.get("system"), c.get("code")) for c in concept.get("coding") or [] if isinstance(c, dict)]
+        codings = [
+            (c.get("system"), c.get("code"))
+            for c in concept.get("coding") or []
+            if isinstance(c, dict)
+        ]
         if ruleview.value_set_matches(ruleset, "malignant-neoplasm", codings):
             cancer = concept.get("text") or next(
-                (c.get("display") for c in concept.get("coding") or [] if c.get("display")), "")
+                (c.get("display") for c in concept.get("coding") or [] if c.get("display")), ""
+            )
             break
     return {
         "name": text or "(no name)",
