@@ -389,6 +389,10 @@ class Compiler:
             )
         date_paths = [data["date"]] if "date" in data else DEFAULT_DATE_PATHS.get(rtype, ())
         fact.date_gets = [self.fhirpath(p, rtype, src, path + ("date",)) for p in date_paths]
+        # `value` naming exactly the date paths (in order): the value is the resource's date
+        fact.value_is_date = fact.type == "date" and isinstance(value, str) and [
+            b.strip() for b in value.split("|")
+        ] == list(date_paths)
         fact.reader_key = (
             rtype,
             fact.source,

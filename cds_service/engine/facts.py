@@ -235,6 +235,7 @@ class Run:
         date_gets = fact.date_gets
         value_get = fact.value_get
         quantity = fact.type == "quantity"
+        value_is_date = fact.value_is_date
         target = fact.unit
         only = fast[0] if len(fast) == 1 else None
         for resource in self.candidates(fact):
@@ -265,6 +266,10 @@ class Run:
                 reference = references[rid] = f"{rtype}/{own}" if own else rtype
             if value_get is None:
                 append(Item(reference, when, reference, None, None, ts))
+                continue
+            if value_is_date:  # the date already read is the value (l3_date, crp_date …)
+                if when is not None:
+                    append(Item(when, when, reference, None, None, ts))
                 continue
             for raw in value_get(resource):
                 if quantity and raw.__class__ is dict:  # the usual case, inline

@@ -28,6 +28,7 @@ class Fact:
     code_get: Callable | None = None
     where: list[Callable] = field(default_factory=list)
     joins: list[tuple] = field(default_factory=list)  # (reference getter, fact name)
+    value_is_date: bool = False  # a date fact whose value paths are its date paths
     where_fast: tuple = ()  # cheap filters, run directly
     where_slow: tuple = ()  # other filters, memoised per (filter, resource) per request
     value_get: Callable | None = None
