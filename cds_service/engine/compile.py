@@ -516,6 +516,15 @@ class Compiler:
             return lambda r: []
         return fhirpath.accessor(expression, rtype)
 
+    def number_readers(self) -> None:
+        """Small ints for reader keys and date paths: cheap dictionary keys at run time."""
+        readers: dict = {}
+        dates: dict = {}
+        for fact in self.facts.values():
+            if fact.kind == "data":
+                fact.reader_id = readers.setdefault(fact.reader_key, len(readers))
+                fact.date_id = dates.setdefault(fact.reader_key[6], len(dates))
+
     def compile_derived(self) -> None:
         graph = {
             n: [d for d in f.deps if d in self.facts and self.facts[d].kind == "derived"]
@@ -918,6 +927,7 @@ def compile_sources(sources: list[Source], out: Collector):
     c.compile_parameters()
     c.compile_facts()
     c.compile_derived()
+    c.number_readers()
     rules = c.compile_conditions_and_rules()
     suggestions, links, reasons, groups = c.compile_outputs()
     rules = c.rule_order(rules)

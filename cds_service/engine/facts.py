@@ -143,21 +143,30 @@ class Run:
             return [r for r in pool if any(vs.matches(s, c) for s, c in codings(fact.code_get(r)))]
         index = self._code_index(fact.source, fact.resource_type, fact.code_get)
         if vs.exact_only:
-            hits = set()
-            for key in vs.exact:
-                hits.update(index.get(key, ()))
-        else:
+            if len(vs.exact) == 1:
+                for key in vs.exact:
+                    return [pool[i] for i in index.get(key, ())]
             memo_key = (fact.source, fact.resource_type, vs.name)
             cached = self.pattern_hits.get(memo_key)
             if cached is not None:
                 return cached
             hits = set()
-            for (system, code), positions in index.items():
-                if vs.matches(system, code):
-                    hits.update(positions)
+            for key in vs.exact:
+                found = index.get(key)
+                if found:
+                    hits.update(found)
             result = self.pattern_hits[memo_key] = [pool[i] for i in sorted(hits)]
             return result
-        return [pool[i] for i in sorted(hits)]
+        memo_key = (fact.source, fact.resource_type, vs.name)
+        cached = self.pattern_hits.get(memo_key)
+        if cached is not None:
+            return cached
+        hits = set()
+        for (system, code), positions in index.items():
+            if vs.matches(system, code):
+                hits.update(positions)
+        result = self.pattern_hits[memo_key] = [pool[i] for i in sorted(hits)]
+        return result
 
     def _code_index(self, source, rtype, code_get) -> dict:
         """(system, code) -> positions in of_type(source, rtype), at the type's default code
@@ -214,9 +223,9 @@ class Run:
         return result
 
     def _read(self, fact) -> FactValue | None:
-        items = self.readers.get(fact.reader_key)
+        items = self.readers.get(fact.reader_id)
         if items is None:
-            items = self.readers[fact.reader_key] = self._items(fact)
+            items = self.readers[fact.reader_id] = self._items(fact)
         items = self._window(fact, items)
         items = self._plausible(fact, items)
         if fact.conflict is not None and len(items) > 1:
@@ -230,7 +239,9 @@ class Run:
         rtype = fact.resource_type
         joins = [(get, self._targets(other)) for get, other in fact.joins]
         fast, slow = fact.where_fast, fact.where_slow
-        dates = self.dates.setdefault(fact.reader_key[6], {})
+        dates = self.dates.get(fact.date_id)
+        if dates is None:
+            dates = self.dates[fact.date_id] = {}
         references = self.references
         date_gets = fact.date_gets
         value_get = fact.value_get

@@ -44,6 +44,8 @@ class Fact:
     deps: tuple[str, ...] = ()
     location: tuple = ()
     reader_key: tuple = ()  # facts with equal keys read the same items (shared per request)
+    reader_id: int = -1  # the reader key as a small int
+    date_id: int = -1  # the date paths as a small int
 
 
 @dataclass
