@@ -18,7 +18,10 @@ EXTRA_VALUE_SETS = ("body-height", "l3-skeletal-muscle-area")
 @dataclass
 class Record:
     resources: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(
+        default_factory=list
+    )  # shown on the page (the charts may miss data)
+    skipped: list[str] = field(default_factory=list)  # optional reads that failed (logged only)
 
     @property
     def patient(self) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def read_record(
                     f"the {kind} resources could not be read from the EHR: {exc}",
                     f"fhir {kind}",
                 ) from None
-            record.warnings.append(f"{kind}: {exc}")
+            record.skipped.append(f"{kind}: {exc}")
             continue
         if bundle.get("resourceType") != "Bundle":
             if required:
@@ -104,6 +107,7 @@ def read_record(
                     f"{bundle.get('resourceType')}, not a Bundle",
                     f"fhir {kind} not Bundle",
                 )
+            record.skipped.append(f"{kind}: not a Bundle")
             continue
         record.resources.extend(_entries(bundle, kind, patient))
         record.warnings.extend(f"{kind}: {w}" for w in warnings)

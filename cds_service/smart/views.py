@@ -59,13 +59,16 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def _error(status: int, message: str, reason: str, sid: str | None = None) -> Response:
+def _error(
+    status: int, message: str, reason: str, sid: str | None = None, **fields: Any
+) -> Response:
     log_event(
         logging.WARNING if status < 500 else logging.ERROR,
         "smart launch refused",
         status=status,
         reason=reason,
         state_id=sid,
+        **fields,
     )
     response = make_response(
         render_template("smart/error.html", status=status, message=message), status
@@ -111,6 +114,7 @@ def launch():
             "This EHR (iss) is not on the service's list of allowed SMART issuers "
             "(smart.allowed_issuers).",
             "issuer not allowed",
+            iss=iss[:300],  # configuration, not patient data: says what to add to the allow-list
         )
     try:
         oauth.check_url(iss, "iss", settings.allow_http)
@@ -269,6 +273,10 @@ def _callback(session: dict[str, Any], state: str, sid: str) -> Response:
     except LaunchError as exc:
         return _error(exc.status, exc.message, exc.reason, sid)
     del token  # the access token is not needed for rendering; it dies with this request
+    if record.skipped:  # optional reads (Condition, for the header): FetchError texts carry no data
+        log_event(
+            logging.WARNING, "smart optional FHIR read skipped", state_id=sid, reads=record.skipped
+        )
     engine = state_obj.engine_settings
     now = state_obj.clock()
     charts, markers, facts = build_charts(

@@ -99,6 +99,7 @@ def test_full_flow_renders_the_demo_svg_with_weight_polyline_and_cutoffs(smart_a
         c.get("data-reference") for c in svgs["weight"].findall(f"{SVG}line[@class='chemo']")
     ] == ["MedicationRequest/syn-01-mr-19"]
     assert "Synthetic, Ada" in html and "Traceback" not in html
+    assert "Pancreatic ductal adenocarcinoma, head" in html  # the Condition in malignant-neoplasm
 
 
 def test_state_works_once(smart_app, fake_ehr):
@@ -340,3 +341,39 @@ def test_register_twice_replaces_settings(smart_app, fake_ehr):
         },
     )
     assert launch(app.test_client(), fake_ehr.iss).status_code == 302
+
+
+def test_a_refused_condition_read_only_drops_the_header_diagnosis(smart_app, fake_ehr, caplog):
+    fake_ehr.resources = [r for r in fake_ehr.resources if r["resourceType"] != "Condition"]
+    caplog.set_level(logging.INFO, logger="cds_service")
+    original = fake_ehr._fhir
+
+    def no_conditions(handler, path, query):
+        if path == "Condition":
+            return fake_ehr._send(
+                handler,
+                403,
+                {"resourceType": "OperationOutcome", "issue": []},
+                "application/fhir+json",
+            )
+        return original(handler, path, query)
+
+    fake_ehr._fhir = no_conditions
+    page = full_flow(smart_app().test_client(), fake_ehr)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "may be incomplete" not in html
+    assert any(r.getMessage() == "smart optional FHIR read skipped" for r in caplog.records)
+
+
+def test_the_demo_trend_route_and_the_launch_routes_coexist(tmp_path, fake_ehr):
+    from cds_service.demo import create_demo_app
+
+    app = create_demo_app("127.0.0.1", 8080, tmp_path, overrides={"rules": {"watch": False}})
+    try:
+        register_smart(app, app.config["CDS"])  # no smart section: disabled
+        client = app.test_client()
+        assert client.get("/trend/syn-01").status_code == 200
+        assert launch(client, fake_ehr.iss).status_code == 404
+        assert fake_ehr.requests == []
+    finally:
+        app.extensions["cds"].store.dispose()
