@@ -403,6 +403,7 @@ class Compiler:
             tuple(date_paths),
             fact.type,
             fact.unit,
+            data.get("within_days"),  # the window is applied while reading (no value read outside)
         )
         for key in ("within_days", "days_ago", "tolerance_days"):
             if key in data:

@@ -225,8 +225,7 @@ class Run:
     def _read(self, fact) -> FactValue | None:
         items = self.readers.get(fact.reader_id)
         if items is None:
-            items = self.readers[fact.reader_id] = self._items(fact)
-        items = self._window(fact, items)
+            items = self.readers[fact.reader_id] = self._items(fact)  # window applied
         items = self._plausible(fact, items)
         if fact.conflict is not None and len(items) > 1:
             items = self._conflicts(fact, items)
@@ -249,15 +248,17 @@ class Run:
         value_is_date = fact.value_is_date
         target = fact.unit
         only = fast[0] if len(fast) == 1 else None
+        high = low = None
+        if fact.within is not None:
+            within = self.days(fact.within)
+            if within is not None:  # (a window parameter without a value: no window)
+                high = self.now_ts
+                low = high - within * DAY
         for resource in self.candidates(fact):
             if only is not None:
                 if not only(resource):
                     continue
             elif fast and not all(test(resource) for test in fast):
-                continue
-            if slow and not self._passes(slow, resource):
-                continue
-            if joins and not all(_points_at(get(resource), targets) for get, targets in joins):
                 continue
             rid = id(resource)
             dated = dates.get(rid)
@@ -271,6 +272,12 @@ class Run:
                             break
                 dates[rid] = dated
             when, ts = dated
+            if low is not None and not (low <= ts <= high):  # outside the window (or undated)
+                continue
+            if slow and not self._passes(slow, resource):
+                continue
+            if joins and not all(_points_at(get(resource), targets) for get, targets in joins):
+                continue
             reference = references.get(rid)
             if reference is None:
                 own = resource.get("id")
@@ -354,16 +361,6 @@ class Run:
         if kind == "boolean":
             return Item(raw, when, reference, None, None, ts) if isinstance(raw, bool) else None
         return Item(reference, when, reference, None, None, ts)
-
-    def _window(self, fact, items):
-        if fact.within is None:
-            return items  # shared list: never modified downstream
-        within = self.days(fact.within)
-        if within is None:
-            return items
-        high = self.now_ts
-        low = high - within * DAY
-        return [i for i in items if i.date is not None and low <= i.ts <= high]
 
     def _plausible(self, fact, items):
         limits = fact.plausible
