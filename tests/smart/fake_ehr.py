@@ -62,6 +62,7 @@ class FakeSmartEhr:
         self.token_errors: list[str] = []
         self.tamper_challenge = False
         self.app_context: str | None = None
+        self.omit_patient = False
         self.smart_configuration_extra: dict[str, Any] = {}
         self._lock = threading.Lock()
         fake = self
@@ -212,6 +213,8 @@ class FakeSmartEhr:
         }
         if self.app_context is not None:
             body["appContext"] = self.app_context
+        if self.omit_patient:
+            del body["patient"]
         return self._send(handler, 200, body, headers={"Cache-Control": "no-store"})
 
     # ---- FHIR --------------------------------------------------------------------------------

@@ -377,3 +377,27 @@ def test_the_demo_trend_route_and_the_launch_routes_coexist(tmp_path, fake_ehr):
         assert fake_ehr.requests == []
     finally:
         app.extensions["cds"].store.dispose()
+
+
+def test_token_response_without_patient_is_a_clear_502(smart_app, fake_ehr):
+    fake_ehr.omit_patient = True
+    answer = full_flow(smart_app().test_client(), fake_ehr)
+    assert answer.status_code == 502
+    assert "did not name a patient" in answer.get_data(as_text=True)
+    assert fake_ehr.fhir_requests() == []
+
+
+def test_paging_is_bounded_and_the_page_says_so(make_app, fake_ehr):
+    app = make_app(limits={"max_bundle_pages": 2})
+    register_smart(
+        app,
+        {
+            **app.config["CDS"],
+            "smart": {"enabled": True, "client_id": CLIENT_ID, "allowed_issuers": [fake_ehr.iss]},
+        },
+    )
+    page = full_flow(app.test_client(), fake_ehr)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert len([r for r in fake_ehr.fhir_requests() if r["path"] == "/fhir/Observation"]) == 2
+    assert "may be incomplete" in html and "paging stopped after 2 pages" in html
