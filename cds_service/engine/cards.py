@@ -225,7 +225,7 @@ def _detail(rs, run, members, locale) -> str:
         else:
             parts.append(f"**{finding.display}**" + (f": {text}" if text else ""))
     rows, cutoffs, excluded = [], [], []
-    seen = set()
+    seen, seen_lines = set(), set()
     for finding, _ in members:
         for entry in finding.evidence:
             if "parameter" in entry:
@@ -235,11 +235,13 @@ def _detail(rs, run, members, locale) -> str:
                 cite = entry.get("source") and rs.short_citation(entry["source"])
                 line = f"{label} {entry['comparison']} {_unit(entry['unit'])}".rstrip()
                 line += f" ({cite})" if cite else ""
-                if line not in cutoffs:
+                if line not in seen_lines:
+                    seen_lines.add(line)
                     cutoffs.append(line)
             elif entry.get("excluded"):
                 line = f"{entry.get('resource', '')}: {entry.get('value', '')} {entry.get('unit', '')} — {entry['reason']}"
-                if line not in excluded:
+                if line not in seen_lines:
+                    seen_lines.add(line)
                     excluded.append(line)
             elif "fact" in entry and entry["fact"] not in seen:
                 seen.add(entry["fact"])

@@ -648,10 +648,22 @@ class Run:
     def materialize(self, notes) -> list[dict]:
         """Evidence entries for the notes a rule left (fact names and threshold/finding dicts)."""
         out: list[dict] = []
+        seen: set = set()
         for note in notes:
-            entry = self.fact_entry(note) if isinstance(note, str) else note
-            if entry not in out:
-                out.append(entry)
+            if note.__class__ is str:
+                key = ("fact", note)  # one entry per fact
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append(self.fact_entry(note))
+                continue
+            key = _entry_key(note)
+            if key is None:
+                if note not in out:
+                    out.append(note)
+            elif key not in seen:
+                seen.add(key)
+                out.append(note)
         return out
 
     def fact_entry(self, name) -> dict:
@@ -761,6 +773,20 @@ def eq(a, b) -> bool:
 
 def ne(a, b) -> bool:
     return not close(a, b)
+
+
+def _entry_key(entry: dict):
+    """A hashable identity for the evidence entries built by the engine (None: compare whole)."""
+    try:
+        if "excluded" in entry:
+            return ("x", entry["fact"], entry.get("resource"), entry.get("value"), entry["reason"])
+        if "parameter" in entry:
+            return ("p", entry["parameter"], entry.get("fact"), entry["comparison"], entry.get("result"))
+        if len(entry) == 1 and "finding" in entry:
+            return ("f", entry["finding"])
+    except (KeyError, TypeError):
+        return None
+    return None
 
 
 def _value_key(item):
