@@ -37,4 +37,10 @@ fi
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
 
 export PATH="$PWD/$VENV/bin:$PATH"
-exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@"
+if [ "$#" -gt 0 ]; then
+  exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@"
+fi
+# Everything in parallel, then the tests that restart PostgreSQL on their own (a restart in the
+# middle of another worker's PostgreSQL test would fail that test).
+"$VENV/bin/python" -m pytest -n 2 --dist loadfile -m "not pg_restart"
+exec "$VENV/bin/python" -m pytest -m pg_restart

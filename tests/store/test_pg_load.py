@@ -185,6 +185,7 @@ def restore_cluster():
     )
 
 
+@pytest.mark.pg_restart
 def test_postgres_restart_mid_run_loses_no_acknowledged_entry(
     pg_store, restore_cluster, pg_restart_guard
 ):
