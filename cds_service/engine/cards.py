@@ -314,7 +314,10 @@ def _suggestion(rs, run, s, finding, coding):
             "description": _text(action["description"], locale).render(resolve),
         }
         if action["resource"] is not None:
-            resource = _fill(action["resource"], resolve, locale, coding, _shows_missing(rs, run))
+            filler = action.get("fill") or compile_fill(action["resource"])
+            resource = filler(resolve, locale, coding, _shows_missing(rs, run))
+            if resource is _DROP:
+                resource = {}
             if resource.get("resourceType") == "ServiceRequest":
                 patient = run.context.get("patientId")
                 if patient and "subject" not in resource:
@@ -345,33 +348,70 @@ def _shows_missing(rs, run):
     return missing
 
 
-def _fill(tree, resolve, locale, coding, missing):
+_DROP = object()
+
+
+def compile_fill(tree):
+    """A resource template compiled to fn(resolve, locale, coding, missing) -> filled copy.
+
+    Same result as _fill: fresh dicts and lists, empty values dropped, a fragment showing a
+    missing value replaced by its `otherwise` or dropped; strings without variables are shared."""
     if isinstance(tree, Template):
+        if not tree.variables:
+            text = tree.text
+            return (lambda resolve, locale, coding, missing: text) if text else _dropped
         if tree.text.strip() == "{{finding.coding}}":
-            return dict(coding)
-        if tree.variables and missing(tree):  # only a whole-string variable can get here
-            return None
-        return tree.render(resolve)
+            return lambda resolve, locale, coding, missing: dict(coding)
+
+        def render(resolve, locale, coding, missing):
+            if missing(tree):
+                return _DROP
+            return tree.render(resolve) or _DROP
+
+        return render
     if isinstance(tree, tuple) and tree and tree[0] == "$text":
-        template = _text(tree[1], locale)
-        if missing(template):  # a fragment never shows "not available": its alternative, or none
-            return None if tree[2] is None else _text(tree[2], locale).render(resolve)
-        return template.render(resolve)
-    if tree.__class__ is dict:  # empty values are dropped here (CDS Hooks forbids them)
-        out = {}
-        for k, v in tree.items():
-            v = _fill(v, resolve, locale, coding, missing)
-            if not (v is None or v == "" or v == [] or v == {}):
-                out[k] = v
-        return out
-    if tree.__class__ is list:
-        out = []
-        for v in tree:
-            v = _fill(v, resolve, locale, coding, missing)
-            if not (v is None or v == "" or v == [] or v == {}):
-                out.append(v)
-        return out
-    return tree
+        texts, otherwise = tree[1], tree[2]
+
+        def text(resolve, locale, coding, missing):
+            template = _text(texts, locale)
+            if missing(template):
+                if otherwise is None:
+                    return _DROP
+                return _text(otherwise, locale).render(resolve) or _DROP
+            return template.render(resolve) or _DROP
+
+        return text
+    if isinstance(tree, dict):
+        parts = [(k, compile_fill(v)) for k, v in tree.items()]
+
+        def fill_dict(resolve, locale, coding, missing):
+            out = {}
+            for k, fn in parts:
+                v = fn(resolve, locale, coding, missing)
+                if v is not _DROP:
+                    out[k] = v
+            return out or _DROP
+
+        return fill_dict
+    if isinstance(tree, list):
+        parts = [compile_fill(v) for v in tree]
+
+        def fill_list(resolve, locale, coding, missing):
+            out = []
+            for fn in parts:
+                v = fn(resolve, locale, coding, missing)
+                if v is not _DROP:
+                    out.append(v)
+            return out or _DROP
+
+        return fill_list
+    if tree is None:
+        return _dropped
+    return lambda resolve, locale, coding, missing: tree
+
+
+def _dropped(resolve, locale, coding, missing):
+    return _DROP
 
 
 def _reason(reason, locale):

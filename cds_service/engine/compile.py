@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from . import expressions, fhirpath, units
 from .catalog import FINDINGS, OVERRIDE_REASON_SYSTEM
 from .conditions import ConditionCompiler
+from .cards import compile_fill
 from .facts import DEFAULT_CODE_KEY
 from .diagnostics import (
     CYCLE_ERROR,
@@ -671,7 +672,8 @@ class Compiler:
                 {
                     "type": a["type"],
                     "description": _texts(a["description"]),
-                    "resource": _resource_template(a.get("resource")),
+                    "resource": (tree := _resource_template(a.get("resource"))),
+                    "fill": None if tree is None else compile_fill(tree),
                     "resource_id": a.get("resource_id"),
                 }
                 for a in data.get("actions") or []
