@@ -11,15 +11,15 @@ import random
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cds_service.engine import EngineSettings, load_ruleset  # noqa: E402
-from cds_service.engine.load import pack_files  # noqa: E402
+from cds_service.engine import EngineSettings, load_ruleset
+from cds_service.engine.load import pack_files
 
-NOW = datetime(2025, 6, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
 
 def synthetic_patient(rs, n: int = 300, seed: int = 7) -> list[dict]:

@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass
 
 from . import expressions, fhirpath, units
+from .cards import compile_fill
 from .catalog import FINDINGS, OVERRIDE_REASON_SYSTEM
 from .conditions import ConditionCompiler
-from .cards import compile_fill
-from .facts import DEFAULT_CODE_KEY
 from .diagnostics import (
     CYCLE_ERROR,
     DUPLICATE_ERROR,
@@ -19,6 +18,7 @@ from .diagnostics import (
     Collector,
     Source,
 )
+from .facts import DEFAULT_CODE_KEY
 from .model import Card, CardGroup, Fact, Link, OverrideReason, Parameter, Rule, Suggestion
 from .templates import Template
 from .textcheck import check_templates, check_texts
@@ -220,8 +220,12 @@ class Compiler:
         for name, d in self.defs["profiles"].items():
             default = d.data.get("default_ct_cutoffs")
             if default is not None and default not in self.ct_sets:
-                self.error(d.src, d.path + ("default_ct_cutoffs",), REFERENCE_ERROR,
-                           f"unknown CT cut-off set {default!r}")
+                self.error(
+                    d.src,
+                    d.path + ("default_ct_cutoffs",),
+                    REFERENCE_ERROR,
+                    f"unknown CT cut-off set {default!r}",
+                )
 
     def compile_parameters(self) -> None:
         for name, d in self.defs["parameters"].items():
@@ -330,7 +334,9 @@ class Compiler:
             for _, other, (src, path) in fact.joins:
                 target = self.facts.get(other)
                 if target is None:
-                    self.error(src, path + ("references",), REFERENCE_ERROR, f"unknown fact {other!r}")
+                    self.error(
+                        src, path + ("references",), REFERENCE_ERROR, f"unknown fact {other!r}"
+                    )
                 elif target.kind != "data" or target.type != "resource":
                     self.error(
                         src,
@@ -391,9 +397,11 @@ class Compiler:
         date_paths = [data["date"]] if "date" in data else DEFAULT_DATE_PATHS.get(rtype, ())
         fact.date_gets = [self.fhirpath(p, rtype, src, path + ("date",)) for p in date_paths]
         # `value` naming exactly the date paths (in order): the value is the resource's date
-        fact.value_is_date = fact.type == "date" and isinstance(value, str) and [
-            b.strip() for b in value.split("|")
-        ] == list(date_paths)
+        fact.value_is_date = (
+            fact.type == "date"
+            and isinstance(value, str)
+            and [b.strip() for b in value.split("|")] == list(date_paths)
+        )
         fact.reader_key = (
             rtype,
             fact.source,
@@ -745,7 +753,9 @@ class Compiler:
         requires = data.get("requires") or []
         for i, name in enumerate(requires):
             if name not in self.facts:
-                self.error(d.src, d.path + ("requires", i), REFERENCE_ERROR, f"unknown fact {name!r}")
+                self.error(
+                    d.src, d.path + ("requires", i), REFERENCE_ERROR, f"unknown fact {name!r}"
+                )
         needs = {n for n in requires if n in self.facts} | self._fact_vars(suggestion.label)
         suggestion.needs = frozenset(needs)
         if "label_without_data" in data:

@@ -116,7 +116,9 @@ class ConditionCompiler:
         ((op, right),) = [(k, v) for k, v in cond.items() if k != "parameter"]
         param = self.ctx.params.get(name)
         if param is None:
-            self.ctx.error(src, path + ("parameter",), REFERENCE_ERROR, f"unknown parameter {name!r}")
+            self.ctx.error(
+                src, path + ("parameter",), REFERENCE_ERROR, f"unknown parameter {name!r}"
+            )
             return _unknown
         fn, _ = OPS[op]
         text = describe(cond)

@@ -56,7 +56,7 @@ class Collector:
     def __init__(self) -> None:
         self.errors: list[PackError] = []
 
-    def add(self, src: "Source", path: tuple, code: str, message: str, value: bool = True) -> None:
+    def add(self, src: Source, path: tuple, code: str, message: str, value: bool = True) -> None:
         line, col = src.locate(path, value)
         self.errors.append(PackError(src.file, line, col, code, json_path(path), message))
 

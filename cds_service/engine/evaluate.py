@@ -67,9 +67,7 @@ def evaluate(
     unavailable=frozenset(),
 ) -> Evaluation:
     """Pure function of its arguments: no I/O, no globals; the rule set is read-only."""
-    run = Run(
-        rs, resources, list(orders), hook, context or {}, now, settings, trace, unavailable
-    )
+    run = Run(rs, resources, list(orders), hook, context or {}, now, settings, trace, unavailable)
     made: dict[str, tuple[Finding, object]] = {}
     errors: list[dict] = []
     run.findings = made

@@ -138,7 +138,9 @@ def _call(node, unit_of_name):
         if name == "days_between":
             return (lambda lookup: _apply2(_days, a(lookup), b(lookup))), units.unit_of("d")
         if name == "calendar_days_between":
-            return (lambda lookup: _apply2(_calendar_days, a(lookup), b(lookup))), units.unit_of("d")
+            return (lambda lookup: _apply2(_calendar_days, a(lookup), b(lookup))), units.unit_of(
+                "d"
+            )
         return (lambda lookup: _apply2(_years, a(lookup), b(lookup))), units.unit_of("a")
     if not args:
         raise ExpressionError("syntax", f"{name}() needs arguments")

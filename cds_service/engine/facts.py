@@ -37,7 +37,7 @@ NO_DAYS = object()
 class Item:
     """One value read from one resource (or derived from other facts)."""
 
-    __slots__ = ("value", "date", "reference", "raw_value", "raw_unit", "ts")
+    __slots__ = ("date", "raw_unit", "raw_value", "reference", "ts", "value")
 
     def __init__(self, value, date, reference, raw_value=None, raw_unit=None, ts=NO_TS):
         self.value = value
@@ -603,7 +603,13 @@ class Run:
             self.evidence.extend(notes)
         if self.trace is not None:
             self.trace.append(
-                {"rule": self.rule_id, "condition": text, "result": result, "left": left, "right": right}
+                {
+                    "rule": self.rule_id,
+                    "condition": text,
+                    "result": result,
+                    "left": left,
+                    "right": right,
+                }
             )
         return result
 
@@ -736,7 +742,11 @@ def _points_at(values, targets) -> bool:
             if len(parts) >= 2 and f"{parts[-2]}/{parts[-1]}" in targets:
                 return True
             # versioned: Type/id/_history/n
-            if len(parts) >= 4 and parts[-2] == "_history" and f"{parts[-4]}/{parts[-3]}" in targets:
+            if (
+                len(parts) >= 4
+                and parts[-2] == "_history"
+                and f"{parts[-4]}/{parts[-3]}" in targets
+            ):
                 return True
     return False
 
@@ -781,7 +791,13 @@ def _entry_key(entry: dict):
         if "excluded" in entry:
             return ("x", entry["fact"], entry.get("resource"), entry.get("value"), entry["reason"])
         if "parameter" in entry:
-            return ("p", entry["parameter"], entry.get("fact"), entry["comparison"], entry.get("result"))
+            return (
+                "p",
+                entry["parameter"],
+                entry.get("fact"),
+                entry["comparison"],
+                entry.get("result"),
+            )
         if len(entry) == 1 and "finding" in entry:
             return ("f", entry["finding"])
     except (KeyError, TypeError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .diagnostics import PackErrors
 from .load import load_ruleset, pack_files
@@ -21,7 +21,7 @@ class RuleSetHolder:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.current = load_ruleset(paths)
-        self.loaded_at = datetime.now(timezone.utc)
+        self.loaded_at = datetime.now(UTC)
         self._mtimes = self._snapshot()
 
     def reload(self) -> bool:
@@ -37,7 +37,7 @@ class RuleSetHolder:
                 return False
             self.current = fresh
             self.last_error = None
-            self.loaded_at = datetime.now(timezone.utc)
+            self.loaded_at = datetime.now(UTC)
             self._mtimes = snapshot
             return True
 

@@ -306,17 +306,18 @@ def _with_params(rs, names: set[str]) -> set[str]:
 def _by_sex(p) -> bool:
     if p.spec.get("male") is not None:
         return True
-    return any(
-        isinstance(v, dict) and "male" in v for v in (p.spec.get(p.selector) or {}).values()
-    )
+    return any(isinstance(v, dict) and "male" in v for v in (p.spec.get(p.selector) or {}).values())
 
 
 def _collect(cond, rs, names, seen):
     if isinstance(cond, dict):
         for key, value in cond.items():
-            if key in ("fact", "exists", "missing") and isinstance(value, str):
-                names.add(value)
-            elif key in ("lt", "le", "gt", "ge", "eq", "ne") and isinstance(value, str):
+            if (
+                key in ("fact", "exists", "missing")
+                and isinstance(value, str)
+                or key in ("lt", "le", "gt", "ge", "eq", "ne")
+                and isinstance(value, str)
+            ):
                 names.add(value)
             elif key == "implausible":
                 names.update(rs.plausible_facts if value == "any" else value)

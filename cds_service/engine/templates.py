@@ -11,7 +11,7 @@ VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_
 class Template:
     """A compiled text: literal pieces and variable names alternate."""
 
-    __slots__ = ("text", "pieces", "variables")
+    __slots__ = ("pieces", "text", "variables")
 
     def __init__(self, text: str):
         self.text = text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from cds_service.engine import EngineSettings, load_ruleset
 from cds_service.engine.testcases import expand
 
 PACKS = Path(__file__).resolve().parents[1] / "fixtures" / "packs"
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SETTINGS = EngineSettings(profile="prof-a", ct_cutoffs="set-banded")
 CANCER = {"condition": {"code": "icd10:C16.9"}}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import cds_service.engine as engine
+from cds_service import engine
 from cds_service.engine import PackErrors, RuleSetHolder, load_ruleset
 from cds_service.engine.testcases import read_cases, run_case
 
@@ -91,7 +91,7 @@ def test_relevant():
 
 def _worked_example(tmp_path):
     text = DOC.read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", text[text.index("## Worked example") :], re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", text[text.index("## Worked example") :], re.DOTALL)
     pack, cases = blocks[0], blocks[1]
     (tmp_path / "grip.yaml").write_text(pack)
     (tmp_path / "tests").mkdir()

@@ -1,5 +1,7 @@
 """Findings, evidence, profiles, CT cut-off sets with BMI bands, three-valued logic, trace."""
 
+from datetime import UTC
+
 from cds_service.engine import EngineSettings
 
 from .helpers import SETTINGS, codes, obs, run
@@ -180,19 +182,27 @@ def test_ct_cutoffs_unset_uses_the_first_set_or_the_profile_default(tmp_path):
 
     unset = EngineSettings(profile="prof-a", ct_cutoffs=None)
     assert "low-skeletal-muscle-index" in codes(run(SMI_LOW_BMI, settings=unset))  # set-banded
-    text = (PACKS / "core" / "pack.yaml").read_text().replace(
-        "prof-a: {title: {en: Profile A, zh-CN: 方案A}, reference: ref-a}",
-        "prof-a: {title: {en: Profile A, zh-CN: 方案A}, reference: ref-a, default_ct_cutoffs: set-flat}",
+    text = (
+        (PACKS / "core" / "pack.yaml")
+        .read_text()
+        .replace(
+            "prof-a: {title: {en: Profile A, zh-CN: 方案A}, reference: ref-a}",
+            "prof-a: {title: {en: Profile A, zh-CN: 方案A}, reference: ref-a, default_ct_cutoffs: set-flat}",
+        )
     )
     (tmp_path / "pack.yaml").write_text(text)
     rs = load_ruleset([tmp_path / "pack.yaml"])
     # SMI 50.2 (145 / 2.89), male, BMI 22.1: not < 43 (banded) but < 52.4 (flat)
-    data = [obs("l3-area", 145, "cm2", 20), obs("body-height", 170, "cm", 20), obs("body-weight", 64, "kg", 5)]
+    data = [
+        obs("l3-area", 145, "cm2", 20),
+        obs("body-height", 170, "cm", 20),
+        obs("body-weight", 64, "kg", 5),
+    ]
     assert "low-skeletal-muscle-index" in codes(run(data, settings=unset, rs=rs))
 
 
 def test_parameter_condition(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import pytest
 
@@ -209,7 +219,7 @@ rules:
     when: {all: [{parameter: feature_on, eq: 1}, {parameter: feature_on, ge: other}]}
     card: {indicator: info, summary: {en: "x"}, source: {label: {en: x}}}
 """
-    now = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    now = datetime(2025, 6, 1, tzinfo=UTC)
     for switch, want in ((1, ["probable-sarcopenia"]), (0, [])):
         folder = tmp_path / str(switch)
         folder.mkdir()

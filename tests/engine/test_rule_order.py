@@ -1,6 +1,6 @@
 """Rule order: file order, except that a rule referring to a finding runs after its makers."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cds_service.engine import EngineSettings, load_ruleset
 
@@ -43,7 +43,7 @@ def test_makers_of_one_finding_keep_file_order_when_another_rule_refers_to_it(tm
         "effectiveDateTime": "2025-05-30",
         "valueQuantity": {"value": 10, "unit": "kg", "code": "kg"},
     }
-    now = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    now = datetime(2025, 6, 1, tzinfo=UTC)
     ev = rs.evaluate(
         [grip], hook="patient-view", context={"patientId": "p"}, now=now, settings=EngineSettings()
     )
@@ -52,6 +52,8 @@ def test_makers_of_one_finding_keep_file_order_when_another_rule_refers_to_it(tm
 
 
 def test_independent_rules_keep_file_order(tmp_path):
-    (tmp_path / "p.yaml").write_text(PACK.replace("{not: {finding: sarcopenia}}", "{fact: grip, gt: 0}"))
+    (tmp_path / "p.yaml").write_text(
+        PACK.replace("{not: {finding: sarcopenia}}", "{fact: grip, gt: 0}")
+    )
     rs = load_ruleset([tmp_path])
     assert [r.id for r in rs.rules] == ["uses-it", "z-first", "a-second"]

@@ -1,5 +1,7 @@
 """UCUM → pint conversions, with the arithmetic done by hand in comments."""
 
+from datetime import UTC
+
 import pytest
 
 from cds_service.engine import units
@@ -80,14 +82,14 @@ def test_display_of_units():
 
 
 def test_calendar_days_between_counts_dates_not_hours():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from cds_service.engine.expressions import _calendar_days, _days
 
-    a = datetime(2025, 5, 20, 7, 40, tzinfo=timezone.utc)
-    b = datetime(2025, 5, 22, 9, 0, tzinfo=timezone.utc)
+    a = datetime(2025, 5, 20, 7, 40, tzinfo=UTC)
+    b = datetime(2025, 5, 22, 9, 0, tzinfo=UTC)
     assert _days(a, b) > 2 and _calendar_days(a, b) == 2.0
-    late = datetime(2025, 5, 19, 23, 50, tzinfo=timezone.utc)
-    early = datetime(2025, 5, 22, 0, 10, tzinfo=timezone.utc)
+    late = datetime(2025, 5, 19, 23, 50, tzinfo=UTC)
+    early = datetime(2025, 5, 22, 0, 10, tzinfo=UTC)
     assert _days(late, early) < 3 and _calendar_days(late, early) == 3.0
     assert _calendar_days(b, a) == -2.0
