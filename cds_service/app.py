@@ -24,6 +24,7 @@ from cds_service.fhir import FhirClient
 from cds_service.logs import log_event, setup_logging
 from cds_service.metrics import Metrics
 from cds_service.protocol import ProtocolError
+from cds_service.smart import register_smart
 from cds_service.store import Store
 
 
@@ -80,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
     _install_auth(app, state)
     for blueprint in (discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
         app.register_blueprint(blueprint)
+    register_smart(app, settings)
     _install_error_handlers(app, settings)
     _install_request_metrics(app, state)
     log_event(logging.INFO, "service started", pack_version=rules.current.version,

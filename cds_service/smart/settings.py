@@ -5,25 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_SCOPES = (
-    "launch openid fhirUser patient/Patient.read patient/Observation.read "
-    "patient/MedicationRequest.read patient/Condition.read"
-)
+from cds_service.config import DEFAULTS
 
-#: Every `smart.*` key with its default (the lead copies these into config.DEFAULTS).
-SMART_DEFAULTS: dict[str, Any] = {
-    "enabled": False,
-    "client_id": None,
-    "client_secret": None,
-    "scopes": DEFAULT_SCOPES,
-    "allowed_issuers": [],
-    "redirect_uri": None,
-    "session_ttl_seconds": 300,
-    "http_timeout_seconds": 5.0,
-    "fhir_budget_seconds": 10.0,
-    "browser_binding": True,
-    "session_key_prefix": "sarcopenia-cds:smart:",
-}
+#: Every `smart.*` key with its default: the `smart` section of the service configuration.
+SMART_DEFAULTS: dict[str, Any] = DEFAULTS["smart"]
+DEFAULT_SCOPES: str = SMART_DEFAULTS["scopes"]
 
 
 class SmartConfigError(ValueError):
