@@ -179,29 +179,34 @@ class Run:
         wanted = self.rs.indexed_codes.get((source, rtype))  # None: every code
         for i, r in enumerate(self.of_type(source, rtype)):
             value = r.get(key) if key is not None else None
-            pairs = None
             if value.__class__ is dict:
                 found = value.get("coding")
-                if found:
-                    pairs = []
+                if found.__class__ is list and found:  # the usual CodeableConcept, inline
                     for coding in found:
-                        if coding.__class__ is dict:
-                            code = coding.get("code")
-                            if code is None:
-                                continue
-                            if code.__class__ is not str:
-                                code = str(code)
-                            if wanted is None or code in wanted:
-                                pairs.append((coding.get("system"), code))
-            if pairs is None:
-                if key is None:
-                    pairs = _codings_fast(code_get, r)
-                else:
-                    if value is None and key == "medicationCodeableConcept":
-                        value = _contained_medication_code(r)
-                    if value is None:
-                        continue
-                    pairs = codings(value if value.__class__ is list else [value])
+                        if coding.__class__ is not dict:
+                            continue
+                        code = coding.get("code")
+                        if code is None:
+                            continue
+                        if code.__class__ is not str:
+                            code = str(code)
+                        if wanted is not None and code not in wanted:
+                            continue
+                        pair = (coding.get("system"), code)
+                        hit = index.get(pair)
+                        if hit is None:
+                            index[pair] = [i]
+                        elif hit[-1] != i:
+                            hit.append(i)
+                    continue
+            if key is None:
+                pairs = _codings_fast(code_get, r)
+            else:
+                if value is None and key == "medicationCodeableConcept":
+                    value = _contained_medication_code(r)
+                if value is None:
+                    continue
+                pairs = codings(value if value.__class__ is list else [value])
             for pair in pairs:
                 hit = index.get(pair)
                 if hit is None:
