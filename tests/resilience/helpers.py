@@ -54,38 +54,6 @@ def diagnostics(body: dict[str, Any]) -> list[str]:
     return [i["diagnostics"] for i in body["issue"]]
 
 
-class PostgresLock:
-    """The shared flock the PostgreSQL tests hold (see tests/store/conftest.py): held shared for a
-    test's whole run, turned exclusive by a test that restarts the server."""
-
-    PATH = "/tmp/sarcopenia-cds-pg-restart.lock"
-
-    def __init__(self) -> None:
-        import fcntl
-        import tempfile
-        from pathlib import Path
-
-        self._fcntl = fcntl
-        self._file = open(Path(tempfile.gettempdir()) / "sarcopenia-cds-pg-restart.lock", "a+")  # noqa: SIM115
-        fcntl.flock(self._file, fcntl.LOCK_SH)
-
-    def exclusive(self):
-        from contextlib import contextmanager
-
-        @contextmanager
-        def held():
-            self._fcntl.flock(self._file, self._fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                self._fcntl.flock(self._file, self._fcntl.LOCK_SH)
-        return held()
-
-    def release(self) -> None:
-        self._fcntl.flock(self._file, self._fcntl.LOCK_UN)
-        self._file.close()
-
-
 DIETITIAN = "103699006"
 
 

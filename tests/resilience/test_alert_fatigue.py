@@ -17,7 +17,7 @@ import pytest
 
 from cds_service.app import create_app
 from tests.conftest import BASE_URL, NOW, service_config
-from tests.resilience.helpers import DIETITIAN, PV, PostgresLock, all_suggestion_codes, topics
+from tests.resilience.helpers import DIETITIAN, PV, all_suggestion_codes, topics
 from tests.support.ehr import EhrClient, hook_request, prefetch_for, shift_dates
 from tests.support.patients import severe_sarcopenia
 from tests.support.pg import temporary_database
@@ -41,12 +41,8 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fatigue.db'}"
         return
-    lock = PostgresLock()
-    try:
-        with temporary_database("fatigue") as url:
-            yield url
-    finally:
-        lock.release()
+    with temporary_database("fatigue") as url:  # holds the shared PostgreSQL restart lock
+        yield url
 
 
 @pytest.fixture()
