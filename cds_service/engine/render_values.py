@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 from .units import display as unit_display
 
@@ -12,6 +13,10 @@ def format_number(value: float, precision: int | None) -> str:
     if precision is None:
         text = f"{value:g}" if abs(value) < 1e15 else str(value)
         return text
+    if f"{value:.{precision + 3}f}".endswith("500"):  # near a tie: decide on the decimal value,
+        # rounding half up as people do (1812.5 → 1813, not binary round-half-even's 1812)
+        exact = Decimal(repr(value)).quantize(Decimal(1).scaleb(-precision), ROUND_HALF_UP)
+        return f"{exact:.{precision}f}"
     return f"{value:.{precision}f}"
 
 

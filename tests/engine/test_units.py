@@ -93,3 +93,13 @@ def test_calendar_days_between_counts_dates_not_hours():
     early = datetime(2025, 5, 22, 0, 10, tzinfo=UTC)
     assert _days(late, early) < 3 and _calendar_days(late, early) == 3.0
     assert _calendar_days(b, a) == -2.0
+
+
+def test_texts_round_half_up():
+    from cds_service.engine.render_values import format_number
+
+    # 72.5 kg × 25 kcal/kg = 1812.5 kcal is written 1813 (not 1812, binary round-half-even)
+    assert format_number(1812.5, 0) == "1813"
+    assert format_number(108.75, 1) == "108.8"
+    assert format_number(2.675, 2) == "2.68"  # 2.67499999… in binary, 2.675 as written
+    assert format_number(24.9476, 1) == "24.9" and format_number(-2.5, 0) == "-3"
