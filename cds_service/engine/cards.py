@@ -19,6 +19,7 @@ CHROME = {
         "cutoffs": "Cut-offs applied",
         "excluded": "Excluded as implausible",
         "missing": "not available",
+        "unavailable": "could not be retrieved",
         "pack": "Rule pack",
         "also": "Also",
     },
@@ -30,6 +31,7 @@ CHROME = {
         "cutoffs": "采用的切点",
         "excluded": "因不合理而排除",
         "missing": "无数据",
+        "unavailable": "无法获取",
         "pack": "规则包",
         "also": "另见",
     },
@@ -262,8 +264,8 @@ def _detail(rs, run, members, locale) -> str:
 
 def _row(rs, run, entry, locale, chrome) -> str:
     label = _fact_label(rs, entry["fact"], locale)
-    if entry.get("missing"):
-        value = chrome["missing"]
+    if entry.get("missing") or entry.get("unavailable"):
+        value = chrome["unavailable" if entry.get("unavailable") else "missing"]
     elif "count" in entry:
         value = str(entry["count"])
     else:

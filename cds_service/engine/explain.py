@@ -51,6 +51,9 @@ def explain_text(ruleset, evaluation, hook, settings) -> str:
         lines.append(f"  {f.code} ({f.display}) by rule {f.rule_id}")
         for e in f.evidence:
             lines.append("      " + _evidence(e))
+    if evaluation.undetermined:
+        lines.append("")
+        lines.append("Undetermined (data unavailable): " + ", ".join(evaluation.undetermined))
     if evaluation.data_quality:
         lines.append("")
         lines.append("Data quality (excluded values):")
@@ -86,6 +89,8 @@ def _evidence(e) -> str:
         return f"finding {e['finding']}"
     if e.get("excluded"):
         return f"excluded {e.get('resource')}: {e.get('reason')}"
+    if e.get("unavailable"):
+        return f"{e['fact']}: unavailable"
     if e.get("missing"):
         return f"{e['fact']}: missing"
     if "count" in e:

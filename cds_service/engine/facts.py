@@ -683,7 +683,9 @@ class Run:
         entry = {"fact": name}
         if fact.label:
             entry["label"] = fact.label.get(self.settings.locale) or fact.label.get("en") or name
-        if fv is None or fv.item is None:
+        if name in self.unknown:
+            entry["unavailable"] = True  # its resource type could not be fetched
+        elif fv is None or fv.item is None:
             entry["missing"] = True
         elif fv.items is not None:
             entry["count"] = len(fv.items)

@@ -83,3 +83,20 @@ def test_draft_orders_are_never_unavailable():
 def test_no_unavailable_means_no_undetermined():
     ev = run([LOW_GRIP])
     assert ev.undetermined == []
+
+
+def test_evidence_says_unavailable_not_missing():
+    from cds_service.engine.facts import Run
+
+    from .helpers import NOW, SETTINGS, core
+
+    run_ = Run(
+        core(), [], [], "patient-view", {"patientId": "p1"}, NOW, SETTINGS, False, {"Observation"}
+    )
+    assert run_.fact_entry("grip_max") == {
+        "fact": "grip_max",
+        "label": "Grip strength",
+        "unavailable": True,
+    }
+    plain = Run(core(), [], [], "patient-view", {"patientId": "p1"}, NOW, SETTINGS, False)
+    assert plain.fact_entry("grip_max")["missing"] is True
