@@ -397,38 +397,54 @@ class Run:
         return kept
 
     def _conflicts(self, fact, items):
-        """Exclude every value of a group (a calendar day, or all) whose values disagree."""
+        """Exclude values that disagree: `any` — all of them when the largest and smallest differ
+        by more than the limit; `same_day` — both values of every pair measured less than 24 hours
+        apart that differ by more than the limit (no calendar day, so no time-zone dependence)."""
         scope, relative, limit = fact.conflict
         if isinstance(limit, str):
             p = self.param(limit)
             if p is None:
                 return items
             limit = p.value * units.factor(p.unit, "1" if relative else fact.unit)
-        groups: dict = {}
-        for item in items:
-            if scope == "any":
-                key = None
-            else:
-                key = item.date.date() if item.date is not None else id(item)
-            groups.setdefault(key, []).append(item)
-        if len(groups) == len(items):
+
+        def disagree(high, low):
+            spread = high.value - low.value
+            if relative:
+                if high.value <= 0:
+                    return False
+                spread = spread / high.value
+            return gt(spread, limit)
+
+        bad: dict[int, str] = {}  # id(item) -> reason
+        if scope == "any":
+            high = max(items, key=_value_key)
+            low = min(items, key=_value_key)
+            if disagree(high, low):
+                reason = _conflict_text(fact, high, low, relative, limit)
+                bad = {id(item): reason for item in items}
+        else:
+            dated = sorted((i for i in items if i.date is not None), key=_date_key)
+            first = 0
+            for j, later in enumerate(dated):
+                while later.ts - dated[first].ts >= DAY:
+                    first += 1
+                for earlier in dated[first:j]:
+                    high, low = (
+                        (earlier, later) if earlier.value >= later.value else (later, earlier)
+                    )
+                    if disagree(high, low):
+                        reason = _conflict_text(fact, high, low, relative, limit)
+                        bad.setdefault(id(earlier), reason)
+                        bad.setdefault(id(later), reason)
+        if not bad:
             return items
         kept = []
-        for group in groups.values():
-            if len(group) > 1:
-                high = max(group, key=_value_key)
-                low = min(group, key=_value_key)
-                spread = high.value - low.value
-                if relative:
-                    spread = spread / high.value if high.value > 0 else None
-                if spread is not None and gt(spread, limit):
-                    reason = _conflict_text(fact, high, low, relative, limit)
-                    for item in group:
-                        self._exclude(
-                            fact, item.reference, item.raw_value, item.raw_unit, reason, item
-                        )
-                    continue
-            kept.extend(group)
+        for item in items:
+            reason = bad.get(id(item))
+            if reason is None:
+                kept.append(item)
+            else:
+                self._exclude(fact, item.reference, item.raw_value, item.raw_unit, reason, item)
         return kept
 
     def _exclude(self, fact, reference, value, unit, reason, item=None):

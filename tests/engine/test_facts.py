@@ -402,3 +402,24 @@ def test_medication_code_from_a_contained_medication():
     run = Run(core(), [], [order, other], "order-select", {"patientId": "p1"}, NOW, SETTINGS, False)
     fv = run.fact("chemo_order")
     assert [i.reference for i in fv.items] == ["MedicationRequest/mr1"]
+
+
+def test_same_day_means_less_than_24_hours_apart_not_a_calendar_day(tmp_path):
+    # 72.0 at 23:00 and 66.0 at 01:00 the next (UTC) day: 2 hours apart -> a conflict
+    run, _ = _conflict_run(
+        tmp_path,
+        [
+            ("weight", 72.0, "kg", "2025-05-24T23:00:00Z"),
+            ("weight", 66.0, "kg", "2025-05-25T01:00:00Z"),
+        ],
+    )
+    assert run.fact("weight") is None and len(run.data_quality) == 2
+
+
+def test_daily_weights_drifting_more_than_5_percent_are_not_a_conflict(tmp_path):
+    # one weight a day, 23.5 h apart, each step < 5 %, 80 -> 72 kg overall (10 %): real change
+    days = ["2025-05-20T08:00:00Z", "2025-05-21T07:30:00Z", "2025-05-22T07:00:00Z"]
+    run, _ = _conflict_run(
+        tmp_path, [("weight", w, "kg", d) for w, d in zip((80.0, 76.5, 73.0), days, strict=True)]
+    )
+    assert run.fact("weight").value == 73.0 and run.data_quality == []
