@@ -25,10 +25,18 @@ def validate_resources(
     valid: list[dict[str, Any]] = []
     invalid: list[dict[str, Any]] = []
     for resource in resources:
-        if not relevant(resource):
-            continue
         kind = resource.get("resourceType")
         reference = f"{kind}/{resource.get('id', '?')}"
+        if not isinstance(kind, str):
+            invalid.append({"reference": f"(resource)/{resource.get('id', '?')}",
+                            "problems": ["resourceType: not a string"]})
+            continue
+        try:
+            wanted = relevant(resource)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            wanted = True  # malformed where the rules look: the model check below says what is wrong
+        if not wanted:
+            continue
         try:
             model = get_fhir_model_class(str(kind))
         except KeyError:
