@@ -5,7 +5,6 @@ data; HTTP, auth and storage stay outside."""
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,13 +72,6 @@ def unavailable_types(gathered: Any, templates: dict[str, str]) -> frozenset[str
     return frozenset(template_type(templates[k]) for k in gathered.missing)
 
 
-def _evaluate_accepts_unavailable(ruleset: Any) -> bool:
-    try:
-        return "unavailable" in inspect.signature(ruleset.evaluate).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def count_prefetch_resources(prefetch: dict[str, Any] | None) -> int:
     """How many resources the prefetch holds (Bundles count their entries)."""
     total = 0
@@ -131,10 +123,9 @@ def answer_hook(
     invalid.extend(invalid_orders)
     validated = time.perf_counter()
 
-    partial = {"unavailable": unavailable} if unavailable and _evaluate_accepts_unavailable(ruleset) else {}
     evaluation = ruleset.evaluate(
         resources, hook=hook.HOOK, context=context, orders=orders, now=now,
-        settings=engine_settings, suppress=suppression, **partial,
+        settings=engine_settings, suppress=suppression, unavailable=unavailable,
     )
     evaluated = time.perf_counter()
 
