@@ -164,16 +164,12 @@ class Store:
     def _insert_many_ignoring_duplicates(
         self, connection: Connection, table: sa.Table, rows: list[dict[str, Any]]
     ) -> None:
-        """Insert rows in one statement, skipping those whose key exists (one round trip)."""
+        """Insert rows, skipping those whose key exists, with one prebuilt statement."""
         if not rows:
             return
-        dialect = connection.dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
-            connection.execute(insert(table).values(rows).on_conflict_do_nothing())
+        statement = _upsert_nothing(connection.dialect.name, table)
+        if statement is not None:
+            connection.execute(statement, rows)
             return
         for row in rows:
             self._insert_ignoring_duplicates(connection, table, row)
@@ -398,22 +394,7 @@ class Store:
         suggestions: set[str] = set()
         with self._read() as connection:
             overridden = connection.execute(
-                sa.select(
-                    card_sent.c.primary_finding,
-                    card_sent.c.findings,
-                    feedback.c.override_reason_code,
-                    feedback.c.outcome_timestamp,
-                )
-                .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
-                .where(card_sent.c.patient_pseudonym == patient)
-                .where(feedback.c.outcome == "overridden")
-                .where(
-                    sa.or_(
-                        feedback.c.override_reason_code.is_not(None),
-                        feedback.c.override_reason_display.is_not(None),
-                    )
-                )
-                .where(feedback.c.outcome_timestamp > now - timedelta(days=longest))
+                _OVERRIDDEN, {"patient": patient, "since": now - timedelta(days=longest)}
             )
             for primary, listed, code, at in overridden:
                 days = (
@@ -425,18 +406,13 @@ class Store:
                     findings.add(primary)
                     findings.update(listed or [])
             accepted = connection.execute(
-                sa.select(feedback.c.card_uuid, feedback.c.accepted_suggestions)
-                .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
-                .where(card_sent.c.patient_pseudonym == patient)
-                .where(feedback.c.outcome == "accepted")
-                .where(feedback.c.outcome_timestamp > now - timedelta(days=accepted_referral_days))
+                _ACCEPTED,
+                {"patient": patient, "since": now - timedelta(days=accepted_referral_days)},
             ).all()
             wanted = {(card, sid) for card, ids in accepted for sid in ids or []}
             if wanted:
                 keyed = connection.execute(
-                    sa.select(
-                        card_suggestion.c.card_uuid, card_suggestion.c.uuid, card_suggestion.c.key
-                    ).where(card_suggestion.c.card_uuid.in_(sorted({c for c, _ in wanted})))
+                    _SUGGESTION_KEYS, {"cards": sorted({c for c, _ in wanted})}
                 )
                 suggestions.update(key for card, sid, key in keyed if (card, sid) in wanted)
         return make_suppression(findings, suggestions)
@@ -473,3 +449,51 @@ class Store:
             },
             "feedback_unknown_card": unlinked,
         }
+
+
+# -- statements built once (building them per call cost about a millisecond per request) ------
+
+
+@functools.cache
+def _upsert_nothing(dialect: str, table: sa.Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING for this dialect, or None where there is none."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return None
+    return insert(table).on_conflict_do_nothing()
+
+
+_OVERRIDDEN = (
+    sa.select(
+        card_sent.c.primary_finding,
+        card_sent.c.findings,
+        feedback.c.override_reason_code,
+        feedback.c.outcome_timestamp,
+    )
+    .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
+    .where(card_sent.c.patient_pseudonym == sa.bindparam("patient"))
+    .where(feedback.c.outcome == "overridden")
+    .where(
+        sa.or_(
+            feedback.c.override_reason_code.is_not(None),
+            feedback.c.override_reason_display.is_not(None),
+        )
+    )
+    .where(feedback.c.outcome_timestamp > sa.bindparam("since"))
+)
+
+_ACCEPTED = (
+    sa.select(feedback.c.card_uuid, feedback.c.accepted_suggestions)
+    .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
+    .where(card_sent.c.patient_pseudonym == sa.bindparam("patient"))
+    .where(feedback.c.outcome == "accepted")
+    .where(feedback.c.outcome_timestamp > sa.bindparam("since"))
+)
+
+_SUGGESTION_KEYS = sa.select(
+    card_suggestion.c.card_uuid, card_suggestion.c.uuid, card_suggestion.c.key
+).where(card_suggestion.c.card_uuid.in_(sa.bindparam("cards", expanding=True)))
+
