@@ -97,8 +97,10 @@ def evaluate(
                 run.materialize(run.evidence),
             )
             made[rule.finding] = (finding, rule)
-        elif result is None and (
-            rule.when_types & run.unavailable or rule.finding_refs & run.undetermined
+        elif (
+            result is None
+            and (run.unavailable or run.undetermined)
+            and (rule.when_types & run.unavailable or rule.finding_refs & run.undetermined)
         ):
             run.undetermined.add(rule.finding)
         if run.trace is not None:
