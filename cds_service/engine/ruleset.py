@@ -228,13 +228,13 @@ def _relevance_table(rs) -> dict:
 
     for suggestion in rs.suggestions.values():
         if suggestion.unless_open_order is not None and table.get("ServiceRequest") is not True:
+            # merged with what other suggestions and facts read, never in place of it
             by_getter = readers.setdefault("ServiceRequest", {})
             getter = accessor("code", "ServiceRequest")
-            by_getter[id(getter)] = (
-                getter,
-                set(suggestion.unless_open_order.exact),
-                [] if suggestion.unless_open_order.exact_only else [suggestion.unless_open_order],
-            )
+            _, exact, patterns = by_getter.setdefault(id(getter), (getter, set(), []))
+            exact |= suggestion.unless_open_order.exact
+            if not suggestion.unless_open_order.exact_only:
+                patterns.append(suggestion.unless_open_order)
     for rtype, by_getter in readers.items():
         if table.get(rtype) is not True:
             table[rtype] = [(g, frozenset(e), tuple(p)) for g, e, p in by_getter.values()]

@@ -229,3 +229,19 @@ rules:
     )
     rs = load_ruleset([tmp_path])
     assert rs.version == "split@1.0.0" and [r.id for r in rs.rules] == ["low"]
+
+
+def test_every_suggestions_open_order_codes_keep_service_requests_relevant():
+    """A ServiceRequest matching any suggestion's unless_open_order must reach the engine
+    (a table keyed by getter once kept only the last suggestion's codes)."""
+    from cds_service.engine import load_ruleset
+
+    ruleset = load_ruleset()
+    snomed = "http://snomed.info/sct"
+    for code in ("103699006", "390864007", "308447003", "306237005"):
+        request = {"resourceType": "ServiceRequest", "id": code, "status": "active", "intent": "order",
+                   "subject": {"reference": "Patient/p1"}, "code": {"coding": [{"system": snomed, "code": code}]}}
+        assert ruleset.relevant(request), code
+    other = {"resourceType": "ServiceRequest", "id": "x", "status": "active", "intent": "order",
+             "subject": {"reference": "Patient/p1"}, "code": {"coding": [{"system": snomed, "code": "73761001"}]}}
+    assert not ruleset.relevant(other)
