@@ -170,6 +170,7 @@ def test_10000_feedback_entries_from_16_clients_are_stored_exactly_once(tmp_path
     print(f"load: {2 * ENTRIES // PER_POST} posts of {PER_POST} in {elapsed:.1f} s")
 
 
+@pytest.mark.pg_restart  # scripts/test.sh runs these alone, after the parallel run
 def test_postgres_restart_mid_run_recovers_without_losing_acknowledged_feedback(tmp_path, restartable):
     database, guard = restartable
     started = time.monotonic()
