@@ -198,7 +198,11 @@ def test_no_secret_reaches_the_logs_on_any_path(make_app, monkeypatch, capture_a
 
     records = capture_all.records
     assert any(r.name.startswith("urllib3") for r in records), "library debug logs were captured too"
-    assert any(getattr(r, "hookInstance", None) for r in records), "hook events were logged"
+    answered = [json.loads(JsonFormatter().format(r)) for r in records if r.getMessage() == "hook answered"]
+    assert answered, "hook events were logged"
+    assert {"hookInstance", "service", "hook", "pack_version", "findings", "cards", "unavailable", "timings_ms",
+            "duration_ms"} <= set(answered[0]), answered[0]
+    assert set(answered[0]["timings_ms"]) >= {"fhir", "validate", "engine", "total"}
     out, err = capfd.readouterr()
     assert_clean(rendered(records) + capture_all.text + out + err, rec.secrets())
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("*.db*"))
