@@ -138,6 +138,8 @@ class FhirClient:
             raise _transient("the FHIR server could not be reached or closed the connection")
         except requests.exceptions.RequestException as exc:
             raise FetchError(f"the FHIR request failed ({type(exc).__name__})")
+        except (UnicodeError, ValueError) as exc:  # e.g. a token or URL that cannot go into an HTTP request
+            raise FetchError(f"the FHIR request could not be sent ({type(exc).__name__})")
         if response.status_code >= 500:
             raise _transient(f"the FHIR server answered HTTP {response.status_code}")
         if response.status_code != 200:

@@ -27,9 +27,9 @@ def validate_resources(
     for resource in resources:
         kind = resource.get("resourceType")
         reference = f"{kind}/{resource.get('id', '?')}"
-        if not isinstance(kind, str):
+        if not isinstance(kind, str) or not kind:
             invalid.append({"reference": f"(resource)/{resource.get('id', '?')}",
-                            "problems": ["resourceType: not a string"]})
+                            "problems": ["resourceType: not a resource type name"]})
             continue
         try:
             wanted = relevant(resource)
@@ -39,7 +39,7 @@ def validate_resources(
             continue
         try:
             model = get_fhir_model_class(str(kind))
-        except KeyError:
+        except (KeyError, ValueError):
             invalid.append({"reference": reference, "problems": [f"unknown resourceType '{kind}'"]})
             continue
         try:
