@@ -142,9 +142,6 @@ def test_accepted_dietitian_referral_is_not_suggested_again_within_its_period(wo
     assert DIETITIAN in all_suggestion_codes(fire(two, clock)), "suggested again after the period"
 
 
-@pytest.mark.xfail(reason="engine bug: ruleset._relevance_table keeps only the last suggestion's unless_open_order "
-                          "codes for ServiceRequest (by_getter[id(getter)] is overwritten, not merged), so an open "
-                          "103699006 referral is filtered out as irrelevant before evaluation", strict=False)
 def test_an_open_dietitian_referral_in_the_prefetch_is_not_suggested_again(workers):
     (one, _two), clock = workers
     assert DIETITIAN in all_suggestion_codes(fire(one, clock))
