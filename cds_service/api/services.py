@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, g
 
@@ -86,4 +86,4 @@ def _reason_label(reason: str) -> str:
 
 def utcnow() -> datetime:
     """The service clock."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

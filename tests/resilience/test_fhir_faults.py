@@ -9,11 +9,23 @@ then the next request, to a healthy server, answers with the full cards.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 import requests
 
-from tests.resilience.helpers import (BUDGET, PV, SLACK, UNKNOWN, diagnostics, fetching_body, full_body, timed,
-                                      topics, warnings_of)
+from tests.resilience.helpers import (
+    BUDGET,
+    PV,
+    SLACK,
+    UNKNOWN,
+    diagnostics,
+    fetching_body,
+    full_body,
+    timed,
+    topics,
+    warnings_of,
+)
 from tests.support import tokens
 from tests.support.fhir_server import FhirTestServer
 from tests.support.patients import severe_sarcopenia
@@ -161,12 +173,12 @@ def _signed(base: str, path: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_real_server_process_answers_a_slow_fhir_server_within_the_budget(tmp_path):
     """The same through `sarcopenia-cds serve`: slow (5 s) → 200 with warnings in time, then a healthy server."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from tests.conftest import NOW
     from tests.support.ehr import hook_request, prefetch_for, shift_dates
 
-    resources = shift_dates(severe_sarcopenia(), datetime.now(timezone.utc) - NOW)
+    resources = shift_dates(severe_sarcopenia(), datetime.now(UTC) - NOW)
     url = f"sqlite:///{tmp_path / 'faults.db'}"
     with running_service(url, tmp_path) as (base, _process), \
             FhirTestServer(resources, page_size=3) as slow, FhirTestServer(resources, page_size=3) as ok:

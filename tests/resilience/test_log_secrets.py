@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -135,8 +135,8 @@ def test_no_secret_reaches_the_logs_on_any_path(make_app, monkeypatch, capture_a
                 post(f"fhir-{mode}-{len(keep)}", PV, body)
         assert {r["authorization"] for r in fhir.requests} == {f"Bearer {ACCESS_TOKEN}"}
     # 400 of each kind, every one echoing a secret in the request
-    post("400-not-json", PV, data='{"patientId": "%s" MRN %s' % (PATIENT_ID, MRN))
-    post("400-nan", PV, data='{"hook": NaN, "p": "%s"}' % PATIENT_ID)
+    post("400-not-json", PV, data=f'{{"patientId": "{PATIENT_ID}" MRN {MRN}')
+    post("400-nan", PV, data=f'{{"hook": NaN, "p": "{PATIENT_ID}"}}')
     post("400-not-utf8", PV, data=f"{{\"p\": \"{NAME_FAMILY}\xff\"}}".encode("latin-1"))
     post("400-empty", PV, data="")
     post("400-array", PV, data=json.dumps([PATIENT_ID, MRN]))
@@ -213,7 +213,7 @@ def test_no_secret_reaches_the_logs_on_any_path(make_app, monkeypatch, capture_a
 def test_no_secret_in_the_real_server_output(tmp_path):
     """The real process (gunicorn, DEBUG level): its whole stdout and stderr are free of the secrets."""
     rec = Recorder()
-    resources = shift_dates(planted_patient(), datetime.now(timezone.utc) - NOW)
+    resources = shift_dates(planted_patient(), datetime.now(UTC) - NOW)
     url = f"sqlite:///{tmp_path / 'secrets.db'}"
     env = {"SARCOPENIA_CDS_LOGGING__LEVEL": "DEBUG"}
     with running_service(url, tmp_path, extra_env=env) as (base, _process), FhirTestServer(resources) as fhir:

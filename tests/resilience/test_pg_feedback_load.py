@@ -69,7 +69,7 @@ def restartable():
     try:
         yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False), guard
     finally:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *cluster(), "start"], capture_output=True,
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *cluster(), "start"], check=False, capture_output=True,
                        timeout=60)
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,7 @@ def test_the_same_jwt_succeeds_once_across_two_workers(tmp_path, redis_prefix):
                                  headers={"Authorization": f"Bearer {tokens.token(base + '/cds-services')}"},
                                  timeout=5).json()
         templates = next(s for s in discovery["services"] if s["id"] == PV.rsplit("/", 1)[1])["prefetch"]
-        resources = shift_dates(severe_sarcopenia(), datetime.now(timezone.utc) - NOW)
+        resources = shift_dates(severe_sarcopenia(), datetime.now(UTC) - NOW)
         body = hook_request("patient-view", "sev-1", prefetch_for(resources, templates))
         headers = {"Authorization": f"Bearer {tokens.token(base + PV)}"}
         pids = worker_pids(process.pid)
