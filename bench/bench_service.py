@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import shutil
 import json
 import os
 import statistics
@@ -110,11 +111,27 @@ def load(port: int, body: bytes, headers_for, concurrency: int, seconds: float) 
             "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000}
 
 
+def load_wrk(port: int, body_file: Path, tokens_file: Path | None, concurrency: int, seconds: float) -> dict:
+    """Closed-loop load with wrk (C; a Python client would take a core of the two away)."""
+    threads = min(2, concurrency)
+    command = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:.0f}s",
+               "-s", str(Path(__file__).with_name("wrk_post.lua")), f"http://127.0.0.1:{port}{PATH}", "--",
+               str(body_file)]
+    if tokens_file is not None:
+        command += [str(tokens_file), str(threads)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    return {"requests": result["requests"], "errors": result["errors"], "rps": result["requests"] / result["seconds"],
+            "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                        help="load generator (default: wrk when installed: apt-get install wrk)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cds-bench-"))
@@ -148,13 +165,26 @@ def main() -> int:
         # warm-up
         load(service_port, body, signed, 2, 2.0)
         load(echo_port, body, plain, 2, 2.0)
+        body_file = work / "body.json"
+        body_file.write_bytes(body)
+
+        def run(name: str, port: int, headers, concurrency: int) -> dict:
+            if args.client == "python":
+                return load(port, body, headers, concurrency, args.seconds)
+            tokens_file = None
+            if name == "service":
+                tokens_file = work / f"tokens-{concurrency}.txt"
+                tokens_file.write_text("\n".join(tokens.token(audience, lifetime=900)
+                                                 for _ in range(int(args.seconds * 1200) + 2000)))
+            return load_wrk(port, body_file, tokens_file, concurrency, args.seconds)
+
         print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run, "
-              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+              f"client {args.client}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
         print(f"{'run':<22}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
         results = {}
         for concurrency in (1, 8):
             for name, port, headers in (("service", service_port, signed), ("echo", echo_port, plain)):
-                result = load(port, body, headers, concurrency, args.seconds)
+                result = run(name, port, headers, concurrency)
                 results[(name, concurrency)] = result
                 print(f"{name + ' c=' + str(concurrency):<22}{result['requests']:>9}{result['errors']:>8}"
                       f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}")

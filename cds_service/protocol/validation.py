@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,23 @@ def validate_request(body: Any, context_schema: dict[str, Any] | None = None) ->
 
 
 def validate_feedback(body: Any) -> None:
-    """Raise ProtocolError(400) listing every problem of a feedback request."""
+    """Raise ProtocolError(400) listing every problem of a feedback request, including an
+    outcomeTimestamp that has the RFC 3339 shape but is no real instant (month 13, hour 25)."""
     issues = schema_problems("feedback", body)
+    if not issues:
+        issues = [_impossible_timestamp(i, e["outcomeTimestamp"]) for i, e in enumerate(body["feedback"])]
+        issues = [issue for issue in issues if issue is not None]
     if issues:
         raise ProtocolError(400, issues)
+
+
+def _impossible_timestamp(index: int, stamp: str) -> Issue | None:
+    try:
+        datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith(("Z", "z")) else stamp)
+    except ValueError:
+        path = f"$.feedback[{index}].outcomeTimestamp"
+        return Issue("value", f"{path}: {_short(repr(stamp))} is not a valid date and time", path)
+    return None
 
 
 def validate_response(body: Any) -> list[Issue]:

@@ -7,6 +7,7 @@ comments (``userComment``) are stored because they are the clinician's words, an
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import importlib
 import logging
@@ -96,6 +97,9 @@ class Store:
         self._key: bytes | None = self._configured_key
         self._key_lock = threading.Lock()
         self._sqlite_writer = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None
+        self._lock_file: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -116,6 +120,9 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, or after fork in a worker)."""
         self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -127,10 +134,27 @@ class Store:
         first, so they wait for each other without SQLite's sleeping busy handler (whose
         back-off of up to 100 ms made the latency tail)."""
         with self._sqlite_writer if self._sqlite_writer is not None else nullcontext():
-            with self.engine.connect() as connection:
-                connection.execution_options(sqlite_begin="IMMEDIATE")
-                with connection.begin():
-                    yield connection
+            with self._sqlite_file_lock():
+                with self.engine.connect() as connection:
+                    connection.execution_options(sqlite_begin="IMMEDIATE")
+                    with connection.begin():
+                        yield connection
+
+    @contextmanager
+    def _sqlite_file_lock(self) -> Iterator[None]:
+        """Writers in other processes (gunicorn workers) queue on an OS file lock next to the
+        database: the kernel wakes the next one as soon as the lock is free, where SQLite's own
+        busy handler sleeps in steps of up to 100 ms."""
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_file is None:
+            self._lock_file = open(self._lock_path, "a+")  # noqa: SIM115 - kept for the process
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def _in_write_transaction(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; run it again if PostgreSQL chose it as a
