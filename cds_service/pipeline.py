@@ -16,6 +16,7 @@ from cds_service.fhir import Budget, FhirClient, gather
 from cds_service.fhir.validate import validate_resources
 from cds_service.protocol import ProtocolError, validate_request, validate_response
 from cds_service.protocol.errors import Issue
+from cds_service.smart.links import trend_link
 
 EXT_WARNINGS = "org.sarcopenia-cds.warnings"
 EXT_INVALID = "org.sarcopenia-cds.invalid-resources"
@@ -81,6 +82,14 @@ def count_prefetch_resources(prefetch: dict[str, Any] | None) -> int:
     return total
 
 
+def add_trend_link(cards: list[dict[str, Any]], context: dict[str, Any], config: dict[str, Any]) -> None:
+    """Link each card to the muscle and weight trend view (SMART launch; a plain link in the demo)."""
+    link = trend_link(context, config, config["locale"])
+    if link is not None:
+        for card in cards:
+            card["links"] = [*card.get("links", []), dict(link)]
+
+
 def answer_hook(
     body: dict[str, Any],
     *,
@@ -129,6 +138,8 @@ def answer_hook(
     )
     evaluated = time.perf_counter()
 
+    if hook.HOOK == "patient-view":
+        add_trend_link(evaluation.cards, context, config)
     response: dict[str, Any] = {"cards": evaluation.cards}
     extension: dict[str, Any] = {}
     warnings = [

@@ -54,3 +54,27 @@ def test_a_card_with_the_link_passes_the_cds_hooks_response_schema(mode):
         "links": [trend_link({"patientId": "p"}, {**BASE, **mode}, "zh-CN")],
     }
     assert validate_response({"cards": [card]}) == []
+
+
+def _main_card(app_factory, **config):
+    from tests.conftest import BASE_URL
+    from tests.support.ehr import EhrClient, hook_request, prefetch_for
+    from tests.support.patients import severe_sarcopenia
+
+    ehr = EhrClient(app_factory(**config).test_client(), BASE_URL)
+    body = hook_request("patient-view", "sev-1", prefetch_for(severe_sarcopenia(), ehr.templates("patient-view")))
+    response = ehr.post("/cds-services/sarcopenia-patient-view", body)
+    assert response.status_code == 200
+    return response.get_json()["cards"][0]
+
+
+def test_patient_view_cards_link_the_trend_view_by_smart_launch(make_app):
+    card = _main_card(make_app, smart={"enabled": True, "client_id": "cds-trend",
+                                       "allowed_issuers": ["https://ehr.test/fhir"]})
+    assert card["links"][-1] == {"label": "Muscle and weight trend", "url": "http://cds.test/trend/launch",
+                                 "type": "smart", "appContext": "patient=sev-1"}
+
+
+def test_without_smart_there_is_no_trend_link(make_app):
+    card = _main_card(make_app)
+    assert all("/trend" not in link["url"] for link in card.get("links", []))
