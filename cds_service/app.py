@@ -17,7 +17,7 @@ from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
 from cds_service.api import discovery, feedback, openapi, ops, services
-from cds_service.api.http import error_response, json_response
+from cds_service.api.http import error_response
 from cds_service.config import load_config
 from cds_service.engine import EngineSettings, RuleSetHolder
 from cds_service.fhir import FhirClient
