@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import jsonschema
-import pytest
 
 from cds_service.protocol.validation import validator
 from tests.support.ehr import hook_request, prefetch_for
