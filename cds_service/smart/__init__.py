@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask
 
+from cds_service.config import DEFAULTS
 from cds_service.fhir.client import FhirClient
 from cds_service.smart.links import LABELS, trend_link
 from cds_service.smart.sessions import (
@@ -47,16 +48,8 @@ class SmartState:
 
 
 def _fhir_client(config: dict[str, Any]) -> FhirClient:
-    fhir = {
-        "connect_timeout_seconds": 0.5,
-        "read_timeout_seconds": 1.5,
-        "retries": 1,
-        "backoff_seconds": 0.1,
-        "breaker_failures": 5,
-        "breaker_reset_seconds": 30.0,
-        **(config.get("fhir") or {}),
-    }
-    fhir["max_bundle_pages"] = (config.get("limits") or {}).get("max_bundle_pages", 10)
+    fhir = {**DEFAULTS["fhir"], **(config.get("fhir") or {})}
+    fhir["max_bundle_pages"] = (config.get("limits") or {}).get("max_bundle_pages", DEFAULTS["limits"]["max_bundle_pages"])
     return FhirClient(fhir)
 
 
