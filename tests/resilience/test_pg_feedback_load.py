@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from tests.resilience.helpers import PV
 from tests.support import tokens
-from tests.support.pg import ADMIN_URL, PostgresRestartGuard, temporary_database
+from tests.support.pg import PostgresRestartGuard, temporary_database
 from tests.support.server import running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -50,30 +50,17 @@ def database():
 
 @pytest.fixture()
 def restartable():
-    """(database URL, guard): a throwaway database whose one shared lock this test may turn exclusive
-    (temporary_database holds a lock of its own, which would deadlock an exclusive request)."""
-    import os
-    import uuid
-
-    from sqlalchemy.engine import make_url
-
+    """(database URL, guard): a throwaway database whose shared restart lock this test may turn
+    exclusive; PostgreSQL is started again whatever happens, before the database is dropped."""
     guard = PostgresRestartGuard()
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"resil_restart_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        guard.release()
-        pytest.skip(f"PostgreSQL not reachable: {type(exc).__name__}")
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False), guard
+        with temporary_database("resil_restart", guard) as url:
+            try:
+                yield url, guard
+            finally:
+                subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *cluster(), "start"], check=False,
+                               capture_output=True, timeout=60)
     finally:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *cluster(), "start"], check=False, capture_output=True,
-                       timeout=60)
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
         guard.release()
 
 

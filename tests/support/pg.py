@@ -47,11 +47,13 @@ class PostgresRestartGuard:
 
 
 @contextmanager
-def temporary_database(prefix: str) -> Iterator[str]:
-    """Create a uniquely named database, yield its URL, drop it afterwards.
+def temporary_database(prefix: str, guard: PostgresRestartGuard | None = None) -> Iterator[str]:
+    """Create a uniquely named database, yield its URL, drop it afterwards. It holds the shared
+    restart lock meanwhile: its own, or `guard` (which a restarting test may turn exclusive).
 
     Unreachable PostgreSQL fails the test under CI (CI=true) and skips it on a developer machine."""
-    guard = PostgresRestartGuard()
+    own_guard = guard is None
+    guard = guard if guard is not None else PostgresRestartGuard()
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
@@ -59,7 +61,8 @@ def temporary_database(prefix: str) -> Iterator[str]:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        guard.release()
+        if own_guard:
+            guard.release()
         message = f"PostgreSQL not reachable at {ADMIN_URL}: {type(exc).__name__}"
         if os.environ.get("CI"):
             pytest.fail(message)
@@ -70,4 +73,5 @@ def temporary_database(prefix: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
-        guard.release()
+        if own_guard:
+            guard.release()
