@@ -80,7 +80,7 @@ def _validate(args, out, err) -> int:
 
 
 def _test(args, out, err) -> int:
-    from cds_service.engine.pytest_plugin import pack_root_of
+    from cds_service.engine.testcases import pack_root_of
     from cds_service.engine.testcases import CaseError, case_files, read_cases, run_case
 
     files = case_files(args.paths)

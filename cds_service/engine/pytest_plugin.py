@@ -9,7 +9,7 @@ import pytest
 
 from .diagnostics import PackErrors
 from .load import load_ruleset
-from .testcases import CaseError, is_case_file, read_cases, run_case
+from .testcases import CaseError, is_case_file, pack_root_of, read_cases, run_case
 
 
 @lru_cache(maxsize=8)
@@ -28,13 +28,6 @@ def _inside(path: Path, parent: Path) -> bool:
         return True
     except ValueError:
         return False
-
-
-def pack_root_of(path: Path) -> Path:
-    """The pack folder a test file belongs to: the parent of its `tests` folder."""
-    parts = path.resolve().parts
-    index = len(parts) - 1 - list(reversed(parts)).index("tests")
-    return Path(*parts[:index])
 
 
 def pytest_collect_file(parent, file_path: Path):

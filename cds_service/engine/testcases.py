@@ -434,3 +434,11 @@ def case_files(paths=None) -> list[Path]:
                 )
             )
     return out
+
+
+def pack_root_of(path: Path) -> Path:
+    """The pack folder a test file belongs to: the parent of its `tests` folder."""
+    parts = path.resolve().parts
+    index = len(parts) - 1 - list(reversed(parts)).index("tests")
+    return Path(*parts[:index])
+

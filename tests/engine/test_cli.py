@@ -114,3 +114,15 @@ def test_docs_is_deterministic():
     assert first == second and first[0] == 0
     assert "| `grip_low` | prof-a | male | 27 | kg |" in first[1]
     assert "| `smi_low` | set-banded | male | 43 if bmi < 25; 53 otherwise | cm²/m² |" in first[1]
+
+
+def test_rules_test_runs_without_pytest_installed():
+    """Hospital IT runs `rules test` on production installs, which have no pytest."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pytest'] = None; "
+            "from cds_service.cli import main; sys.exit(main(['rules', 'test']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1].endswith("passed, 0 failed")
