@@ -49,8 +49,16 @@ _HTTP_MESSAGES = {
 }
 
 
-def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], datetime] | None = None) -> Flask:
-    """Build the service. `config` overrides the layered configuration (defaults, file, environment)."""
+def create_app(
+    config: dict[str, Any] | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    rules: RuleSetHolder | None = None,
+) -> Flask:
+    """Build the service. `config` overrides the layered configuration (defaults, file, environment).
+
+    `rules`: rule packs already loaded (serve loads them in the gunicorn master, so a worker that
+    starts while the files on disk are broken still starts from the last good set)."""
     settings = load_config(overrides=config)
     setup_logging(settings["logging"])
     app = Flask(__name__)
@@ -58,7 +66,8 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
     app.config["CDS"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    rules = RuleSetHolder(settings["rules"]["paths"] or None)
+    if rules is None:
+        rules = RuleSetHolder(settings["rules"]["paths"] or None)
     if settings["rules"]["watch"]:
         rules.start_watching(settings["rules"]["watch_interval_seconds"])
     store = Store(settings["database"]["url"], settings["privacy"]["pseudonym_key"])

@@ -24,6 +24,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     from gunicorn.arbiter import Arbiter
 
     from cds_service.app import create_app, install_reload_signal
+    from cds_service.engine import RuleSetHolder
     from cds_service.store import Store
 
     merged = {"host": host, "port": port, **(overrides or {})}
@@ -31,6 +32,9 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     store = Store(config["database"]["url"], config["privacy"]["pseudonym_key"])
     store.migrate()
     store.dispose()
+    # Loaded once in the master and inherited by every worker it forks: a worker that starts
+    # later (a crash, a signal during boot) starts from the last good set, never from broken files.
+    rules = RuleSetHolder(config["rules"]["paths"] or None)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -43,7 +47,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
             self.cfg.set("accesslog", None)
 
         def load(self):
-            app = create_app(merged)
+            app = create_app(merged, rules=rules)
             install_reload_signal(app)
             return app
 
@@ -55,7 +59,10 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
         pack set with errors is refused and the last good one keeps serving."""
 
         def handle_hup(self) -> None:
-            self.log.info("SIGHUP: reloading rule packs in %d worker(s)", len(self.WORKERS))
+            reloaded = rules.reload()  # what workers started from now on inherit
+            self.log.info("SIGHUP: rule packs %s in the master (%s); reloading them in %d worker(s)",
+                          "reloaded" if reloaded else "refused, last good set kept", rules.current.version,
+                          len(self.WORKERS))
             for pid in list(self.WORKERS):
                 try:
                     os.kill(pid, signal.SIGHUP)

@@ -79,3 +79,40 @@ def test_file_change_is_picked_up_without_a_signal(tmp_path):
     with running_service(f"sqlite:///{tmp_path / 'cds.db'}", tmp_path, extra_env=env) as (base, _process):
         override.write_text(OVERRIDE.format(version="2.0.1"), encoding="utf-8")
         wait_for(base, lambda b: b["rules"]["version"].endswith("hospital-test@2.0.1"))
+
+
+def _workers(master_pid: int) -> list[int]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def test_a_worker_started_while_the_files_are_broken_serves_the_last_good_set(tmp_path):
+    """A worker that dies and is replaced while the pack files are broken must not take the
+    service down: it starts from the master's last good set."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules" / "sarcopenia", rules / "sarcopenia", ignore=shutil.ignore_patterns("tests"))
+    override = tmp_path / "hospital.yaml"
+    override.write_text(OVERRIDE.format(version="3.0.0"), encoding="utf-8")
+    env = {"SARCOPENIA_CDS_RULES__PATHS": f'["{rules}", "{override}"]'}
+    with running_service(f"sqlite:///{tmp_path / 'cds.db'}", tmp_path, workers=2, extra_env=env) as (base, process):
+        good = "sarcopenia-core@1.0.0+hospital-test@3.0.0"
+        override.write_text(OVERRIDE.format(version="3.1.0") + "value_sets: {grip-strength: [{system: nowhere}]}\n",
+                            encoding="utf-8")
+        os.kill(process.pid, signal.SIGHUP)  # may also land on a worker still booting
+        before = _workers(process.pid)
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while victim in _workers(process.pid) or len(_workers(process.pid)) < 2:
+            assert process.poll() is None, "the master stopped"
+            assert time.monotonic() < deadline, "no replacement worker"
+            time.sleep(0.2)
+        replacement = next(pid for pid in _workers(process.pid) if pid != victim and pid not in before)
+        time.sleep(5)  # booting (loading and compiling the packs) takes well under that
+        assert process.poll() is None, "the master stopped: a worker failed to boot"
+        assert replacement in _workers(process.pid), "the replacement worker died while booting"
+        deadline = time.monotonic() + 20
+        while (versions := {health(base)["rules"]["version"] for _ in range(20)}) != {good}:
+            assert time.monotonic() < deadline, f"workers answer {versions}"
+            time.sleep(0.2)
+        assert process.poll() is None
