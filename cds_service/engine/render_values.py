@@ -9,7 +9,7 @@ from .units import display as unit_display
 
 
 def format_number(value: float, precision: int | None) -> str:
-    """Fixed decimals for facts; parameters (precision None) as written in the pack (27, 52.4)."""
+    """Fixed decimals for facts; parameters (precision None) as written in the pack (7 stays 7, 1.25 stays 1.25)."""
     if precision is None:
         text = f"{value:g}" if abs(value) < 1e15 else str(value)
         return text
