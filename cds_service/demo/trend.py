@@ -455,6 +455,20 @@ def render_charts(charts: list[Chart], markers: list[Marker], now: datetime) -> 
         chart.svg = render_svg(chart, markers, start, end)
 
 
+def charts_for(
+    state: Any, ruleset: Any, resources: list[dict], now: datetime
+) -> tuple[list[Chart], list[Marker], dict]:
+    """The drawn charts, chemotherapy markers and facts of one patient at `now`, with the service's
+    active profile, CT cut-off set and locale (shared by the demo page and the SMART launch)."""
+    settings = state.engine_settings
+    charts, markers, facts = build_charts(
+        ruleset, resources, now=now, profile=settings.profile, ct_cutoffs=settings.ct_cutoffs,
+        locale=settings.locale,
+    )
+    render_charts(charts, markers, now)
+    return charts, markers, facts
+
+
 # ---- the route -------------------------------------------------------------------------------
 
 
@@ -471,15 +485,7 @@ def trend(patient_id: str):
     ruleset = state.rules.current
     settings = state.engine_settings
     now = state.clock()
-    charts, markers, facts = build_charts(
-        ruleset,
-        patient.resources,
-        now=now,
-        profile=settings.profile,
-        ct_cutoffs=settings.ct_cutoffs,
-        locale=settings.locale,
-    )
-    render_charts(charts, markers, now)
+    charts, markers, facts = charts_for(state, ruleset, patient.resources, now)
     return render_template(
         "demo/trend.html",
         patient=patient.summary(),

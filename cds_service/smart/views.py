@@ -27,7 +27,7 @@ from flask import (
 )
 
 from cds_service.demo import ruleview
-from cds_service.demo.trend import build_charts, render_charts
+from cds_service.demo.trend import charts_for
 from cds_service.logs import log_event
 from cds_service.smart import oauth
 from cds_service.smart.oauth import LaunchError
@@ -279,15 +279,7 @@ def _callback(session: dict[str, Any], state: str, sid: str) -> Response:
         )
     engine = state_obj.engine_settings
     now = state_obj.clock()
-    charts, markers, facts = build_charts(
-        ruleset,
-        record.resources,
-        now=now,
-        profile=engine.profile,
-        ct_cutoffs=engine.ct_cutoffs,
-        locale=engine.locale,
-    )
-    render_charts(charts, markers, now)
+    charts, markers, facts = charts_for(state_obj, ruleset, record.resources, now)
     page = render_template(
         "smart/trend.html",
         patient=_summary(ruleset, record.resources),

@@ -5,15 +5,15 @@ reason, and FAIL under CI (CI=true), so a CI image without the browser cannot pa
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.support.server import command, free_port
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,21 +33,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"browser tests cannot run under CI: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("sarcopenia-cds")
-    return (
-        [str(script)] if script.exists() else [shutil.which("sarcopenia-cds") or "sarcopenia-cds"]
-    )
 
 
 @pytest.fixture(scope="session")
@@ -79,12 +64,12 @@ def browser(chromium_path: str):
 def demo_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """`sarcopenia-cds demo --port N` as a real process in a temp dir; yields (base_url, workdir)."""
     workdir = tmp_path_factory.mktemp("demo")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOPENIA_CDS_")}
     log = (workdir / "demo.log").open("w")
     process = subprocess.Popen(
-        [*_command(), "demo", "--port", str(port)],
+        [*command(), "demo", "--port", str(port)],
         cwd=workdir,
         env=env,
         stdout=log,
