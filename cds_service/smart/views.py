@@ -85,17 +85,17 @@ def _secure() -> bool:
     return request.is_secure or base.startswith("https://")
 
 
+def _not_enabled():
+    return _error(404, "The SMART launch of the trend view is not enabled on this service.", "smart disabled")
+
+
 @bp.get("/trend/launch")
 def launch():
     """EHR launch: `?iss=<FHIR base>&launch=<opaque>` → 302 to the EHR's authorize endpoint."""
     smart = _smart()
     settings = smart.settings
     if not settings.enabled:
-        return _error(
-            404,
-            "The SMART launch of the trend view is not enabled on this service.",
-            "smart disabled",
-        )
+        return _not_enabled()
     iss = request.args.get("iss", "")
     launch_id = request.args.get("launch", "")
     if not iss or not launch_id:
@@ -174,11 +174,7 @@ def callback():
     smart = _smart()
     settings = smart.settings
     if not settings.enabled:
-        return _error(
-            404,
-            "The SMART launch of the trend view is not enabled on this service.",
-            "smart disabled",
-        )
+        return _not_enabled()
     state = request.args.get("state", "")
     if not state or len(state) > 512:
         return _error(
