@@ -9,14 +9,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cds_service.pipeline import template_type
 from tests.support import tokens
 
 PATIENTS = Path(__file__).resolve().parent.parent / "patients"
-
-
-def template_type(template: str) -> str:
-    """The resource type a prefetch template reads ('Patient/{{…}}' → Patient, 'Observation?…' → Observation)."""
-    return template.split("?", 1)[0].split("/", 1)[0]
 
 
 def prefetch_for(resources: list[dict[str, Any]], templates: dict[str, str]) -> dict[str, Any]:
