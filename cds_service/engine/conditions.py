@@ -46,7 +46,10 @@ class ConditionCompiler:
             children = [self.compile(c, path + (key, i), src) for i, c in enumerate(cond[key])]
             return _all(children) if key == "all" else _any(children)
         if "not" in cond:
-            child = self.compile(cond["not"], path + ("not",), src)
+            inner = cond["not"]
+            if isinstance(inner, dict) and len(inner) == 1 and "finding" in inner:
+                return self._finding(inner["finding"], path + ("not",), src, negate=True)
+            child = self.compile(inner, path + ("not",), src)
             return lambda run: None if (r := child(run)) is None else not r
         if "finding" in cond:
             return self._finding(cond["finding"], path, src)
@@ -83,7 +86,7 @@ class ConditionCompiler:
                 return _unknown
             want = key == "exists"
             text = describe(cond)
-            return lambda run: run.record(
+            return lambda run: run.record_fact(
                 text, None if name in run.unknown else run.has(name) is want, name
             )
         if "older_than" in cond:
@@ -143,11 +146,12 @@ class ConditionCompiler:
             p = run.param(name)
             value = other(run)
             result = None if p is None or value is None else fn(p.value, value)
-            return run.record(text, result, None)
+            return run.record_fact(text, result, None)
 
         return compare
 
-    def _finding(self, code, path, src):
+    def _finding(self, code, path, src, negate=False):
+        """`{finding: code}`, or `{not: {finding: code}}` as one closure when `negate`."""
         if code not in self.ctx.catalog:
             self.ctx.error(
                 src, path + ("finding",), REFERENCE_ERROR, f"finding {code!r} is not in findings.md"
@@ -157,7 +161,21 @@ class ConditionCompiler:
                 src, path + ("finding",), REFERENCE_ERROR, f"no rule makes finding {code!r}"
             )
         text = f"finding {code}"
-        return lambda run: run.record(text, run.finding(code), None, finding=code)
+
+        def finding(run):
+            if code in run.findings:
+                if run.evidence is not None:
+                    run.evidence.append({"finding": code})
+                result = True
+            else:
+                result = None if code in run.undetermined else False
+            if run.trace is not None:
+                run.trace.append({"rule": run.rule_id, "condition": text, "result": result})
+            if negate:
+                return None if result is None else not result
+            return result
+
+        return finding
 
     def _fact(self, name, path, src):
         fact = self.ctx.facts.get(name)
@@ -197,7 +215,7 @@ class ConditionCompiler:
                 result = None
             else:
                 result = False if age is None else age > limit
-            return run.record(text, result, name)
+            return run.record_fact(text, result, name)
 
         return older
 
@@ -217,7 +235,7 @@ class ConditionCompiler:
                     f"'in' needs a code fact; {name!r} is {fact.type}",
                 )
             allowed = frozenset(right)
-            return lambda run: run.record(
+            return lambda run: run.record_fact(
                 text, None if (v := run.value(name)) is None else v in allowed, name
             )
         if fact.type != "quantity" or fact.select == "all":
@@ -266,20 +284,55 @@ def _unknown(run):
 
 
 def _all(children):
-    def all_(run):
-        unknown = False
-        for child in children:
-            result = child(run)
-            if result is False:
-                return False
-            if result is None:
-                unknown = True
-        return None if unknown else True
+    """Three-valued AND; nested `all`s are spliced in (same order, same short-circuit)."""
+    children = _spliced(children, "all_of")
+    if len(children) == 2:
+        first, second = children
 
+        def all_(run):
+            a = first(run)
+            if a is False:
+                return False
+            b = second(run)
+            if b is False:
+                return False
+            return None if a is None or b is None else True
+
+    elif len(children) == 3:
+        first, second, third = children
+
+        def all_(run):
+            a = first(run)
+            if a is False:
+                return False
+            b = second(run)
+            if b is False:
+                return False
+            c = third(run)
+            if c is False:
+                return False
+            return None if a is None or b is None or c is None else True
+
+    else:
+
+        def all_(run):
+            unknown = False
+            for child in children:
+                result = child(run)
+                if result is False:
+                    return False
+                if result is None:
+                    unknown = True
+            return None if unknown else True
+
+    all_.all_of = children
     return all_
 
 
 def _any(children):
+    """Three-valued OR; nested `any`s are spliced in (same order, same short-circuit)."""
+    children = _spliced(children, "any_of")
+
     def any_(run):
         unknown = False
         for child in children:
@@ -290,4 +343,13 @@ def _any(children):
                 unknown = True
         return None if unknown else False
 
+    any_.any_of = children
     return any_
+
+
+def _spliced(children, kind) -> tuple:
+    """Children with each child of the same kind replaced by its own children."""
+    out: list = []
+    for child in children:
+        out.extend(getattr(child, kind, None) or (child,))
+    return tuple(out)

@@ -599,6 +599,14 @@ class Run:
             return True
         return None if code in self.undetermined else False
 
+    def record_fact(self, text, result, fact_name):
+        """record() without extras: note the fact (if any) and trace the condition."""
+        if fact_name is not None and self.evidence is not None:
+            self.evidence.append(fact_name)
+        if self.trace is not None:
+            self.trace.append({"rule": self.rule_id, "condition": text, "result": result})
+        return result
+
     def record(self, text, result, fact_name, **extra):
         if self.evidence is not None:
             if fact_name is not None:
