@@ -105,6 +105,9 @@ feedback = sa.Table(
         sa.ForeignKey("card_sent.uuid", ondelete="SET NULL"),
         nullable=True,
     ),
+    # that card's patient, copied when the feedback is linked, so suppressions read a
+    # patient's feedback without visiting every card ever sent to them (null while unlinked)
+    sa.Column("patient_pseudonym", sa.String(64), nullable=True),
     sa.Column("outcome", sa.String(32), nullable=False),
     sa.Column("outcome_timestamp", UTCDateTime, nullable=False),
     sa.Column("override_reason_system", sa.String, nullable=True),
@@ -117,4 +120,5 @@ feedback = sa.Table(
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp"),
     sa.Index(None, "card_sent_uuid"),
+    sa.Index(None, "patient_pseudonym", "outcome", "outcome_timestamp"),
 )

@@ -300,12 +300,8 @@ class Store:
         def write(connection: Connection) -> None:
             self._insert_many_ignoring_duplicates(connection, card_sent, card_rows)
             self._insert_many_ignoring_duplicates(connection, card_suggestion, suggestion_rows)
-            connection.execute(
-                feedback.update()
-                .where(feedback.c.card_uuid.in_([card["uuid"] for card in cards]))
-                .where(feedback.c.card_sent_uuid.is_(None))
-                .values(card_sent_uuid=feedback.c.card_uuid)
-            )
+            # no check first: finding no unlinked feedback costs the same index probe as this
+            connection.execute(_LINK_EARLY_FEEDBACK, {"cards": [row["uuid"] for row in card_rows]})
 
         self._in_write_transaction(write)
         log.info(
@@ -334,19 +330,19 @@ class Store:
 
         def write(connection: Connection) -> tuple[int, set[str]]:
             uuids = sorted({row["card_uuid"] for row in ordered})
-            known = set(
-                connection.execute(
-                    sa.select(card_sent.c.uuid).where(card_sent.c.uuid.in_(uuids))
-                ).scalars()
+            patients: dict[str, str] = dict(
+                connection.execute(_CARD_PATIENTS, {"cards": uuids}).all()
             )
             stored = 0
             for row in ordered:
+                linked = row["card_uuid"] in patients
                 values = {
                     **row,
-                    "card_sent_uuid": row["card_uuid"] if row["card_uuid"] in known else None,
+                    "card_sent_uuid": row["card_uuid"] if linked else None,
+                    "patient_pseudonym": patients.get(row["card_uuid"]),
                 }
                 stored += self._insert_ignoring_duplicates(connection, feedback, values)
-            return stored, known
+            return stored, set(patients)
 
         stored, known = self._in_write_transaction(write)
         unknown = list(dict.fromkeys(r["card_uuid"] for r in rows if r["card_uuid"] not in known))
@@ -417,28 +413,26 @@ class Store:
         findings: set[str] = set()
         suggestions: set[str] = set()
         with self._read() as connection:
-            overridden = connection.execute(
-                _OVERRIDDEN, {"patient": patient, "since": now - timedelta(days=longest)}
+            rows = connection.execute(
+                _PATIENT_FEEDBACK,
+                {
+                    "patient": patient,
+                    "override_since": now - timedelta(days=longest),
+                    "accepted_since": now - timedelta(days=accepted_referral_days),
+                },
             )
-            for primary, listed, code, at in overridden:
-                days = (
-                    override_days.get(code, default_override_days)
-                    if code
-                    else default_override_days
-                )
-                if now < at + timedelta(days=days):
-                    findings.add(primary)
-                    findings.update(listed or [])
-            accepted = connection.execute(
-                _ACCEPTED,
-                {"patient": patient, "since": now - timedelta(days=accepted_referral_days)},
-            ).all()
-            wanted = {(card, sid) for card, ids in accepted for sid in ids or []}
-            if wanted:
-                keyed = connection.execute(
-                    _SUGGESTION_KEYS, {"cards": sorted({c for c, _ in wanted})}
-                )
-                suggestions.update(key for card, sid, key in keyed if (card, sid) in wanted)
+            for outcome, at, code, primary, listed, accepted, suggestion, key in rows:
+                if outcome == "overridden":
+                    days = (
+                        override_days.get(code, default_override_days)
+                        if code
+                        else default_override_days
+                    )
+                    if now < at + timedelta(days=days):
+                        findings.add(primary)
+                        findings.update(listed or [])
+                elif suggestion in (accepted or ()):
+                    suggestions.add(key)
         return make_suppression(findings, suggestions)
 
     # -- metrics ---------------------------------------------------------------------------
@@ -490,34 +484,63 @@ def _upsert_nothing(dialect: str, table: sa.Table) -> Any:
     return insert(table).on_conflict_do_nothing()
 
 
-_OVERRIDDEN = (
+_CARD_PATIENTS = sa.select(card_sent.c.uuid, card_sent.c.patient_pseudonym).where(
+    card_sent.c.uuid.in_(sa.bindparam("cards", expanding=True))
+)
+
+#: link feedback that arrived before its card, copying the patient of the card as recorded
+#: (a uuid recorded before keeps its first patient)
+_LINK_EARLY_FEEDBACK = (
+    feedback.update()
+    .where(feedback.c.card_uuid.in_(sa.bindparam("cards", expanding=True)))
+    .where(feedback.c.card_sent_uuid.is_(None))
+    .values(
+        card_sent_uuid=feedback.c.card_uuid,
+        patient_pseudonym=sa.select(card_sent.c.patient_pseudonym)
+        .where(card_sent.c.uuid == feedback.c.card_uuid)
+        .scalar_subquery(),
+    )
+)
+
+#: this patient's overrides with a reason and acceptances, each with its card's findings, and
+#: an acceptance once per suggestion of its card. It starts from the feedback index by patient
+#: and reaches cards and suggestions by key, so its cost follows the patient's feedback, not
+#: the number of cards ever sent to them.
+_PATIENT_FEEDBACK = (
     sa.select(
+        feedback.c.outcome,
+        feedback.c.outcome_timestamp,
+        feedback.c.override_reason_code,
         card_sent.c.primary_finding,
         card_sent.c.findings,
-        feedback.c.override_reason_code,
-        feedback.c.outcome_timestamp,
+        feedback.c.accepted_suggestions,
+        card_suggestion.c.uuid,
+        card_suggestion.c.key,
     )
+    .select_from(feedback)
     .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
-    .where(card_sent.c.patient_pseudonym == sa.bindparam("patient"))
-    .where(feedback.c.outcome == "overridden")
+    .outerjoin(
+        card_suggestion,
+        sa.and_(
+            card_suggestion.c.card_uuid == card_sent.c.uuid,
+            feedback.c.outcome == "accepted",
+        ),
+    )
+    .where(feedback.c.patient_pseudonym == sa.bindparam("patient"))
     .where(
         sa.or_(
-            feedback.c.override_reason_code.is_not(None),
-            feedback.c.override_reason_display.is_not(None),
+            sa.and_(
+                feedback.c.outcome == "overridden",
+                sa.or_(
+                    feedback.c.override_reason_code.is_not(None),
+                    feedback.c.override_reason_display.is_not(None),
+                ),
+                feedback.c.outcome_timestamp > sa.bindparam("override_since"),
+            ),
+            sa.and_(
+                feedback.c.outcome == "accepted",
+                feedback.c.outcome_timestamp > sa.bindparam("accepted_since"),
+            ),
         )
     )
-    .where(feedback.c.outcome_timestamp > sa.bindparam("since"))
 )
-
-_ACCEPTED = (
-    sa.select(feedback.c.card_uuid, feedback.c.accepted_suggestions)
-    .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
-    .where(card_sent.c.patient_pseudonym == sa.bindparam("patient"))
-    .where(feedback.c.outcome == "accepted")
-    .where(feedback.c.outcome_timestamp > sa.bindparam("since"))
-)
-
-_SUGGESTION_KEYS = sa.select(
-    card_suggestion.c.card_uuid, card_suggestion.c.uuid, card_suggestion.c.key
-).where(card_suggestion.c.card_uuid.in_(sa.bindparam("cards", expanding=True)))
-

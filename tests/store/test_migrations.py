@@ -118,7 +118,73 @@ def test_store_works_after_migration_from_0001(make_store):
     assert (result.stored, result.duplicates, result.unknown_cards) == (1, 0, [])
 
 
-@pytest.mark.parametrize("revision", ["0001"])
+def _insert_at_0002(connection: sa.Connection, patient: str) -> None:
+    """A card of ``patient`` with linked, unlinked and unknown-card feedback, as 0002 stored it."""
+    connection.execute(
+        sa.text(
+            "INSERT INTO card_sent (uuid, hook_instance, service_id, hook, patient_pseudonym,"
+            " pack_version, primary_finding, findings, sent_at) VALUES"
+            " (:uuid, 'h', 'svc', 'patient-view', :patient, '1', 'low-smi', '[\"low-smi\"]',"
+            " '2026-01-15 09:00:00')"
+        ),
+        [{"uuid": "card-a", "patient": patient}, {"uuid": "card-b", "patient": "other"}],
+    )
+    for card_uuid, linked, outcome in [
+        ("card-a", "card-a", "overridden"),
+        ("card-b", None, "overridden"),  # card known, left unlinked: matched by card_uuid
+        ("card-x", None, "overridden"),  # a card never recorded
+        ("card-a", "card-a", "accepted"),
+    ]:
+        connection.execute(
+            sa.text(
+                "INSERT INTO feedback (card_uuid, card_sent_uuid, outcome, outcome_timestamp,"
+                " override_reason_code, accepted_suggestions, service_id, received_at) VALUES"
+                " (:card, :linked, :outcome, '2026-01-15 09:30:00', 'patient-declined', '[]',"
+                " 'svc', '2026-01-15 09:30:00')"
+            ),
+            {"card": card_uuid, "linked": linked, "outcome": outcome},
+        )
+
+
+def _patients_by_feedback(store: Store) -> list[tuple]:
+    with store.engine.connect() as connection:
+        return connection.execute(
+            sa.text(
+                "SELECT card_uuid, outcome, patient_pseudonym FROM feedback"
+                " ORDER BY card_uuid, outcome"
+            )
+        ).all()
+
+
+def test_0003_backfills_the_patient_of_stored_feedback_and_downgrades(make_store):
+    store = make_store(migrate=False)
+    migrator.upgrade(store.engine, "0002")
+    patient = store.pseudonymise("Patient/a")  # creates the key: writes service_secret
+    with store.engine.begin() as connection:
+        _insert_at_0002(connection, patient)
+    before = _feedback_rows(store)
+
+    migrator.upgrade(store.engine, "0003")
+    assert _patients_by_feedback(store) == [
+        ("card-a", "accepted", patient),
+        ("card-a", "overridden", patient),
+        ("card-b", "overridden", "other"),
+        ("card-x", "overridden", None),
+    ]
+    assert _feedback_rows(store) == before
+    now = datetime(2026, 1, 16, tzinfo=UTC)
+    assert store.suppressions("Patient/a", now, {}, 30, 90).findings == frozenset({"low-smi"})
+
+    migrator.downgrade(store.engine, "0002")
+    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("feedback")}
+    assert "patient_pseudonym" not in columns
+    assert _feedback_rows(store) == before
+
+    store.migrate()
+    assert [row[2] for row in _patients_by_feedback(store)] == [patient, patient, "other", None]
+
+
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003"])
 def test_known_revisions_exist(revision):
     from alembic.script import ScriptDirectory
 
