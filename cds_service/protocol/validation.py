@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 
 from cds_service.protocol.errors import Issue, ProtocolError
 
@@ -33,10 +34,41 @@ def inline_refs(node: Any, defs: dict[str, Any]) -> Any:
 
 
 @cache
+def schema(name: str) -> dict[str, Any]:
+    """schemas/<name>.schema.json with its references inlined."""
+    raw = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return inline_refs(raw, raw.get("$defs", {}))
+
+
+@cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
-    """The compiled validator for schemas/<name>.schema.json (references inlined)."""
-    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(inline_refs(schema, schema.get("$defs", {})))
+    """The validator that explains violations of schemas/<name>.schema.json, path by path."""
+    return jsonschema.Draft202012Validator(schema(name))
+
+
+class FastCheck:
+    """A yes/no check of one schema by jsonschema-rs (Rust), in microseconds where the
+    explaining validator (jsonschema) takes milliseconds for a response with cards.
+
+    Every document the fast check passes is accepted; any other is handed to the explaining
+    validator, which lists the violations (and has the last word when it finds none).
+    tests/fuzz/test_fast_check.py checks that both agree on generated documents."""
+
+    def __init__(self, document_schema: dict[str, Any]) -> None:
+        self._validator = jsonschema_rs.Draft202012Validator(document_schema)
+
+    def passes(self, document: Any) -> bool:
+        """True when the document certainly meets the schema."""
+        try:
+            return bool(self._validator.is_valid(document))
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            return False  # something it cannot represent (a non-string key…): look closer
+
+
+@cache
+def fast_check(name: str) -> FastCheck:
+    """The fast yes/no check for schemas/<name>.schema.json."""
+    return FastCheck(schema(name))
 
 
 def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
@@ -51,9 +83,16 @@ def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.Validatio
 
 def schema_problems(name: str, document: Any, root: str = "$") -> list[Issue]:
     """Every schema violation of document, each with its JSON path, sorted by path."""
+    if fast_check(name).passes(document):
+        return []
+    return explained_problems(validator(name), document, root)
+
+
+def explained_problems(explainer: jsonschema.Draft202012Validator, document: Any, root: str) -> list[Issue]:
+    """The explaining validator's violations of document, each with its JSON path, sorted by path."""
     issues: list[Issue] = []
     seen: set[tuple[str, str]] = set()
-    for error in validator(name).iter_errors(document):
+    for error in explainer.iter_errors(document):
         for leaf in _leaf_errors(error):
             path = root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in leaf.absolute_path)
             key = (path, leaf.message)
@@ -73,13 +112,23 @@ def validate_request(body: Any, context_schema: dict[str, Any] | None = None) ->
     """Raise ProtocolError(400) listing every problem of a hook request (and its context)."""
     issues = schema_problems("request", body)
     if context_schema is not None and isinstance(body, dict) and isinstance(body.get("context"), dict):
-        for error in jsonschema.Draft202012Validator(context_schema).iter_errors(body["context"]):
-            for leaf in _leaf_errors(error):
-                path = "$.context" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in leaf.absolute_path)
-                issues.append(Issue("structure" if leaf.validator in {"type", "required"} else "value",
-                                    f"{path}: {_short(leaf.message)}", path))
+        fast, explainer = _context_checks(context_schema)
+        if not fast.passes(body["context"]):
+            issues.extend(explained_problems(explainer, body["context"], "$.context"))
     if issues:
         raise ProtocolError(400, sorted(issues, key=lambda i: (i.expression or "", i.diagnostics)))
+
+
+_CONTEXT_CHECKS: dict[int, tuple[dict[str, Any], FastCheck, jsonschema.Draft202012Validator]] = {}
+
+
+def _context_checks(context_schema: dict[str, Any]) -> tuple[FastCheck, jsonschema.Draft202012Validator]:
+    """The fast check and the explaining validator of a hook's context schema, built once per schema."""
+    entry = _CONTEXT_CHECKS.get(id(context_schema))
+    if entry is None or entry[0] is not context_schema:
+        entry = (context_schema, FastCheck(context_schema), jsonschema.Draft202012Validator(context_schema))
+        _CONTEXT_CHECKS[id(context_schema)] = entry
+    return entry[1], entry[2]
 
 
 def validate_feedback(body: Any) -> None:
