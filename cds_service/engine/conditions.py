@@ -78,6 +78,7 @@ class ConditionCompiler:
                     run.condition_memo[name] = (result, notes)
                 return result
 
+            named_condition.condition_name = name  # lets all/any read its memo without a call
             return named_condition
         if "exists" in cond or "missing" in cond:
             key = "exists" if "exists" in cond else "missing"
@@ -286,7 +287,26 @@ def _unknown(run):
 def _all(children):
     """Three-valued AND; nested `all`s are spliced in (same order, same short-circuit)."""
     children = _spliced(children, "all_of")
-    if len(children) == 2:
+    if any(_memo_name(c) for c in children):
+        entries = tuple((_memo_name(c), c) for c in children)
+
+        def all_(run):
+            unknown = False
+            memo = run.condition_memo if run.trace is None else None
+            for name, child in entries:
+                if name is None or memo is None or (known := memo.get(name)) is None:
+                    result = child(run)
+                else:  # what named_condition returns for a memoised value, without the call
+                    if run.evidence is not None:
+                        run.evidence.extend(known[1])
+                    result = known[0]
+                if result is False:
+                    return False
+                if result is None:
+                    unknown = True
+            return None if unknown else True
+
+    elif len(children) == 2:
         first, second = children
 
         def all_(run):
@@ -332,11 +352,18 @@ def _all(children):
 def _any(children):
     """Three-valued OR; nested `any`s are spliced in (same order, same short-circuit)."""
     children = _spliced(children, "any_of")
+    entries = tuple((_memo_name(c), c) for c in children)
 
     def any_(run):
         unknown = False
-        for child in children:
-            result = child(run)
+        memo = run.condition_memo if run.trace is None else None
+        for name, child in entries:
+            if name is None or memo is None or (known := memo.get(name)) is None:
+                result = child(run)
+            else:  # what named_condition returns for a memoised value, without the call
+                if run.evidence is not None:
+                    run.evidence.extend(known[1])
+                result = known[0]
             if result is True:
                 return True
             if result is None:
@@ -345,6 +372,10 @@ def _any(children):
 
     any_.any_of = children
     return any_
+
+
+def _memo_name(child) -> str | None:
+    return getattr(child, "condition_name", None)
 
 
 def _spliced(children, kind) -> tuple:

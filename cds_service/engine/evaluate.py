@@ -71,12 +71,12 @@ def evaluate(
     made: dict[str, tuple[Finding, object]] = {}
     errors: list[dict] = []
     run.findings = made
-    for rule in rs.rules_by_hook.get(hook, ()):
-        if rule.profiles is not None and settings.profile not in rule.profiles:
-            _skip(run, rule, "profile")
-            continue
-        if rule.ct_cutoffs is not None and run.ct_cutoffs not in rule.ct_cutoffs:
-            _skip(run, rule, "ct_cutoffs")
+    for rule, skipped in rs.plan(hook, settings.profile, run.ct_cutoffs):
+        if skipped is not None:
+            if run.trace is not None:
+                run.trace.append(
+                    {"rule": rule.id, "finding": rule.finding, "result": None, "skipped": skipped}
+                )
             continue
         if rule.finding in made and run.trace is None:
             continue
@@ -114,8 +114,3 @@ def evaluate(
     return Evaluation(
         findings, cards, sent, run.data_quality, run.trace, hidden, errors, undetermined
     )
-
-
-def _skip(run, rule, why):
-    if run.trace is not None:
-        run.trace.append({"rule": rule.id, "finding": rule.finding, "result": None, "skipped": why})

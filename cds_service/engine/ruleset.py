@@ -59,6 +59,7 @@ class RuleSet:
                 t for n in _with_params(self, when_facts) for t in self.fact_types.get(n, ())
             )
             rule.finding_refs = frozenset(_finding_refs(rule.when_raw, c.conditions_raw))
+        self._plans: dict[tuple, tuple] = {}
         self._unknown_memo: dict[frozenset, frozenset] = {}
         # per (source, type): the codes any default-path value set asks for (None: index all)
         self.indexed_codes: dict[tuple[str, str], frozenset | None] = {}
@@ -102,6 +103,20 @@ class RuleSet:
             trace=trace,
             unavailable=frozenset(unavailable),
         )
+
+    def plan(self, hook: str, profile: str, ct_cutoffs: str | None) -> tuple:
+        """The hook's rules in order, each with why it is skipped for this profile and CT cut-off
+        set ("profile", "ct_cutoffs") or None; worked out once per combination."""
+        key = (hook, profile, ct_cutoffs)
+        found = self._plans.get(key)
+        if found is None:
+            found = tuple(
+                (rule, _skip_reason(rule, profile, ct_cutoffs))
+                for rule in self.rules_by_hook.get(hook, ())
+            )
+            if len(self._plans) < 64:
+                self._plans[key] = found
+        return found
 
     def unknown_facts(self, unavailable: frozenset[str]) -> frozenset[str]:
         """Facts that read (directly or through derived inputs) a resource type in `unavailable`."""
@@ -239,6 +254,14 @@ def _relevance_table(rs) -> dict:
         if table.get(rtype) is not True:
             table[rtype] = [(g, frozenset(e), tuple(p)) for g, e, p in by_getter.values()]
     return table
+
+
+def _skip_reason(rule, profile, ct_cutoffs) -> str | None:
+    if rule.profiles is not None and profile not in rule.profiles:
+        return "profile"
+    if rule.ct_cutoffs is not None and ct_cutoffs not in rule.ct_cutoffs:
+        return "ct_cutoffs"
+    return None
 
 
 def _facts_of_rule(rs, rule) -> set[str]:
