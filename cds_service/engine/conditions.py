@@ -85,11 +85,7 @@ class ConditionCompiler:
             name = cond[key]
             if not self._fact(name, path + (key,), src):
                 return _unknown
-            want = key == "exists"
-            text = describe(cond)
-            return lambda run: run.record_fact(
-                text, None if name in run.unknown else run.has(name) is want, name
-            )
+            return _presence(describe(cond), name, key == "exists")
         if "older_than" in cond:
             return self._older(cond["older_than"], path + ("older_than",), src)
         if "implausible" in cond:
@@ -250,11 +246,11 @@ class ConditionCompiler:
         fn, symbol = OPS[op]
         if isinstance(right, (int, float)):
             number = float(right)
-            return lambda run: run.compare(text, name, fn, symbol, number, None)
+            return _comparison(text, name, fn, symbol, number, None)
         if right in self.ctx.params:
             param = self.ctx.params[right]
             k = self._factor(param.unit, fact.unit, path + (op,), src, f"parameter {right!r}")
-            return lambda run: run.compare(text, name, fn, symbol, None, (right, k, "param"))
+            return _comparison(text, name, fn, symbol, None, (right, k, "param"))
         if right in self.ctx.facts:
             other = self.ctx.facts[right]
             if other.type != "quantity":
@@ -263,7 +259,7 @@ class ConditionCompiler:
                 )
                 return _unknown
             k = self._factor(other.unit, fact.unit, path + (op,), src, f"fact {right!r}")
-            return lambda run: run.compare(text, name, fn, symbol, None, (right, k, "fact"))
+            return _comparison(text, name, fn, symbol, None, (right, k, "fact"))
         self.ctx.error(src, path + (op,), REFERENCE_ERROR, f"unknown parameter or fact {right!r}")
         return _unknown
 
@@ -278,6 +274,44 @@ class ConditionCompiler:
                 f"{what} in {from_unit!r} cannot be compared with {to_unit!r}",
             )
             return 1.0
+
+
+def _presence(text, name, want):
+    """`exists`/`missing`: run.has(name) is want, recorded like record_fact, in one call."""
+
+    def presence(run):
+        if name in run.unknown:
+            result = None
+        else:
+            cache = run.cache
+            fv = cache[name] if name in cache else run.fact(name)
+            result = (fv is not None and fv.item is not None) is want
+        if run.evidence is not None:
+            run.evidence.append(name)
+        if run.trace is not None:
+            run.trace.append({"rule": run.rule_id, "condition": text, "result": result})
+        return result
+
+    return presence
+
+
+def _comparison(text, name, fn, symbol, number, ref):
+    """`name <op> right`; the same comparison text is worked out once per request (Run._compare)."""
+
+    def comparison(run):
+        memo = run.compare_memo.get(text)
+        if memo is None:
+            memo = run.compare_memo[text] = run._compare(name, fn, symbol, number, ref)
+        if run.evidence is not None:
+            run.evidence.extend(memo[1])
+        if run.trace is not None:
+            result, _, left, right = memo
+            run.trace.append(
+                {"rule": run.rule_id, "condition": text, "result": result, "left": left, "right": right}
+            )
+        return memo[0]
+
+    return comparison
 
 
 def _unknown(run):

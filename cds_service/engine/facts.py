@@ -27,11 +27,7 @@ DEFAULT_CODE_KEY = {
 NO_TS = float("-inf")
 NO_DATE = (None, NO_TS)
 NO_DAYS = object()
-
-
-NO_TS = float("-inf")
-NO_DATE = (None, NO_TS)
-NO_DAYS = object()
+NOT_YET = object()  # a fact not looked at yet in this run
 
 
 class Item:
@@ -135,14 +131,20 @@ class Run:
             self.by_type[(source, t)] = group
 
     def candidates(self, fact) -> list:
-        pool = self.of_type(fact.source, fact.resource_type)
+        pool = self.by_type.get((fact.source, fact.resource_type))
+        if pool is None:
+            pool = self.of_type(fact.source, fact.resource_type)
+        if not pool:
+            return pool  # (no resource of the type: nothing can match)
         vs = fact.valueset
         if vs is None:
             return pool
         if not fact.default_code_path:
             return [r for r in pool if any(vs.matches(s, c) for s, c in codings(fact.code_get(r)))]
-        index = self._code_index(fact.source, fact.resource_type, fact.code_get)
-        if vs.exact_only:
+        index = self.code_index.get((fact.source, fact.resource_type))
+        if index is None:
+            index = self._code_index(fact.source, fact.resource_type, fact.code_get)
+        if not vs.prefixes and not vs.ranges:  # vs.exact_only
             if len(vs.exact) == 1:
                 for key in vs.exact:
                     return [pool[i] for i in index.get(key, ())]
@@ -217,8 +219,9 @@ class Run:
 
     # ---- facts ---------------------------------------------------------------------------
     def fact(self, name: str) -> FactValue | None:
-        if name in self.cache:
-            return self.cache[name]
+        found = self.cache.get(name, NOT_YET)
+        if found is not NOT_YET:
+            return found
         self.cache[name] = None  # guards against re-entry
         if name in self.unknown:
             return None
@@ -231,6 +234,8 @@ class Run:
         items = self.readers.get(fact.reader_id)
         if items is None:
             items = self.readers[fact.reader_id] = self._items(fact)  # window applied
+        if not items:  # nothing to check or select
+            return None
         items = self._plausible(fact, items)
         if fact.conflict is not None and len(items) > 1:
             items = self._conflicts(fact, items)
@@ -241,7 +246,7 @@ class Run:
         items = []
         append = items.append
         rtype = fact.resource_type
-        joins = [(get, self._targets(other)) for get, other in fact.joins]
+        joins = [(get, self._targets(other)) for get, other in fact.joins] if fact.joins else ()
         fast, slow = fact.where_fast, fact.where_slow
         dates = self.dates.get(fact.date_id)
         if dates is None:
@@ -527,8 +532,9 @@ class Run:
 
     # ---- parameters ----------------------------------------------------------------------
     def param(self, name: str) -> ParamValue | None:
-        if name in self.params:
-            return self.params[name]
+        found = self.params.get(name, NOT_YET)
+        if found is not NOT_YET:
+            return found
         p = self.rs.params[name]
         spec = p.spec_for(self.settings.profile, self.ct_cutoffs)
         result = None
@@ -620,26 +626,6 @@ class Run:
                         self._note(dict(entry, excluded=True))
         if self.trace is not None:
             self.trace.append({"rule": self.rule_id, "condition": text, "result": result})
-        return result
-
-    def compare(self, text, name, fn, symbol, number, ref):
-        """`name <op> right`; the same comparison text is worked out once per request."""
-        memo = self.compare_memo.get(text)
-        if memo is None:
-            memo = self.compare_memo[text] = self._compare(name, fn, symbol, number, ref)
-        result, notes, left, right = memo
-        if self.evidence is not None:
-            self.evidence.extend(notes)
-        if self.trace is not None:
-            self.trace.append(
-                {
-                    "rule": self.rule_id,
-                    "condition": text,
-                    "result": result,
-                    "left": left,
-                    "right": right,
-                }
-            )
         return result
 
     def _compare(self, name, fn, symbol, number, ref):
