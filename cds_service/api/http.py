@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from flask import Response, request
 
 from cds_service.protocol import ProtocolError
@@ -23,6 +24,10 @@ def read_json() -> Any:
         shown = request.content_type or "none"
         raise ProtocolError.single(415, "not-supported", f"Content-Type must be application/json (got '{shown[:60]}')")
     raw = request.get_data(cache=False)
+    try:
+        return orjson.loads(raw)  # strict RFC 8259 and UTF-8, several times faster than json
+    except orjson.JSONDecodeError:
+        pass  # json below says precisely what is wrong (or takes what orjson cannot, like huge integers)
     if not raw.strip():
         raise ProtocolError.single(400, "structure", "the request body is empty; a JSON object is required")
     try:
@@ -38,8 +43,11 @@ def read_json() -> Any:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A compact JSON response."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    """A compact UTF-8 JSON response."""
+    try:
+        text: bytes | str = orjson.dumps(body)
+    except orjson.JSONEncodeError:  # what orjson refuses (an integer beyond 64 bits) json still writes
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return Response(text, status=status, mimetype="application/json", headers=headers)
 
 
