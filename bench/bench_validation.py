@@ -1,5 +1,6 @@
-"""What FHIR validation costs per request: fhir.resources (R4B) per resource, and how many the
-rules make us validate. Run on demand:  python bench/bench_validation.py"""
+"""What FHIR validation costs per request: fhir.resources (R4B) per resource, how many the rules
+make us validate, and what remembering verdicts saves when the same resources come again.
+Run on demand:  python bench/bench_validation.py"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.engine import load_ruleset
-from cds_service.fhir.validate import validate_resources
+from cds_service.fhir.validate import Verdicts, validate_resources
 
 RESOURCES = Path(__file__).resolve().parents[2] / "shared" / "bench" / "patient-30-resources.json"
 
@@ -39,10 +40,14 @@ def main() -> None:
     for kind, times in sorted(by_type.items()):
         print(f"  {kind:<18} {statistics.median(times) * 1e6:7.1f} µs  ({len(times)} resources)")
     relevant = [r for r in resources if ruleset.relevant(r)]
-    everything = per_call(lambda: validate_resources(resources, lambda _r: True), 50)
-    needed = per_call(lambda: validate_resources(resources, ruleset.relevant), 50)
+    forgetful = Verdicts(size=0)
+    everything = per_call(lambda: validate_resources(resources, lambda _r: True, forgetful), 50)
+    needed = per_call(lambda: validate_resources(resources, ruleset.relevant, forgetful), 50)
+    remembered = Verdicts()
+    again = per_call(lambda: validate_resources(resources, ruleset.relevant, remembered), 200)
     print(f"all {len(resources)} resources: {everything * 1e3:.2f} ms per request")
     print(f"only the {len(relevant)} the rules read: {needed * 1e3:.2f} ms per request")
+    print(f"the same {len(relevant)} again (verdicts remembered by content digest): {again * 1e3:.3f} ms per request")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
+
+#: how many resource verdicts one process remembers (a digest and a few short strings each)
+VERDICTS_KEPT = 4096
 
 
 def _problems(error: ValidationError) -> list[str]:
@@ -18,8 +25,57 @@ def _problems(error: ValidationError) -> list[str]:
     return lines
 
 
+class Verdicts:
+    """The problems found in resources seen before, by a digest of their canonical JSON.
+
+    The EHR sends the same resources again and again (each chart opening fires patient-view,
+    each change to an order order-select), and checking one against its model costs 50–500 µs.
+    Only a digest is kept, never the resource, and the problem lines never echo values."""
+
+    def __init__(self, size: int = VERDICTS_KEPT) -> None:
+        self._size = size
+        self._known: OrderedDict[bytes, list[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def problems(self, resource: dict[str, Any], check: Callable[[], list[str]]) -> list[str]:
+        """check()'s answer for this resource, from memory when the same content was checked before."""
+        try:
+            digest = hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=20).digest()
+        except (orjson.JSONEncodeError, TypeError):
+            return check()  # not JSON orjson can write (an integer beyond 64 bits): check every time
+        with self._lock:
+            known = self._known.get(digest)
+            if known is not None:
+                self._known.move_to_end(digest)
+                return known
+        found = check()
+        with self._lock:
+            self._known[digest] = found
+            if len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return found
+
+
+VERDICTS = Verdicts()
+
+
+def model_problems(kind: str, resource: dict[str, Any]) -> list[str]:
+    """What is wrong with resource as a FHIR R4 `kind` (empty when it is valid)."""
+    try:
+        model = get_fhir_model_class(kind)
+    except (KeyError, ValueError):
+        return [f"unknown resourceType '{kind}'"]
+    try:
+        model.model_validate(resource)
+    except ValidationError as error:
+        return _problems(error)
+    except (TypeError, ValueError) as error:
+        return [type(error).__name__]
+    return []
+
+
 def validate_resources(
-    resources: list[dict[str, Any]], relevant: Callable[[dict[str, Any]], bool]
+    resources: list[dict[str, Any]], relevant: Callable[[dict[str, Any]], bool], verdicts: Verdicts | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(valid resources the rules read, invalid ones as {reference, problems}); others are dropped unread."""
     valid: list[dict[str, Any]] = []
@@ -37,18 +93,9 @@ def validate_resources(
             wanted = True  # malformed where the rules look: the model check below says what is wrong
         if not wanted:
             continue
-        try:
-            model = get_fhir_model_class(str(kind))
-        except (KeyError, ValueError):
-            invalid.append({"reference": reference, "problems": [f"unknown resourceType '{kind}'"]})
-            continue
-        try:
-            model.model_validate(resource)
-        except ValidationError as error:
-            invalid.append({"reference": reference, "problems": _problems(error)})
-            continue
-        except (TypeError, ValueError) as error:
-            invalid.append({"reference": reference, "problems": [type(error).__name__]})
-            continue
-        valid.append(resource)
+        problems = (verdicts or VERDICTS).problems(resource, lambda: model_problems(kind, resource))
+        if problems:
+            invalid.append({"reference": reference, "problems": list(problems)})
+        else:
+            valid.append(resource)
     return valid, invalid
