@@ -202,19 +202,10 @@ class Store:
         self, connection: Connection, table: sa.Table, row: Mapping[str, Any]
     ) -> bool:
         """Insert ``row`` unless it collides with a unique key; True when a row was written."""
-        dialect = connection.dialect.name
-        key = next(iter(table.primary_key.columns))
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            statement = pg_insert(table).values(**row).on_conflict_do_nothing()
-            # rowcount is not reliable here (psycopg reports -1); RETURNING is
-            return connection.execute(statement.returning(key)).first() is not None
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            lite = sqlite_insert(table).values(**row).on_conflict_do_nothing()
-            return connection.execute(lite.returning(key)).first() is not None
+        # rowcount is not reliable here (psycopg reports -1); RETURNING is
+        statement = _upsert_nothing(connection.dialect.name, table, returning_key=True)
+        if statement is not None:
+            return connection.execute(statement, row).first() is not None
         try:  # any other database: a savepoint per row, the unique key decides
             with connection.begin_nested():
                 connection.execute(table.insert().values(**row))
@@ -301,7 +292,7 @@ class Store:
             self._insert_many_ignoring_duplicates(connection, card_sent, card_rows)
             self._insert_many_ignoring_duplicates(connection, card_suggestion, suggestion_rows)
             # no check first: finding no unlinked feedback costs the same index probe as this
-            connection.execute(_LINK_EARLY_FEEDBACK, {"cards": [row["uuid"] for row in card_rows]})
+            connection.execute(_LINK_EARLY_FEEDBACK, [{"card": row["uuid"]} for row in card_rows])
 
         self._in_write_transaction(write)
         log.info(
@@ -473,15 +464,19 @@ class Store:
 
 
 @functools.cache
-def _upsert_nothing(dialect: str, table: sa.Table) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING for this dialect, or None where there is none."""
+def _upsert_nothing(dialect: str, table: sa.Table, *, returning_key: bool = False) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING for this dialect (RETURNING the key of a row written
+    when asked), or None where there is none."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         return None
-    return insert(table).on_conflict_do_nothing()
+    statement = insert(table).on_conflict_do_nothing()
+    if returning_key:
+        return statement.returning(next(iter(table.primary_key.columns)))
+    return statement
 
 
 _CARD_PATIENTS = sa.select(card_sent.c.uuid, card_sent.c.patient_pseudonym).where(
@@ -492,7 +487,7 @@ _CARD_PATIENTS = sa.select(card_sent.c.uuid, card_sent.c.patient_pseudonym).wher
 #: (a uuid recorded before keeps its first patient)
 _LINK_EARLY_FEEDBACK = (
     feedback.update()
-    .where(feedback.c.card_uuid.in_(sa.bindparam("cards", expanding=True)))
+    .where(feedback.c.card_uuid == sa.bindparam("card"))
     .where(feedback.c.card_sent_uuid.is_(None))
     .values(
         card_sent_uuid=feedback.c.card_uuid,

@@ -80,3 +80,11 @@ def test_overrides_and_acceptances_of_several_cards_in_one_read(store):
     s = suppressed(store, "Patient/a")
     assert s.findings == frozenset({"low-smi", "low-grip-strength"})
     assert s.suggestions == frozenset({"physio-referral"})
+
+
+def test_early_feedback_on_several_cards_of_one_response_all_linked(store):
+    a, b, c = card("low-smi"), card("low-grip-strength"), card("low-gait-speed")
+    store.record_feedback("svc", [overridden(a["uuid"]), overridden(c["uuid"])], T0)
+    record(store, "Patient/a", a, b, c)
+    assert suppressed(store, "Patient/a").findings == frozenset({"low-smi", "low-gait-speed"})
+    assert store.stats()["feedback_unknown_card"] == 0
