@@ -60,8 +60,10 @@ class FactValue:
         return self.item.value if self.item else None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class ParamValue:
+    """A parameter's value for one request (shared between requests when it is fixed)."""
+
     value: float
     unit: str
     source: str | None
@@ -535,12 +537,19 @@ class Run:
         found = self.params.get(name, NOT_YET)
         if found is not NOT_YET:
             return found
+        key = (name, self.settings.profile, self.ct_cutoffs)
+        shared = self.rs.fixed_params.get(key)
+        if shared is not None:
+            self.params[name] = shared
+            return shared
         p = self.rs.params[name]
         spec = p.spec_for(self.settings.profile, self.ct_cutoffs)
         result = None
         if spec is not None:
-            if "value" in spec:
+            if "value" in spec:  # the same for every request with these settings
                 result = ParamValue(float(spec["value"]), p.unit, spec.get("source"))
+                if len(self.rs.fixed_params) < 4096:
+                    self.rs.fixed_params[key] = result
             else:
                 sex = self.value("sex") if "sex" in self.rs.facts else None
                 chosen = spec.get(sex) if sex in ("male", "female") else None

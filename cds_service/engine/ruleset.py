@@ -60,6 +60,8 @@ class RuleSet:
             )
             rule.finding_refs = frozenset(_finding_refs(rule.when_raw, c.conditions_raw))
         self._plans: dict[tuple, tuple] = {}
+        # (parameter, profile, CT set) -> ParamValue, for parameters that need no patient data
+        self.fixed_params: dict[tuple, object] = {}
         self._unknown_memo: dict[frozenset, frozenset] = {}
         # per (source, type): the codes any default-path value set asks for (None: index all)
         self.indexed_codes: dict[tuple[str, str], frozenset | None] = {}
