@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import requests
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
@@ -76,11 +77,36 @@ def public_signing_keys(jwk_set: Any) -> dict[str, list[dict[str, Any]]]:
     return keys
 
 
+#: how many parsed keys one process keeps (an issuer has a handful; rotation adds a few)
+PARSED_KEYS_KEPT = 256
+_parsed: dict[tuple[bytes, str], PyJWK | None] = {}
+_parsed_lock = threading.Lock()
+
+
 def key_for(jwk: dict[str, Any], alg: str) -> PyJWK | None:
-    """A PyJWK bound to ``alg`` when the JWK's type, curve and own ``alg`` fit it, else None."""
+    """A PyJWK bound to ``alg`` when the JWK's type, curve and own ``alg`` fit it, else None.
+
+    Parsing a JWK into a key object costs more than a signature check with RSA, and every call
+    presents one of the same few keys, so parsed keys are kept, by the JWK's exact content."""
     kty, crv = ALGORITHM_KEYS[alg]
     if jwk.get("kty") != kty or (crv and jwk.get("crv") != crv) or jwk.get("alg", alg) != alg:
         return None
+    try:
+        cache_key = (orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS), alg)
+    except (orjson.JSONEncodeError, TypeError):
+        return _parse_key(jwk, alg)
+    with _parsed_lock:
+        if cache_key in _parsed:
+            return _parsed[cache_key]
+    key = _parse_key(jwk, alg)
+    with _parsed_lock:
+        if len(_parsed) >= PARSED_KEYS_KEPT:
+            _parsed.clear()
+        _parsed[cache_key] = key
+    return key
+
+
+def _parse_key(jwk: dict[str, Any], alg: str) -> PyJWK | None:
     try:
         return PyJWK(jwk, algorithm=alg)
     except (PyJWTError, ValueError, TypeError):

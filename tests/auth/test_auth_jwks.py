@@ -140,3 +140,16 @@ def test_fetch_json_does_not_follow_redirects():
     with pytest.raises(ValueError, match="HTTP 302"):
         fetch_json(f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json", 2.0)
     httpd.server_close()
+
+
+def test_a_parsed_key_is_reused_for_the_same_jwk_and_not_for_a_rotated_one():
+    from cds_service.auth.jwks import key_for
+    from tests.support import tokens
+
+    es, rs = tokens.jwks()["keys"]
+    first = key_for(dict(es), "ES384")
+    assert first is not None and key_for(dict(reversed(list(es.items()))), "ES384") is first
+    rotated = {**es, "x": rs["n"][:64]}  # another point: not a valid P-384 key
+    assert key_for(rotated, "ES384") is None
+    assert key_for(rs, "RS384") is not None and key_for(rs, "RS384") is not first
+    assert key_for(es, "RS384") is None  # the wrong key type for the algorithm, cached or not
