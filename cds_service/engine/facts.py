@@ -235,7 +235,11 @@ class Run:
     def _read(self, fact) -> FactValue | None:
         items = self.readers.get(fact.reader_id)
         if items is None:
-            items = self.readers[fact.reader_id] = self._items(fact)  # window applied
+            found = self.candidates(fact)  # (reads no fact or parameter: safe to do first)
+            if not found and not fact.joins and self._window_known(fact):
+                items = self.readers[fact.reader_id] = []  # what _items would find, sooner
+            else:
+                items = self.readers[fact.reader_id] = self._items(fact, found)  # window applied
         if not items:  # nothing to check or select
             return None
         items = self._plausible(fact, items)
@@ -243,8 +247,13 @@ class Run:
             items = self._conflicts(fact, items)
         return self._select(fact, items)
 
-    def _items(self, fact) -> list[Item]:
-        """Every value the fact's resources hold, before window, plausibility and selection."""
+    def _window_known(self, fact) -> bool:
+        """The fact's window needs no parameter not yet worked out (so skipping it changes nothing)."""
+        within = fact.within
+        return within is None or within.__class__ is not str or within in self.day_params
+
+    def _items(self, fact, candidates) -> list[Item]:
+        """Every value the `candidates` hold, before window, plausibility and selection."""
         items = []
         append = items.append
         rtype = fact.resource_type
@@ -266,7 +275,7 @@ class Run:
             if within is not None:  # (a window parameter without a value: no window)
                 high = self.now_ts
                 low = high - within * DAY
-        for resource in self.candidates(fact):
+        for resource in candidates:
             if only is not None:
                 if not only(resource):
                     continue
