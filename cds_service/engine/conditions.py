@@ -307,7 +307,13 @@ def _comparison(text, name, fn, symbol, number, ref):
         if run.trace is not None:
             result, _, left, right = memo
             run.trace.append(
-                {"rule": run.rule_id, "condition": text, "result": result, "left": left, "right": right}
+                {
+                    "rule": run.rule_id,
+                    "condition": text,
+                    "result": result,
+                    "left": left,
+                    "right": right,
+                }
             )
         return memo[0]
 

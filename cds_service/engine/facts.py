@@ -248,7 +248,7 @@ class Run:
         return self._select(fact, items)
 
     def _window_known(self, fact) -> bool:
-        """The fact's window needs no parameter not yet worked out (so skipping it changes nothing)."""
+        """The fact's window needs no parameter not yet worked out (skipping it changes nothing)."""
         within = fact.within
         return within is None or within.__class__ is not str or within in self.day_params
 
