@@ -656,17 +656,7 @@ class Run:
                 right = None if p is None else p.value * k
                 notes.extend(self.rs.params[other].band_facts)
                 if p is not None:
-                    threshold = {
-                        "parameter": other,
-                        "comparison": f"{symbol} {_num(p.value)}",
-                        "value": p.value,
-                        "unit": p.unit,
-                    }
-                    if p.source:
-                        threshold["source"] = p.source
-                        citation = self.rs.citation(p.source)
-                        if citation:
-                            threshold["citation"] = citation
+                    threshold = dict(self._threshold_head(other, symbol, p))
             else:
                 right = self.value(other)
                 right = None if right is None else right * k
@@ -679,6 +669,27 @@ class Run:
                 threshold["result"] = result
             notes.append(threshold)
         return result, tuple(notes), left, right
+
+    def _threshold_head(self, other, symbol, p) -> dict:
+        """The evidence entry of a threshold before its fact and result (kept per rule set)."""
+        heads = self.rs.threshold_heads
+        key = (other, symbol, p)
+        head = heads.get(key)
+        if head is None:
+            head = {
+                "parameter": other,
+                "comparison": f"{symbol} {_num(p.value)}",
+                "value": p.value,
+                "unit": p.unit,
+            }
+            if p.source:
+                head["source"] = p.source
+                citation = self.rs.citation(p.source)
+                if citation:
+                    head["citation"] = citation
+            if len(heads) < 4096 and p.value != 0:  # (0.0 and -0.0 are equal keys, not texts)
+                heads[key] = head
+        return head
 
     def _note_fact(self, name):
         """Remember that the current rule used `name`; entries are built only if the rule fires."""

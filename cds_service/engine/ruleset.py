@@ -62,6 +62,8 @@ class RuleSet:
         self._plans: dict[tuple, tuple] = {}
         # (parameter, profile, CT set) -> ParamValue, for parameters that need no patient data
         self.fixed_params: dict[tuple, object] = {}
+        # (parameter, comparison symbol, ParamValue) -> threshold evidence entry, copied per use
+        self.threshold_heads: dict[tuple, dict] = {}
         self._unknown_memo: dict[frozenset, frozenset] = {}
         # per (source, type): the codes any default-path value set asks for (None: index all)
         self.indexed_codes: dict[tuple[str, str], frozenset | None] = {}
