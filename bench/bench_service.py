@@ -1,12 +1,15 @@
 """Load benchmark: the service under gunicorn vs a bare Flask echo app, same body, same client.
 
-Run on demand (not a test):  python bench/bench_service.py [--seconds 15] [--workers 2]
+Run on demand (not a test):  python bench/bench_service.py [--seconds 15] [--workers 2] [--threads 2]
 
-The service gets a patient-view call whose prefetch holds the 30 resources of
-shared/bench/patient-30-resources.json, keyed as discovery asks, each request with its own
-ES384 JWT (authentication on, as in production). The echo app gets the same body. Both run
-under gunicorn (gthread) on 127.0.0.1; the client keeps one connection per thread and reports
-p50 / p99 latency and requests/s at concurrency 1 and 8, and the service / echo ratio."""
+The service runs as in production (`sarcopenia-cds serve`: gunicorn gthread workers, SQLite,
+Redis for the JWT replay cache, JSON logs at INFO, multiprocess metrics) and gets a
+patient-view call whose prefetch holds the 30 resources of shared/bench/patient-30-resources.json,
+keyed as discovery asks, each request with its own JWT (authentication on), signed RS384 (Epic's
+default) and, in a second run, ES384. The echo app gets the same body under gunicorn with the
+same workers and threads. The client (wrk, or a Python fallback) keeps one connection per
+concurrent caller and reports p50 / p99 latency and requests/s at concurrency 1 and 8, and the
+service / echo ratios."""
 
 from __future__ import annotations
 
@@ -41,6 +44,13 @@ def gunicorn(app: str, port: int, workers: int, threads: int, env: dict[str, str
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
+def serve(port: int, workers: int, threads: int, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """The service exactly as the README and the Dockerfile start it."""
+    command = [sys.executable, "-m", "cds_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers), "--threads", str(threads)]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def wait_ready(port: int, path: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -64,15 +74,16 @@ def body_for(templates: dict[str, str]) -> dict:
 class TokenPool:
     """JWTs signed ahead of time, so the client's signing does not load the machine during a run."""
 
-    def __init__(self, audience: str, count: int) -> None:
-        self.audience = audience
-        self.tokens = [tokens.token(audience, lifetime=600) for _ in range(count)]
+    def __init__(self, audience: str, count: int, alg: str) -> None:
+        self.audience, self.alg = audience, alg
+        self.tokens = [tokens.token(audience, alg=alg, lifetime=600) for _ in range(count)]
         self.lock = threading.Lock()
 
     def headers(self) -> dict[str, str]:
         with self.lock:
             token = self.tokens.pop() if self.tokens else None
-        return {"Content-Type": "application/json", "Authorization": f"Bearer {token or tokens.token(self.audience)}"}
+        token = token or tokens.token(self.audience, alg=self.alg)
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
 
 def load(port: int, body: bytes, headers_for, concurrency: int, seconds: float) -> dict:
@@ -129,10 +140,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--algs", default="RS384,ES384", help="JWT algorithms to run the service with (comma-separated)")
     parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
                         help="load generator (default: wrk when installed: apt-get install wrk)")
     args = parser.parse_args()
+    algs = [a.strip() for a in args.algs.split(",") if a.strip()]
 
     work = Path(tempfile.mkdtemp(prefix="cds-bench-"))
     service_port, echo_port = free_port(), free_port()
@@ -140,15 +153,12 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOPENIA_CDS_")}
     env.update({"SARCOPENIA_CDS_DATABASE__URL": f"sqlite:///{work / 'bench.db'}",
                 "SARCOPENIA_CDS_BASE_URL": base, "SARCOPENIA_CDS_RULES__WATCH": "false",
-                "SARCOPENIA_CDS_LOGGING__LEVEL": "WARNING",
                 "SARCOPENIA_CDS_AUTH__ISSUERS": json.dumps([tokens.issuer_config()]),
                 "SARCOPENIA_CDS_AUTH__REPLAY_KEY_PREFIX": f"bench:{uuid.uuid4().hex}:",
                 "PYTHONPATH": str(ROOT)})
     if args.workers > 1:
         env["SARCOPENIA_CDS_REDIS__URL"] = "redis://127.0.0.1:6379/0"
-    subprocess.run([sys.executable, "-m", "cds_service.cli", "migrate"], env=env, cwd=work, check=True,
-                   stdout=subprocess.DEVNULL)
-    service = gunicorn("cds_service.wsgi:app", service_port, args.workers, args.threads, env, work)
+    service = serve(service_port, args.workers, args.threads, env, work)
     echo = gunicorn("echo_app:app", echo_port, args.workers, args.threads, {**env, "PYTHONPATH": str(ROOT / "bench")}, work)
     try:
         wait_ready(service_port, "/healthz")
@@ -159,39 +169,40 @@ def main() -> int:
                          if s["hook"] == "patient-view")["prefetch"]
         body = json.dumps(body_for(templates)).encode()
         audience = base + PATH
-        pool = TokenPool(audience, int(args.seconds * 1500) + 3000)
-        signed = pool.headers
         plain = lambda: {"Content-Type": "application/json"}
-        # warm-up
-        load(service_port, body, signed, 2, 2.0)
+        # warm-up: every worker thread, both algorithms
+        for alg in algs:
+            load(service_port, body, TokenPool(audience, 3000, alg).headers, 2, 2.0)
         load(echo_port, body, plain, 2, 2.0)
         body_file = work / "body.json"
         body_file.write_bytes(body)
 
-        def run(name: str, port: int, headers, concurrency: int) -> dict:
+        def run(port: int, alg: str | None, concurrency: int) -> dict:
             if args.client == "python":
+                headers = TokenPool(audience, int(args.seconds * 1500) + 3000, alg).headers if alg else plain
                 return load(port, body, headers, concurrency, args.seconds)
             tokens_file = None
-            if name == "service":
-                tokens_file = work / f"tokens-{concurrency}.txt"
-                tokens_file.write_text("\n".join(tokens.token(audience, lifetime=900)
-                                                 for _ in range(int(args.seconds * 1200) + 2000)))
+            if alg:
+                tokens_file = work / f"tokens-{alg}-{concurrency}.txt"
+                tokens_file.write_text("\n".join(tokens.token(audience, alg=alg, lifetime=900)
+                                                 for _ in range(int(args.seconds * 1500) + 2000)))
             return load_wrk(port, body_file, tokens_file, concurrency, args.seconds)
 
         print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run, "
               f"client {args.client}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
-        print(f"{'run':<22}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+        print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
         results = {}
         for concurrency in (1, 8):
-            for name, port, headers in (("service", service_port, signed), ("echo", echo_port, plain)):
-                result = run(name, port, headers, concurrency)
+            for name, port, alg in [*((f"service {a}", service_port, a) for a in algs), ("echo", echo_port, None)]:
+                result = run(port, alg, concurrency)
                 results[(name, concurrency)] = result
-                print(f"{name + ' c=' + str(concurrency):<22}{result['requests']:>9}{result['errors']:>8}"
+                print(f"{name + ' c=' + str(concurrency):<24}{result['requests']:>9}{result['errors']:>8}"
                       f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}")
-        for concurrency in (1, 8):
-            s, e = results[("service", concurrency)], results[("echo", concurrency)]
-            print(f"c={concurrency}: service/echo  p50 {s['p50_ms'] / e['p50_ms']:.2f}x  p99 {s['p99_ms'] / e['p99_ms']:.2f}x  "
-                  f"throughput {e['rps'] / s['rps']:.2f}x")
+        for alg in algs:
+            for concurrency in (1, 8):
+                s, e = results[(f"service {alg}", concurrency)], results[("echo", concurrency)]
+                print(f"{alg} c={concurrency}: service/echo  p50 {s['p50_ms'] / e['p50_ms']:.2f}x  "
+                      f"p99 {s['p99_ms'] / e['p99_ms']:.2f}x  throughput {e['rps'] / s['rps']:.2f}x")
         return 0
     finally:
         for process in (service, echo):
