@@ -11,6 +11,17 @@ from typing import Any
 from cds_service.config import ConfigError, load_config
 
 
+def freeze_startup_objects(_worker: Any = None) -> None:
+    """Move every object alive now (rule packs, models, the app) out of the garbage collector's
+    reach. A full collection would otherwise walk them all (about 200 ms here, a latency spike
+    whenever it runs) though they live as long as the process; and memory pages shared with the
+    master stay shared instead of being copied when the collector touches them."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str, Any] | None = None) -> int:
     """Run the app under gunicorn (gthread workers), migrating the database once first."""
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -35,6 +46,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     # Loaded once in the master and inherited by every worker it forks: a worker that starts
     # later (a crash, a signal during boot) starts from the last good set, never from broken files.
     rules = RuleSetHolder(config["rules"]["paths"] or None)
+    freeze_startup_objects()
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -45,6 +57,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)
+            self.cfg.set("post_worker_init", freeze_startup_objects)
 
         def load(self):
             app = create_app(merged, rules=rules)

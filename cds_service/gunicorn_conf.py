@@ -16,6 +16,13 @@ accesslog = None
 errorlog = "-"
 
 
+def post_worker_init(worker):
+    """Keep the startup objects out of the garbage collector's reach (see cli.freeze_startup_objects)."""
+    from cds_service.cli import freeze_startup_objects
+
+    freeze_startup_objects(worker)
+
+
 def on_starting(server):
     """Bring the database schema to head once, before any worker starts."""
     from cds_service.store import Store
