@@ -23,6 +23,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cds_service.store import migrator, pseudonym
+from cds_service.store.compiled import (
+    Compiled,
+    Driver,
+    compile_for,
+    execute_many,
+    fetch_all,
+    on_driver,
+)
 from cds_service.store.engine import create_engine
 from cds_service.store.models import card_sent, card_suggestion, feedback, service_secret
 from cds_service.store.types import FeedbackResult, Suppression
@@ -100,6 +108,7 @@ class Store:
         database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
         self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None
         self._lock_file: Any = None
+        self._compiled: dict[Any, Compiled] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -156,12 +165,15 @@ class Store:
         finally:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
-    def _in_write_transaction(self, work: Callable[[Connection], T]) -> T:
+    def _in_write_transaction(self, work: Callable[[Any], T], *, on_driver: bool = False) -> T:
         """Run ``work`` in a write transaction; run it again if PostgreSQL chose it as a
         deadlock victim or its connection was dropped. Every write here is idempotent, so a
-        repeat cannot duplicate anything; after the last attempt the error goes to the caller."""
+        repeat cannot duplicate anything; after the last attempt the error goes to the caller.
+        ``on_driver``: ``work`` takes a ``Driver`` (see ``_write_on_driver``)."""
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
+                if on_driver:
+                    return self._write_once_on_driver(work)
                 with self._write() as connection:
                     return work(connection)
             except DBAPIError as exc:
@@ -179,6 +191,37 @@ class Store:
                     raise
                 log.warning("store write retried after %s (attempt %d)", reason, attempt)
         raise AssertionError("unreachable")
+
+    def _write_on_driver(self, work: Callable[[Driver], T]) -> T:
+        """``work(driver)`` in a write transaction on the driver's cursor, retried like
+        ``_in_write_transaction``: the same locks, ``BEGIN IMMEDIATE`` on SQLite, commit
+        before return; for the per-call writes, without SQLAlchemy's per-execute cost."""
+        return self._in_write_transaction(work, on_driver=True)
+
+    def _write_once_on_driver(self, work: Callable[[Driver], T]) -> T:
+        """One attempt of ``_write_on_driver``."""
+        sqlite = self._sqlite_writer is not None
+        with self._sqlite_writer if sqlite else nullcontext():  # type: ignore[attr-defined]
+            with self._sqlite_file_lock(), self.engine.connect() as connection:
+                return on_driver(
+                    connection, lambda driver: _driver_transaction(driver, work, sqlite=sqlite)
+                )
+
+    def _read_on_driver(self, work: Callable[[Driver], T]) -> T:
+        """``work(driver)`` on a pooled connection without BEGIN: one SELECT is consistent by
+        itself (SQLite: its own read transaction; PostgreSQL: one snapshot per statement)."""
+        if self._sqlite_writer is not None:  # autocommit at the driver: nothing to end
+            with self.engine.connect() as connection:
+                return on_driver(connection, work)
+        with self.engine.connect() as connection:
+            return on_driver(connection, lambda driver: _driver_read(driver, work))
+
+    def _statement(self, statement: Any) -> Compiled:
+        """``statement`` compiled for this engine, once."""
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = self._compiled[statement] = compile_for(statement, self.engine.dialect)
+        return compiled
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -288,13 +331,29 @@ class Store:
             for suggestion_uuid, key in sorted((card.get("suggestions") or {}).items())
         ]
 
-        def write(connection: Connection) -> None:
-            self._insert_many_ignoring_duplicates(connection, card_sent, card_rows)
-            self._insert_many_ignoring_duplicates(connection, card_suggestion, suggestion_rows)
-            # no check first: finding no unlinked feedback costs the same index probe as this
-            connection.execute(_LINK_EARLY_FEEDBACK, [{"card": row["uuid"]} for row in card_rows])
+        dialect = self.engine.dialect.name
+        upsert_cards = _upsert_nothing(dialect, card_sent)
+        upsert_suggestions = _upsert_nothing(dialect, card_suggestion)
+        if upsert_cards is None or upsert_suggestions is None:  # no ON CONFLICT: row by row
 
-        self._in_write_transaction(write)
+            def write_rows(connection: Connection) -> None:
+                self._insert_many_ignoring_duplicates(connection, card_sent, card_rows)
+                self._insert_many_ignoring_duplicates(connection, card_suggestion, suggestion_rows)
+                connection.execute(_LINK_EARLY_FEEDBACK, [{"card": r["uuid"]} for r in card_rows])
+
+            self._in_write_transaction(write_rows)
+        else:
+            insert_cards = self._statement(upsert_cards)
+            insert_suggestions = self._statement(upsert_suggestions)
+            link = self._statement(_LINK_EARLY_FEEDBACK)
+
+            def write(driver: Driver) -> None:
+                execute_many(driver, insert_cards, card_rows)
+                execute_many(driver, insert_suggestions, suggestion_rows)
+                # no check first: finding no unlinked feedback costs the same index probe
+                execute_many(driver, link, [{"card": row["uuid"]} for row in card_rows])
+
+            self._write_on_driver(write)
         log.info(
             "cards recorded",
             extra={"hookInstance": hook_instance, "service": service_id, "cards": len(cards)},
@@ -403,27 +462,25 @@ class Store:
         longest = max([default_override_days, *override_days.values()])
         findings: set[str] = set()
         suggestions: set[str] = set()
-        with self._read() as connection:
-            rows = connection.execute(
-                _PATIENT_FEEDBACK,
-                {
-                    "patient": patient,
-                    "override_since": now - timedelta(days=longest),
-                    "accepted_since": now - timedelta(days=accepted_referral_days),
-                },
-            )
-            for outcome, at, code, primary, listed, accepted, suggestion, key in rows:
-                if outcome == "overridden":
-                    days = (
-                        override_days.get(code, default_override_days)
-                        if code
-                        else default_override_days
-                    )
-                    if now < at + timedelta(days=days):
-                        findings.add(primary)
-                        findings.update(listed or [])
-                elif suggestion in (accepted or ()):
-                    suggestions.add(key)
+        statement = self._statement(_PATIENT_FEEDBACK)
+        values = {
+            "patient": patient,
+            "override_since": now - timedelta(days=longest),
+            "accepted_since": now - timedelta(days=accepted_referral_days),
+        }
+        rows = self._read_on_driver(lambda driver: fetch_all(driver, statement, values))
+        for outcome, at, code, primary, listed, accepted, suggestion, key in rows:
+            if outcome == "overridden":
+                days = (
+                    override_days.get(code, default_override_days)
+                    if code
+                    else default_override_days
+                )
+                if now < at + timedelta(days=days):
+                    findings.add(primary)
+                    findings.update(listed or [])
+            elif suggestion in (accepted or ()):
+                suggestions.add(key)
         return make_suppression(findings, suggestions)
 
     # -- metrics ---------------------------------------------------------------------------
@@ -458,6 +515,29 @@ class Store:
             },
             "feedback_unknown_card": unlinked,
         }
+
+
+def _driver_transaction(driver: Driver, work: Callable[[Driver], T], *, sqlite: bool) -> T:
+    """``work(driver)`` between BEGIN (IMMEDIATE on SQLite, implicit on PostgreSQL) and COMMIT;
+    rolled back when it fails."""
+    if sqlite:  # pysqlite is in autocommit mode here (see engine.py): BEGIN is ours
+        driver.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(driver)
+        driver.commit()
+    except BaseException:
+        driver.rollback_quietly()
+        raise
+    return result
+
+
+def _driver_read(driver: Driver, work: Callable[[Driver], T]) -> T:
+    """``work(driver)``, then end the transaction psycopg opened implicitly. With COMMIT:
+    psycopg's ROLLBACK also forgets the statements it prepared on the server, and re-planning
+    the read on every call cost more than the read."""
+    result = work(driver)
+    driver.commit()
+    return result
 
 
 # -- statements built once (building them per call cost about a millisecond per request) ------
