@@ -523,7 +523,11 @@ def _driver_transaction(driver: Driver, work: Callable[[Driver], T], *, sqlite: 
     if sqlite:  # pysqlite is in autocommit mode here (see engine.py): BEGIN is ours
         driver.execute("BEGIN IMMEDIATE")
     try:
-        result = work(driver)
+        if sqlite:
+            result = work(driver)
+        else:  # psycopg: the statements go out together and wait for one reply
+            with driver.cursor.connection.pipeline():
+                result = work(driver)
         driver.commit()
     except BaseException:
         driver.rollback_quietly()
