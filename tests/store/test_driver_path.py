@@ -108,3 +108,20 @@ def test_naive_sent_at_is_still_refused(store):
     with pytest.raises(ValueError):
         record(store, "p1", card(), sent_at=datetime(2026, 1, 1))  # noqa: DTZ001
     assert count(store, "card_sent") == 0
+
+
+def test_write_on_a_connection_the_server_dropped_is_retried(make_store, backend, caplog):
+    if backend != "postgres":
+        pytest.skip("a SQLite file has no server to drop the connection")
+    # one pooled connection and no ping: the next write is sure to meet the dropped one
+    store = make_store(engine_options={"pool_pre_ping": False, "pool_size": 1, "max_overflow": 0})
+    record(store, "p1", card())
+    with store.engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    killer = sa.create_engine(store.engine.url, poolclass=sa.pool.NullPool)
+    with killer.begin() as connection:
+        connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    killer.dispose()
+    record(store, "p1", card())
+    assert count(store, "card_sent") == 2
+    assert "retried after lost connection" in caplog.text
