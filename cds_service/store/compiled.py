@@ -10,11 +10,10 @@ Everything else keeps using SQLAlchemy as usual.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-
-import operator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
