@@ -136,18 +136,24 @@ class Store:
     # -- transactions ----------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction: on SQLite it takes the write lock up front (BEGIN IMMEDIATE).
+    def _writer_turn(self) -> Iterator[None]:
+        """This writer's turn: on SQLite one writer at a time, whichever path it writes by.
 
-        SQLite has one writer at a time; the threads of one process queue on a Python lock
-        first, so they wait for each other without SQLite's sleeping busy handler (whose
+        The threads of one process queue on a Python lock first, then processes on the file
+        lock, so they wait for each other without SQLite's sleeping busy handler (whose
         back-off of up to 100 ms made the latency tail)."""
         with self._sqlite_writer if self._sqlite_writer is not None else nullcontext():
             with self._sqlite_file_lock():
-                with self.engine.connect() as connection:
-                    connection.execution_options(sqlite_begin="IMMEDIATE")
-                    with connection.begin():
-                        yield connection
+                yield
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction in this writer's turn; on SQLite it takes the write lock up
+        front (BEGIN IMMEDIATE)."""
+        with self._writer_turn(), self.engine.connect() as connection:
+            connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                yield connection
 
     @contextmanager
     def _sqlite_file_lock(self) -> Iterator[None]:
@@ -165,20 +171,25 @@ class Store:
         finally:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
-    def _in_write_transaction(self, work: Callable[[Any], T], *, on_driver: bool = False) -> T:
-        """Run ``work`` in a write transaction; run it again if PostgreSQL chose it as a
-        deadlock victim or its connection was dropped. Every write here is idempotent, so a
-        repeat cannot duplicate anything; after the last attempt the error goes to the caller.
-        ``on_driver``: ``work`` takes a ``Driver`` (see ``_write_on_driver``)."""
-        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+    def _in_write_transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a write transaction, retried as ``_retried`` says."""
+
+        def once() -> T:
+            with self._write() as connection:
+                return work(connection)
+
+        return self._retried(once)
+
+    def _retried(self, attempt: Callable[[], T]) -> T:
+        """Run one write ``attempt``; run it again if PostgreSQL chose it as a deadlock victim
+        or its connection was dropped. Every write here is idempotent, so a repeat cannot
+        duplicate anything; after the last attempt the error goes to the caller."""
+        for number in range(1, _WRITE_ATTEMPTS + 1):
             try:
-                if on_driver:
-                    return self._write_once_on_driver(work)
-                with self._write() as connection:
-                    return work(connection)
+                return attempt()
             except DBAPIError as exc:
                 sqlstate = getattr(exc.orig, "sqlstate", None)
-                if attempt == _WRITE_ATTEMPTS:
+                if number == _WRITE_ATTEMPTS:
                     raise
                 if sqlstate in _RETRY_SQLSTATES:
                     reason = sqlstate
@@ -189,32 +200,31 @@ class Store:
                     time.sleep(_RECONNECT_PAUSE_SECONDS)
                 else:
                     raise
-                log.warning("store write retried after %s (attempt %d)", reason, attempt)
+                log.warning("store write retried after %s (attempt %d)", reason, number)
         raise AssertionError("unreachable")
 
     def _write_on_driver(self, work: Callable[[Driver], T]) -> T:
-        """``work(driver)`` in a write transaction on the driver's cursor, retried like
-        ``_in_write_transaction``: the same locks, ``BEGIN IMMEDIATE`` on SQLite, commit
-        before return; for the per-call writes, without SQLAlchemy's per-execute cost."""
-        return self._in_write_transaction(work, on_driver=True)
-
-    def _write_once_on_driver(self, work: Callable[[Driver], T]) -> T:
-        """One attempt of ``_write_on_driver``."""
+        """``work(driver)`` in a write transaction on the driver's cursor, in this writer's turn
+        and retried like ``_in_write_transaction`` (``BEGIN IMMEDIATE`` on SQLite, commit
+        before return); for the per-call writes, without SQLAlchemy's per-execute cost."""
         sqlite = self._sqlite_writer is not None
-        with self._sqlite_writer if sqlite else nullcontext():  # type: ignore[attr-defined]
-            with self._sqlite_file_lock(), self.engine.connect() as connection:
+
+        def once() -> T:
+            with self._writer_turn(), self.engine.connect() as connection:
                 return on_driver(
                     connection, lambda driver: _driver_transaction(driver, work, sqlite=sqlite)
                 )
 
+        return self._retried(once)
+
     def _read_on_driver(self, work: Callable[[Driver], T]) -> T:
         """``work(driver)`` on a pooled connection without BEGIN: one SELECT is consistent by
-        itself (SQLite: its own read transaction; PostgreSQL: one snapshot per statement)."""
-        if self._sqlite_writer is not None:  # autocommit at the driver: nothing to end
-            with self.engine.connect() as connection:
-                return on_driver(connection, work)
+        itself (SQLite: its own read transaction; PostgreSQL: one snapshot per statement, whose
+        implicit transaction ``_driver_read`` ends)."""
+        sqlite = self._sqlite_writer is not None  # autocommit at the driver: nothing to end
+        read = work if sqlite else lambda driver: _driver_read(driver, work)
         with self.engine.connect() as connection:
-            return on_driver(connection, lambda driver: _driver_read(driver, work))
+            return on_driver(connection, read)
 
     def _statement(self, statement: Any) -> Compiled:
         """``statement`` compiled for this engine, once."""
