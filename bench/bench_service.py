@@ -8,8 +8,9 @@ patient-view call whose prefetch holds the 30 resources of shared/bench/patient-
 keyed as discovery asks, each request with its own JWT (authentication on), signed RS384 (Epic's
 default) and, in a second run, ES384. The echo app gets the same body under gunicorn with the
 same workers and threads. The client (wrk, or a Python fallback) keeps one connection per
-concurrent caller and reports p50 / p99 latency and requests/s at concurrency 1 and 8, and the
-service / echo ratios."""
+concurrent caller and reports p50 / p99 latency, requests/s and the server processes' CPU time per
+request (user + system, from /proc: steadier than latency on a shared VM) at concurrency 1 and 8,
+and the service / echo ratios."""
 
 from __future__ import annotations
 
@@ -49,6 +50,19 @@ def serve(port: int, workers: int, threads: int, env: dict[str, str], cwd: Path)
     command = [sys.executable, "-m", "cds_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers), "--threads", str(threads)]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def cpu_seconds(master: subprocess.Popen) -> float:
+    """User + system CPU time of a gunicorn master and its workers (Linux /proc), in seconds."""
+    pids = [master.pid, *subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True).stdout.split()]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(port: int, path: str) -> None:
@@ -178,6 +192,13 @@ def main() -> int:
         body_file.write_bytes(body)
 
         def run(port: int, alg: str | None, concurrency: int) -> dict:
+            process = service if port == service_port else echo
+            before = cpu_seconds(process)
+            result = measure(port, alg, concurrency)
+            result["cpu_ms"] = (cpu_seconds(process) - before) * 1000 / max(1, result["requests"])
+            return result
+
+        def measure(port: int, alg: str | None, concurrency: int) -> dict:
             if args.client == "python":
                 headers = TokenPool(audience, int(args.seconds * 1500) + 3000, alg).headers if alg else plain
                 return load(port, body, headers, concurrency, args.seconds)
@@ -190,19 +211,19 @@ def main() -> int:
 
         print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run, "
               f"client {args.client}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
-        print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+        print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
         results = {}
         for concurrency in (1, 8):
             for name, port, alg in [*((f"service {a}", service_port, a) for a in algs), ("echo", echo_port, None)]:
                 result = run(port, alg, concurrency)
                 results[(name, concurrency)] = result
                 print(f"{name + ' c=' + str(concurrency):<24}{result['requests']:>9}{result['errors']:>8}"
-                      f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}")
+                      f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['cpu_ms']:>12.2f}")
         for alg in algs:
             for concurrency in (1, 8):
                 s, e = results[(f"service {alg}", concurrency)], results[("echo", concurrency)]
                 print(f"{alg} c={concurrency}: service/echo  p50 {s['p50_ms'] / e['p50_ms']:.2f}x  "
-                      f"p99 {s['p99_ms'] / e['p99_ms']:.2f}x  throughput {e['rps'] / s['rps']:.2f}x")
+                      f"p99 {s['p99_ms'] / e['p99_ms']:.2f}x  throughput {e['rps'] / s['rps']:.2f}x  CPU/request {s['cpu_ms'] / e['cpu_ms']:.2f}x")
         return 0
     finally:
         for process in (service, echo):
