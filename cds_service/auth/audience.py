@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@lru_cache(maxsize=1024)  # the same few audiences come with every call; urlsplit is not free
 def normalise_url(url: str) -> str | None:
     """Lower-case scheme and host, drop default ports and trailing slashes; None if unusable."""
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
@@ -11,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
-from jwt import api_jws
 from jwt.exceptions import ExpiredSignatureError, InvalidSignatureError, PyJWTError
 
 from cds_service.auth.audience import audience_matches, expected_audience
@@ -28,6 +29,7 @@ REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 MAX_TOKEN_CHARS = 16 * 1024
 MAX_JTI_CHARS = 256
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]*")
 _UNSAFE_RE = re.compile(r"[^\x20-\x7e]")
 
 
@@ -44,15 +46,27 @@ def _safe(value: Any, limit: int = 128) -> str | None:
 
 
 def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and payload of a compact JWS, without checking anything."""
-    try:
-        parts = api_jws.decode_complete(token, options={"verify_signature": False})
-        payload = json.loads(parts["payload"])
-    except (PyJWTError, ValueError, TypeError):
-        raise AuthError("malformed token") from None
-    if not isinstance(parts.get("header"), dict) or not isinstance(payload, dict):
+    """Header and payload of a compact JWS, without checking anything: only to find the issuer
+    and key. PyJWT parses the token again, strictly, when it verifies it (``_decode``); its
+    unverified parse checked every character of the signature too, at about 40 µs a call."""
+    segments = token.split(".")
+    if len(segments) != 3:
         raise AuthError("malformed token")
-    return parts["header"], payload
+    try:
+        header = json.loads(_base64url(segments[0]))
+        payload = json.loads(_base64url(segments[1]))
+    except (binascii.Error, ValueError, RecursionError):
+        raise AuthError("malformed token") from None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise AuthError("malformed token")
+    return header, payload
+
+
+def _base64url(segment: str) -> bytes:
+    """Unpadded base64url (RFC 7515 §2) to bytes; binascii.Error when it is not."""
+    if len(segment) % 4 == 1 or not _SEGMENT_RE.fullmatch(segment):
+        raise binascii.Error("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def bearer_token(authorization_header: str | None) -> str:
