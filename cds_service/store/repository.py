@@ -364,7 +364,8 @@ class Store:
                 execute_many(driver, link, [{"card": row["uuid"]} for row in card_rows])
 
             self._write_on_driver(write)
-        log.info(
+        # debug: the "hook answered" line, logged only after this write, has the same fields
+        log.debug(
             "cards recorded",
             extra={"hookInstance": hook_instance, "service": service_id, "cards": len(cards)},
         )
