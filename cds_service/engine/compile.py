@@ -639,6 +639,7 @@ class Compiler:
         source = card["source"]
         if "reference" in source:
             self.need_reference(source["reference"], src, path + ("card", "source", "reference"))
+        when = compiler.compile(data["when"], path + ("when",), src)
         rule = Rule(
             id=data["id"],
             finding=data["finding"],
@@ -646,7 +647,7 @@ class Compiler:
             hooks=frozenset(data["hooks"]),
             profiles=frozenset(data["profiles"]) if "profiles" in data else None,
             ct_cutoffs=frozenset(data["ct_cutoffs"]) if "ct_cutoffs" in data else None,
-            when=compiler.compile(data["when"], path + ("when",), src),
+            when=when,
             when_raw=data["when"],
             evidence=tuple(data.get("evidence") or ()),
             priority=data.get("priority", 0),
@@ -664,6 +665,7 @@ class Compiler:
             override_reasons=tuple(data.get("override_reasons") or ()),
             order=order,
             pack=d.pack,
+            test=getattr(when, "bare", None),
         )
         return rule
 

@@ -1,4 +1,8 @@
-"""Conditions compiled to closures over a request run, in three-valued logic (True/False/None)."""
+"""Conditions compiled to closures over a request run, in three-valued logic (True/False/None).
+
+Each closure notes evidence and traces; its `bare` attribute, where set, is the same test without
+either, for the untraced path (the evaluation loop re-runs the full closure of a rule that fires).
+"""
 
 from __future__ import annotations
 
@@ -44,13 +48,20 @@ class ConditionCompiler:
         if "all" in cond or "any" in cond:
             key = "all" if "all" in cond else "any"
             children = [self.compile(c, path + (key, i), src) for i, c in enumerate(cond[key])]
-            return _all(children) if key == "all" else _any(children)
+            bare = _bare_of(children)
+            if key == "all":
+                return _with_bare(_all(children), None if bare is None else _all(bare, bare=True))
+            return _with_bare(_any(children), None if bare is None else _any(bare, bare=True))
         if "not" in cond:
             inner = cond["not"]
             if isinstance(inner, dict) and len(inner) == 1 and "finding" in inner:
                 return self._finding(inner["finding"], path + ("not",), src, negate=True)
             child = self.compile(inner, path + ("not",), src)
-            return lambda run: None if (r := child(run)) is None else not r
+            bare_child = getattr(child, "bare", None)
+            return _with_bare(
+                lambda run: None if (r := child(run)) is None else not r,
+                bare_child and (lambda run: None if (r := bare_child(run)) is None else not r),
+            )
         if "finding" in cond:
             return self._finding(cond["finding"], path, src)
         if "condition" in cond:
@@ -78,14 +89,31 @@ class ConditionCompiler:
                     run.condition_memo[name] = (result, notes)
                 return result
 
+            def bare_named_condition(run):
+                # its first use notes evidence, as a traced-off full run would, for the rules
+                # that fire and re-run in full later (the notes are those of that moment)
+                memo = run.condition_memo.get(name)
+                if memo is not None:
+                    return memo[0]
+                outer = run.evidence
+                run.evidence = []
+                try:
+                    return named_condition(run)
+                finally:
+                    run.evidence = outer
+
             named_condition.condition_name = name  # lets all/any read its memo without a call
-            return named_condition
+            bare_named_condition.condition_name = name
+            return _with_bare(named_condition, bare_named_condition)
         if "exists" in cond or "missing" in cond:
             key = "exists" if "exists" in cond else "missing"
             name = cond[key]
             if not self._fact(name, path + (key,), src):
                 return _unknown
-            return _presence(describe(cond), name, key == "exists")
+            return _with_bare(
+                _presence(describe(cond), name, key == "exists"),
+                _bare_presence(name, key == "exists"),
+            )
         if "older_than" in cond:
             return self._older(cond["older_than"], path + ("older_than",), src)
         if "implausible" in cond:
@@ -105,7 +133,7 @@ class ConditionCompiler:
                     self.ctx.error(
                         src, path + ("profile", i), REFERENCE_ERROR, f"unknown profile {p!r}"
                     )
-            return lambda run: run.settings.profile in profiles
+            return _with_bare(lambda run: run.settings.profile in profiles, SAME)
         if "parameter" in cond:
             return self._parameter(cond, path, src)
         return self._compare(cond, path, src)
@@ -145,7 +173,12 @@ class ConditionCompiler:
             result = None if p is None or value is None else fn(p.value, value)
             return run.record_fact(text, result, None)
 
-        return compare
+        def bare_compare(run):
+            p = run.param(name)
+            value = other(run)
+            return None if p is None or value is None else fn(p.value, value)
+
+        return _with_bare(compare, bare_compare)
 
     def _finding(self, code, path, src, negate=False):
         """`{finding: code}`, or `{not: {finding: code}}` as one closure when `negate`."""
@@ -172,7 +205,21 @@ class ConditionCompiler:
                 return None if result is None else not result
             return result
 
-        return finding
+        if negate:
+
+            def bare_finding(run):
+                if code in run.findings:
+                    return False
+                return None if code in run.undetermined else True
+
+        else:
+
+            def bare_finding(run):
+                if code in run.findings:
+                    return True
+                return None if code in run.undetermined else False
+
+        return _with_bare(finding, bare_finding)
 
     def _fact(self, name, path, src):
         fact = self.ctx.facts.get(name)
@@ -214,7 +261,14 @@ class ConditionCompiler:
                 result = False if age is None else age > limit
             return run.record_fact(text, result, name)
 
-        return older
+        def bare_older(run):
+            age = run.age_days(name)
+            limit = days(run)
+            if limit is None or name in run.unknown:
+                return None
+            return False if age is None else age > limit
+
+        return _with_bare(older, bare_older)
 
     def _compare(self, cond, path, src):
         name = cond["fact"]
@@ -232,8 +286,11 @@ class ConditionCompiler:
                     f"'in' needs a code fact; {name!r} is {fact.type}",
                 )
             allowed = frozenset(right)
-            return lambda run: run.record_fact(
-                text, None if (v := run.value(name)) is None else v in allowed, name
+            return _with_bare(
+                lambda run: run.record_fact(
+                    text, None if (v := run.value(name)) is None else v in allowed, name
+                ),
+                lambda run: None if (v := run.value(name)) is None else v in allowed,
             )
         if fact.type != "quantity" or fact.select == "all":
             self.ctx.error(
@@ -295,6 +352,19 @@ def _presence(text, name, want):
     return presence
 
 
+def _bare_presence(name, want):
+    """`exists`/`missing` without evidence or trace."""
+
+    def presence(run):
+        if name in run.unknown:
+            return None
+        cache = run.cache
+        fv = cache[name] if name in cache else run.fact(name)
+        return (fv is not None and fv.item is not None) is want
+
+    return presence
+
+
 def _comparison(text, name, fn, symbol, number, ref):
     """`name <op> right`; the same comparison text is worked out once per request (Run._compare)."""
 
@@ -317,6 +387,14 @@ def _comparison(text, name, fn, symbol, number, ref):
             )
         return memo[0]
 
+    def bare_comparison(run):
+        results = run.compare_results
+        if text in results:
+            return results[text]
+        result = results[text] = run.compare_result(name, fn, number, ref)
+        return result
+
+    comparison.bare = bare_comparison
     return comparison
 
 
@@ -324,10 +402,44 @@ def _unknown(run):
     return None
 
 
-def _all(children):
-    """Three-valued AND; nested `all`s are spliced in (same order, same short-circuit)."""
+_unknown.bare = _unknown
+SAME = object()  # _with_bare: the closure notes nothing, so it is its own bare form
+
+
+def _with_bare(full, bare):
+    """`full`, with `bare` (or None: no bare form, the full closure is used) attached."""
+    full.bare = full if bare is SAME else bare
+    return full
+
+
+def _bare_of(children) -> tuple | None:
+    """The bare forms of `children`, or None if any child has none."""
+    out = tuple(getattr(c, "bare", None) for c in children)
+    return None if any(b is None for b in out) else out
+
+
+def _all(children, bare=False):
+    """Three-valued AND; nested `all`s are spliced in (same order, same short-circuit).
+    `bare`: the children are bare closures, and so is the result (memos are read, never noted)."""
     children = _spliced(children, "all_of")
-    if any(_memo_name(c) for c in children):
+    if bare and any(_memo_name(c) for c in children):
+        entries = tuple((_memo_name(c), c) for c in children)
+
+        def all_(run):
+            unknown = False
+            memo = run.condition_memo
+            for name, child in entries:
+                if name is None or (known := memo.get(name)) is None:
+                    result = child(run)
+                else:
+                    result = known[0]
+                if result is False:
+                    return False
+                if result is None:
+                    unknown = True
+            return None if unknown else True
+
+    elif any(_memo_name(c) for c in children):
         entries = tuple((_memo_name(c), c) for c in children)
 
         def all_(run):
@@ -389,26 +501,45 @@ def _all(children):
     return all_
 
 
-def _any(children):
-    """Three-valued OR; nested `any`s are spliced in (same order, same short-circuit)."""
+def _any(children, bare=False):
+    """Three-valued OR; nested `any`s are spliced in (same order, same short-circuit).
+    `bare`: the children are bare closures, and so is the result (memos are read, never noted)."""
     children = _spliced(children, "any_of")
     entries = tuple((_memo_name(c), c) for c in children)
 
-    def any_(run):
-        unknown = False
-        memo = run.condition_memo if run.trace is None else None
-        for name, child in entries:
-            if name is None or memo is None or (known := memo.get(name)) is None:
-                result = child(run)
-            else:  # what named_condition returns for a memoised value, without the call
-                if run.evidence is not None:
-                    run.evidence.extend(known[1])
-                result = known[0]
-            if result is True:
-                return True
-            if result is None:
-                unknown = True
-        return None if unknown else False
+    if bare:
+
+        def any_(run):
+            unknown = False
+            memo = run.condition_memo
+            for name, child in entries:
+                if name is None or (known := memo.get(name)) is None:
+                    result = child(run)
+                else:
+                    result = known[0]
+                if result is True:
+                    return True
+                if result is None:
+                    unknown = True
+            return None if unknown else False
+
+    else:
+
+        def any_(run):
+            unknown = False
+            memo = run.condition_memo if run.trace is None else None
+            for name, child in entries:
+                if name is None or memo is None or (known := memo.get(name)) is None:
+                    result = child(run)
+                else:  # what named_condition returns for a memoised value, without the call
+                    if run.evidence is not None:
+                        run.evidence.extend(known[1])
+                    result = known[0]
+                if result is True:
+                    return True
+                if result is None:
+                    unknown = True
+            return None if unknown else False
 
     any_.any_of = children
     return any_

@@ -71,40 +71,11 @@ def evaluate(
     made: dict[str, tuple[Finding, object]] = {}
     errors: list[dict] = []
     run.findings = made
-    for rule, skipped in rs.plan(hook, settings.profile, run.ct_cutoffs):
-        if skipped is not None:
-            if run.trace is not None:
-                run.trace.append(
-                    {"rule": rule.id, "finding": rule.finding, "result": None, "skipped": skipped}
-                )
-            continue
-        if rule.finding in made and run.trace is None:
-            continue
-        run.rule_id = rule.id
-        run.evidence = []
-        try:
-            result = rule.when(run)
-        except Exception as exc:  # a rule failing on odd data is skipped, never the whole request
-            errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
-            result = None
-        if result is True and rule.finding not in made:
-            for name in rule.evidence:
-                run._note_fact(name)
-            finding = Finding(
-                rule.finding,
-                rs.display(rule.finding, settings.locale),
-                rule.id,
-                run.materialize(run.evidence),
-            )
-            made[rule.finding] = (finding, rule)
-        elif (
-            result is None
-            and (run.unavailable or run.undetermined)
-            and (rule.when_types & run.unavailable or rule.finding_refs & run.undetermined)
-        ):
-            run.undetermined.add(rule.finding)
-        if run.trace is not None:
-            run.trace.append({"rule": rule.id, "finding": rule.finding, "result": result})
+    plan = rs.plan(hook, settings.profile, run.ct_cutoffs)
+    if run.trace is None:
+        _run_untraced(rs, run, plan, made, errors)
+    else:
+        _run_traced(rs, run, plan, made, errors)
     run.evidence = None
     run.rule_id = None
     cards, sent = compose(rs, run, made, suppress)
@@ -114,3 +85,73 @@ def evaluate(
     return Evaluation(
         findings, cards, sent, run.data_quality, run.trace, hidden, errors, undetermined
     )
+
+
+def _run_untraced(rs, run, plan, made, errors) -> None:
+    """Each rule's bare test; a rule that fires runs again in full to note its evidence (the
+    same notes in the same order: its memos and facts are already worked out)."""
+    for rule, skipped in plan:
+        if skipped is not None or rule.finding in made:
+            continue
+        run.rule_id = rule.id
+        test = rule.test
+        try:
+            if test is None:
+                run.evidence = []
+                result = rule.when(run)
+            else:
+                run.evidence = None
+                result = test(run)
+                if result is True:
+                    run.evidence = []
+                    result = rule.when(run)
+        except Exception as exc:  # a rule failing on odd data is skipped, never the whole request
+            errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
+            result = None
+        if result is True:
+            _make(rs, run, rule, made)
+        elif (
+            result is None
+            and (run.unavailable or run.undetermined)
+            and (rule.when_types & run.unavailable or rule.finding_refs & run.undetermined)
+        ):
+            run.undetermined.add(rule.finding)
+
+
+def _run_traced(rs, run, plan, made, errors) -> None:
+    """Every rule in full, each condition traced (memos are not read: all is worked out again)."""
+    for rule, skipped in plan:
+        if skipped is not None:
+            run.trace.append(
+                {"rule": rule.id, "finding": rule.finding, "result": None, "skipped": skipped}
+            )
+            continue
+        run.rule_id = rule.id
+        run.evidence = []
+        try:
+            result = rule.when(run)
+        except Exception as exc:  # a rule failing on odd data is skipped, never the whole request
+            errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
+            result = None
+        if result is True and rule.finding not in made:
+            _make(rs, run, rule, made)
+        elif (
+            result is None
+            and (run.unavailable or run.undetermined)
+            and (rule.when_types & run.unavailable or rule.finding_refs & run.undetermined)
+        ):
+            run.undetermined.add(rule.finding)
+        run.trace.append({"rule": rule.id, "finding": rule.finding, "result": result})
+
+
+def _make(rs, run, rule, made) -> None:
+    """Record the finding of `rule`, with the evidence its run noted plus its own evidence facts."""
+    for name in rule.evidence:
+        run._note_fact(name)
+    finding = Finding(
+        rule.finding,
+        rs.display(rule.finding, run.settings.locale),
+        rule.id,
+        run.materialize(run.evidence),
+    )
+    made[rule.finding] = (finding, rule)

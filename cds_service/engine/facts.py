@@ -98,6 +98,7 @@ class Run:
         self.dates: dict[tuple, dict] = {}  # date paths -> id(resource) -> (date, timestamp)
         self.where_memo: dict[tuple, bool] = {}
         self.compare_memo: dict[str, tuple] = {}
+        self.compare_results: dict[str, bool | None] = {}  # what bare comparisons found
         self.condition_memo: dict[str, tuple] = {}  # named condition -> (result, evidence notes)
         self.references: dict[int, str] = {}
         self.data_quality: list[dict] = []
@@ -669,6 +670,21 @@ class Run:
                 threshold["result"] = result
             notes.append(threshold)
         return result, tuple(notes), left, right
+
+    def compare_result(self, name, fn, number, ref) -> bool | None:
+        """_compare's result alone (the same facts and parameters read, in the same order)."""
+        left = self.value(name)
+        if ref is None:
+            right = number
+        else:
+            other, k, kind = ref
+            if kind == "param":
+                p = self.param(other)
+                right = None if p is None else p.value * k
+            else:
+                right = self.value(other)
+                right = None if right is None else right * k
+        return None if left is None or right is None else fn(left, right)
 
     def _threshold_head(self, other, symbol, p) -> dict:
         """The evidence entry of a threshold before its fact and result (kept per rule set)."""

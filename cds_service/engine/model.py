@@ -115,6 +115,8 @@ class Rule:
     pack: str = ""
     when_types: frozenset[str] = frozenset()  # record resource types the condition reads
     finding_refs: frozenset[str] = frozenset()  # findings the condition refers to
+    # `when` without evidence or trace (None: it has no such form; `when` is used)
+    test: Callable | None = None
 
 
 @dataclass

@@ -166,13 +166,17 @@ def test_a_rule_that_raises_is_skipped_and_reported():
 
     rs = core()
     rule = rs.rules_by_hook["patient-view"][0]
-    original = rule.when
-    rule.when = lambda run: 1 / 0
+    original = rule.when, rule.test
+    rule.when = rule.test = lambda run: 1 / 0  # the full closure and its bare form
     try:
-        ev = rs.evaluate([], hook="patient-view", context={}, now=NOW, settings=SETTINGS)
+        runs = [
+            rs.evaluate([], hook="patient-view", context={}, now=NOW, settings=SETTINGS, trace=t)
+            for t in (False, True)
+        ]
     finally:
-        rule.when = original
-    assert ev.errors == [{"rule": rule.id, "error": "ZeroDivisionError: division by zero"}]
+        rule.when, rule.test = original
+    for ev in runs:
+        assert ev.errors == [{"rule": rule.id, "error": "ZeroDivisionError: division by zero"}]
 
 
 def test_ct_cutoffs_unset_uses_the_first_set_or_the_profile_default(tmp_path):

@@ -61,6 +61,42 @@ def test_traced_and_untraced_runs_agree(bundled, bundle, unavailable):
         assert _comparable(runs[0]) == _comparable(runs[1]) == _comparable(runs[2])
 
 
+@pytest.mark.parametrize("bundle", sorted(p.name for p in PATIENTS.glob("*.json")))
+def test_bare_tests_then_full_reruns_match_full_evaluation(bundled, bundle, monkeypatch):
+    """Untraced runs test each rule bare and re-run only rules that fire in full: the findings,
+    evidence (contents and order), cards and data quality are those of full closures alone."""
+    resources = [e["resource"] for e in json.loads((PATIENTS / bundle).read_text())["entry"]]
+    subject = next(r for r in resources if r["resourceType"] == "Patient")
+    for profile in bundled.profiles:
+        for ct in bundled.ct_sets:
+            for hook in bundled.hooks:
+                settings = EngineSettings(profile=profile, ct_cutoffs=ct)
+
+                def run():
+                    return bundled.evaluate(
+                        resources,
+                        hook=hook,
+                        context={"patientId": subject["id"]},
+                        now=EXPECTED["now"],
+                        settings=settings,
+                    )
+
+                bare = run()
+                with monkeypatch.context() as m:
+                    for rule in bundled.rules:
+                        m.setattr(rule, "test", None)
+                    full = run()
+                assert _comparable(bare) == _comparable(full)
+
+
+def test_every_bundled_rule_has_a_bare_test_unless_it_asks_implausible_itself(bundled):
+    """A rule without a bare form runs in full every time: only `implausible` outside a named
+    condition needs that (its notes are the data-quality entries of that moment)."""
+    for rule in bundled.rules:
+        direct = "implausible" in json.dumps(rule.when_raw)
+        assert (rule.test is None) == direct, rule.id
+
+
 def _const(value, calls, tag):
     def child(run):
         calls.append(tag)
@@ -94,6 +130,9 @@ def test_spliced_and_unrolled_all_any_keep_three_valued_logic_and_order(values):
         assert flat(run) is expected and calls == expected_calls
         calls.clear()
         assert nested(run) is expected and calls == expected_calls
+        calls.clear()
+        bare_nested = combine([combine(children[:half], True), combine(children[half:], True)], True)
+        assert bare_nested(run) is expected and calls == expected_calls
 
 
 def _reference(builtin, values, calls):
