@@ -11,6 +11,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from cds_service.store import checkpoint
+
 #: how long a SQLite writer waits for another worker's write lock before giving up
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 #: how long a new PostgreSQL connection may take (also bounds /readyz when the host is gone)
@@ -57,6 +59,7 @@ def _sqlite_setup(engine: Engine, *, in_memory: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
             if not in_memory:
                 _use_wal(cursor)
+                checkpoint.connection_pragmas(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:

@@ -11,6 +11,7 @@ import fcntl
 import functools
 import importlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from cds_service.store import migrator, pseudonym
+from cds_service.store import checkpoint, migrator, pseudonym
 from cds_service.store.compiled import (
     Compiled,
     Driver,
@@ -109,6 +110,8 @@ class Store:
         self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None
         self._lock_file: Any = None
         self._compiled: dict[Any, Compiled] = {}
+        #: the process whose background thread checkpoints this SQLite file (see checkpoint.py)
+        self._checkpointed_in: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -128,6 +131,8 @@ class Store:
 
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, or after fork in a worker)."""
+        checkpoint.unregister(self.engine)
+        self._checkpointed_in = None
         self.engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
@@ -142,6 +147,9 @@ class Store:
         The threads of one process queue on a Python lock first, then processes on the file
         lock, so they wait for each other without SQLite's sleeping busy handler (whose
         back-off of up to 100 ms made the latency tail)."""
+        if self._lock_path is not None and self._checkpointed_in != os.getpid():
+            checkpoint.register(self.engine)  # this process writes: it checkpoints too
+            self._checkpointed_in = os.getpid()
         with self._sqlite_writer if self._sqlite_writer is not None else nullcontext():
             with self._sqlite_file_lock():
                 yield
