@@ -7,6 +7,7 @@ either, for the untraced path (the evaluation loop re-runs the full closure of a
 from __future__ import annotations
 
 from . import units
+from .codegen import NOT_YET, generate
 from .diagnostics import REFERENCE_ERROR, UNIT_ERROR
 from .facts import eq, ge, gt, le, lt, ne
 
@@ -89,21 +90,35 @@ class ConditionCompiler:
                     run.condition_memo[name] = (result, notes)
                 return result
 
-            def bare_named_condition(run):
-                # its first use notes evidence, as a traced-off full run would, for the rules
-                # that fire and re-run in full later (the notes are those of that moment)
-                memo = run.condition_memo.get(name)
-                if memo is not None:
-                    return memo[0]
-                outer = run.evidence
-                run.evidence = []
-                try:
-                    return named_condition(run)
-                finally:
-                    run.evidence = outer
+            if self._notes_depend_on_the_moment(name):
+
+                def bare_named_condition(run):
+                    # first use in full: its notes are those of that moment, as before, for
+                    # the rules that fire and re-run in full later
+                    results = run.condition_results
+                    result = results.get(name, NOT_YET)
+                    if result is NOT_YET:
+                        outer = run.evidence
+                        run.evidence = []
+                        try:
+                            result = results[name] = named_condition(run)
+                        finally:
+                            run.evidence = outer
+                    return result
+
+            else:
+
+                def bare_named_condition(run):
+                    # bare: its notes are worked out (the same) if a rule using it fires
+                    results = run.condition_results
+                    result = results.get(name, NOT_YET)
+                    if result is NOT_YET:
+                        body = named[name]
+                        result = results[name] = (getattr(body, "bare", None) or body)(run)
+                    return result
 
             named_condition.condition_name = name  # lets all/any read its memo without a call
-            bare_named_condition.condition_name = name
+            bare_named_condition.condition_name = name  # (a memo of its own: condition_results)
             return _with_bare(named_condition, bare_named_condition)
         if "exists" in cond or "missing" in cond:
             key = "exists" if "exists" in cond else "missing"
@@ -137,6 +152,28 @@ class ConditionCompiler:
         if "parameter" in cond:
             return self._parameter(cond, path, src)
         return self._compare(cond, path, src)
+
+    def _notes_depend_on_the_moment(self, name, seen=None) -> bool:
+        """Whether named condition `name` (with those it uses) asks `implausible` (notes the
+        data-quality entries made so far) or a finding (notes it only once made)."""
+        seen = set() if seen is None else seen
+        if name in seen:
+            return False
+        seen.add(name)
+        stack = [self.ctx.conditions_raw[name].data]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if "implausible" in node or "finding" in node:
+                    return True
+                used = node.get("condition")
+                if isinstance(used, str) and used in self.ctx.conditions_raw:
+                    if self._notes_depend_on_the_moment(used, seen):
+                        return True
+                stack.extend(v for k, v in node.items() if k != "condition")
+            elif isinstance(node, list):
+                stack.extend(node)
+        return False
 
     def _parameter(self, cond, path, src):
         """`{parameter: p, eq: 1}`: a deployment switch or setting (unknown if p has no value)."""
@@ -219,6 +256,8 @@ class ConditionCompiler:
                     return True
                 return None if code in run.undetermined else False
 
+        bare_finding.finding_code = code  # read in place by generated all/any (codegen)
+        bare_finding.negate = negate
         return _with_bare(finding, bare_finding)
 
     def _fact(self, name, path, src):
@@ -362,6 +401,7 @@ def _bare_presence(name, want):
         fv = cache[name] if name in cache else run.fact(name)
         return (fv is not None and fv.item is not None) is want
 
+    presence.presence = (name, want)  # worked out in place by generated all/any
     return presence
 
 
@@ -394,6 +434,7 @@ def _comparison(text, name, fn, symbol, number, ref):
         result = results[text] = run.compare_result(name, fn, number, ref)
         return result
 
+    bare_comparison.compare_text = text  # its memo is read in place by generated all/any
     comparison.bare = bare_comparison
     return comparison
 
@@ -422,23 +463,8 @@ def _all(children, bare=False):
     """Three-valued AND; nested `all`s are spliced in (same order, same short-circuit).
     `bare`: the children are bare closures, and so is the result (memos are read, never noted)."""
     children = _spliced(children, "all_of")
-    if bare and any(_memo_name(c) for c in children):
-        entries = tuple((_memo_name(c), c) for c in children)
-
-        def all_(run):
-            unknown = False
-            memo = run.condition_memo
-            for name, child in entries:
-                if name is None or (known := memo.get(name)) is None:
-                    result = child(run)
-                else:
-                    result = known[0]
-                if result is False:
-                    return False
-                if result is None:
-                    unknown = True
-            return None if unknown else True
-
+    if bare:
+        all_ = generate("all", children)
     elif any(_memo_name(c) for c in children):
         entries = tuple((_memo_name(c), c) for c in children)
 
@@ -508,21 +534,7 @@ def _any(children, bare=False):
     entries = tuple((_memo_name(c), c) for c in children)
 
     if bare:
-
-        def any_(run):
-            unknown = False
-            memo = run.condition_memo
-            for name, child in entries:
-                if name is None or (known := memo.get(name)) is None:
-                    result = child(run)
-                else:
-                    result = known[0]
-                if result is True:
-                    return True
-                if result is None:
-                    unknown = True
-            return None if unknown else False
-
+        any_ = generate("any", children)
     else:
 
         def any_(run):

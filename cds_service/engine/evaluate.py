@@ -71,11 +71,10 @@ def evaluate(
     made: dict[str, tuple[Finding, object]] = {}
     errors: list[dict] = []
     run.findings = made
-    plan = rs.plan(hook, settings.profile, run.ct_cutoffs)
     if run.trace is None:
-        _run_untraced(rs, run, plan, made, errors)
+        _run_untraced(rs, run, rs.runnable(hook, settings.profile, run.ct_cutoffs), made, errors)
     else:
-        _run_traced(rs, run, plan, made, errors)
+        _run_traced(rs, run, rs.plan(hook, settings.profile, run.ct_cutoffs), made, errors)
     run.evidence = None
     run.rule_id = None
     cards, sent = compose(rs, run, made, suppress)
@@ -87,24 +86,20 @@ def evaluate(
     )
 
 
-def _run_untraced(rs, run, plan, made, errors) -> None:
+def _run_untraced(rs, run, rules, made, errors) -> None:
     """Each rule's bare test; a rule that fires runs again in full to note its evidence (the
-    same notes in the same order: its memos and facts are already worked out)."""
-    for rule, skipped in plan:
-        if skipped is not None or rule.finding in made:
+    same notes in the same order: its memos and facts are already worked out). A rule without
+    a bare test runs in full at once. (Bare tests ignore run.evidence and run.rule_id.)"""
+    unavailable, undetermined = run.unavailable, run.undetermined
+    for rule in rules:
+        if rule.finding in made:
             continue
-        run.rule_id = rule.id
         test = rule.test
         try:
-            if test is None:
+            result = True if test is None else test(run)
+            if result is True:
                 run.evidence = []
                 result = rule.when(run)
-            else:
-                run.evidence = None
-                result = test(run)
-                if result is True:
-                    run.evidence = []
-                    result = rule.when(run)
         except Exception as exc:  # a rule failing on odd data is skipped, never the whole request
             errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
             result = None
@@ -112,10 +107,10 @@ def _run_untraced(rs, run, plan, made, errors) -> None:
             _make(rs, run, rule, made)
         elif (
             result is None
-            and (run.unavailable or run.undetermined)
-            and (rule.when_types & run.unavailable or rule.finding_refs & run.undetermined)
+            and (unavailable or undetermined)
+            and (rule.when_types & unavailable or rule.finding_refs & undetermined)
         ):
-            run.undetermined.add(rule.finding)
+            undetermined.add(rule.finding)
 
 
 def _run_traced(rs, run, plan, made, errors) -> None:

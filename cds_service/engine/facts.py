@@ -100,6 +100,7 @@ class Run:
         self.compare_memo: dict[str, tuple] = {}
         self.compare_results: dict[str, bool | None] = {}  # what bare comparisons found
         self.condition_memo: dict[str, tuple] = {}  # named condition -> (result, evidence notes)
+        self.condition_results: dict[str, bool | None] = {}  # named condition -> bare result
         self.references: dict[int, str] = {}
         self.data_quality: list[dict] = []
         self.dq_seen: set[tuple] = set()
@@ -237,8 +238,10 @@ class Run:
         items = self.readers.get(fact.reader_id)
         if items is None:
             found = self.candidates(fact)  # (reads no fact or parameter: safe to do first)
-            if not found and not fact.joins and self._window_known(fact):
-                items = self.readers[fact.reader_id] = []  # what _items would find, sooner
+            if not found and not fact.joins:  # what _items would find, sooner
+                if fact.within is not None:
+                    self.days(fact.within)  # (its window parameter, worked out as _items would)
+                items = self.readers[fact.reader_id] = []
             else:
                 items = self.readers[fact.reader_id] = self._items(fact, found)  # window applied
         if not items:  # nothing to check or select
@@ -247,11 +250,6 @@ class Run:
         if fact.conflict is not None and len(items) > 1:
             items = self._conflicts(fact, items)
         return self._select(fact, items)
-
-    def _window_known(self, fact) -> bool:
-        """The fact's window needs no parameter not yet worked out (skipping it changes nothing)."""
-        within = fact.within
-        return within is None or within.__class__ is not str or within in self.day_params
 
     def _items(self, fact, candidates) -> list[Item]:
         """Every value the `candidates` hold, before window, plausibility and selection."""
@@ -607,14 +605,19 @@ class Run:
 
     def implausible(self, names) -> bool | None:
         """True if a value was excluded; unknown if not and a fact asked about is unknown."""
+        cache = self.cache
         if names is None:
-            for name in self.rs.plausible_facts:
-                self.fact(name)
+            plausible = self.rs.plausible_facts
+            for name in plausible:
+                if name not in cache:
+                    self.fact(name)
             if self.excluded:
                 return True
-            return None if any(n in self.unknown for n in self.rs.plausible_facts) else False
+            unknown = self.unknown
+            return None if unknown and any(n in unknown for n in plausible) else False
         for name in names:
-            self.fact(name)
+            if name not in cache:
+                self.fact(name)
         if self.excluded & names:
             return True
         return None if names & self.unknown else False

@@ -60,6 +60,7 @@ class RuleSet:
             )
             rule.finding_refs = frozenset(_finding_refs(rule.when_raw, c.conditions_raw))
         self._plans: dict[tuple, tuple] = {}
+        self._runnable: dict[tuple, tuple] = {}
         # (parameter, profile, CT set) -> ParamValue, for parameters that need no patient data
         self.fixed_params: dict[tuple, object] = {}
         # (parameter, comparison symbol, ParamValue) -> threshold evidence entry, copied per use
@@ -120,6 +121,16 @@ class RuleSet:
             )
             if len(self._plans) < 64:
                 self._plans[key] = found
+        return found
+
+    def runnable(self, hook: str, profile: str, ct_cutoffs: str | None) -> tuple:
+        """The rules of plan() that are not skipped, in order."""
+        key = (hook, profile, ct_cutoffs)
+        found = self._runnable.get(key)
+        if found is None:
+            found = tuple(rule for rule, skipped in self.plan(*key) if skipped is None)
+            if len(self._runnable) < 64:
+                self._runnable[key] = found
         return found
 
     def unknown_facts(self, unavailable: frozenset[str]) -> frozenset[str]:

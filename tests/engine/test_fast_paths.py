@@ -131,7 +131,8 @@ def test_spliced_and_unrolled_all_any_keep_three_valued_logic_and_order(values):
         calls.clear()
         assert nested(run) is expected and calls == expected_calls
         calls.clear()
-        bare_nested = combine([combine(children[:half], True), combine(children[half:], True)], True)
+        halves = [combine(children[:half], True), combine(children[half:], True)]
+        bare_nested = combine(halves, True)
         assert bare_nested(run) is expected and calls == expected_calls
 
 

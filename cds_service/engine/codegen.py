@@ -1,0 +1,84 @@
+"""Bare all/any tests generated as straight-line Python: one function per all/any, leaves inline.
+
+The generated function does what a loop over the children would (same order, same
+short-circuit, Kleene logic) without a call per leaf: a named condition's memo, a finding, a
+comparison's memo and exists/missing are read in place; any other child is called.
+Only generated names appear in the source; pack data reaches it as closure variables.
+"""
+
+from __future__ import annotations
+
+NOT_YET = object()  # a memo entry not worked out yet in this run (its result may be None)
+
+
+def generate(kind: str, children: tuple):
+    """fn(run) -> True/False/None for `kind` ("all" or "any") of bare `children`."""
+    stop, other = ("False", "True") if kind == "all" else ("True", "False")
+    values: dict[str, object] = {"NOT_YET": NOT_YET}
+    head: set[str] = set()
+    body: list[str] = []
+    for i, child in enumerate(children):
+        body.append(f"    # {kind} child {i}")
+        body.extend(f"    {line}" for line in _leaf(i, child, values, head))
+        body.append(f"    if r is {stop}:")
+        body.append(f"        return {stop}")
+        if i < len(children) - 1:
+            body.append("    if r is None:")
+            body.append("        unknown = True")
+        else:
+            body.append(f"    return None if r is None or unknown else {other}")
+    if not children:
+        body.append(f"    return {other}")
+    lines = ["def test(run):", "    unknown = False"]
+    lines += [f"    {line}" for line in sorted(head)]
+    source = "\n".join(
+        [f"def make({', '.join(values)}):"]
+        + [f"    {line}" for line in lines + body]
+        + ["    return test"]
+    )
+    namespace: dict = {}
+    exec(compile(source, f"<bare {kind} of {len(children)}>", "exec"), namespace)
+    test = namespace["make"](**values)
+    test.source = source  # for tests and debugging
+    return test
+
+
+def _leaf(i, child, values, head) -> list[str]:
+    """Statements setting `r` to the value of child `i`."""
+    call = f"c{i}"
+    values[call] = child
+    name = getattr(child, "condition_name", None)
+    if name is not None:  # a named condition: its memo, else the call (which fills it)
+        values[f"n{i}"] = name
+        head.add("named = run.condition_results")
+        return [f"r = named.get(n{i}, NOT_YET)", "if r is NOT_YET:", f"    r = {call}(run)"]
+    code = getattr(child, "finding_code", None)
+    if code is not None:
+        values[f"f{i}"] = code
+        head.add("findings = run.findings")
+        made, unmade = ("False", "True") if child.negate else ("True", "False")
+        return [
+            f"if f{i} in findings:",
+            f"    r = {made}",
+            f"elif f{i} in run.undetermined:",
+            "    r = None",
+            "else:",
+            f"    r = {unmade}",
+        ]
+    text = getattr(child, "compare_text", None)
+    if text is not None:
+        values[f"t{i}"] = text
+        head.add("results = run.compare_results")
+        return [f"r = results.get(t{i}, NOT_YET)", "if r is NOT_YET:", f"    r = {call}(run)"]
+    presence = getattr(child, "presence", None)
+    if presence is not None:
+        values[f"p{i}"], values[f"w{i}"] = presence
+        head.add("cache = run.cache")
+        return [
+            f"if p{i} in run.unknown:",
+            "    r = None",
+            "else:",
+            f"    fv = cache[p{i}] if p{i} in cache else run.fact(p{i})",
+            f"    r = (fv is not None and fv.item is not None) is w{i}",
+        ]
+    return [f"r = {call}(run)"]
