@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cds_service.cli import worker_class  # noqa: E402
 from tests.support import tokens  # noqa: E402
 from tests.support.ehr import prefetch_for  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
@@ -41,7 +42,7 @@ PATH = "/cds-services/sarcopenia-patient-view"
 
 def gunicorn(app: str, port: int, workers: int, threads: int, env: dict[str, str], cwd: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-               "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning", app]
+               "--worker-class", worker_class(threads), "--threads", str(threads), "--log-level", "warning", app]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 

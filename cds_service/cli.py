@@ -22,8 +22,15 @@ def freeze_startup_objects(_worker: Any = None) -> None:
     gc.freeze()
 
 
+def worker_class(threads: int) -> str:
+    """gunicorn's worker class for ``threads`` per worker: one thread is gunicorn's sync worker
+    (one request at a time, no keep-alive: the idle worker takes the next connection, for
+    CPU-bound calls behind a proxy); more is gthread (threads also wait on FHIR fetches)."""
+    return "sync" if threads <= 1 else "gthread"
+
+
 def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str, Any] | None = None) -> int:
-    """Run the app under gunicorn (gthread workers), migrating the database once first."""
+    """Run the app under gunicorn (sync or gthread workers), migrating the database once first."""
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: /metrics then sums every worker's samples
         import tempfile
@@ -52,7 +59,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", worker_class(threads))
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 20)
@@ -96,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port to bind (default: configuration 'port', 8080)")
     serve.add_argument("--workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", "1")),
                        help="gunicorn worker processes (default 1; with more, set redis.url so JWT replay checks are shared)")
-    serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8; 1 runs gunicorn's sync worker)")
 
     demo = commands.add_parser("demo", help="the service with synthetic patients and the EHR-simulator page")
     demo.add_argument("--port", type=int, default=8080)

@@ -7,8 +7,8 @@ from cds_service.config import load_config
 _config = load_config()
 bind = os.environ.get("GUNICORN_BIND", f"{_config['host']}:{_config['port']}")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+worker_class = "sync" if threads <= 1 else "gthread"  # as `sarcopenia-cds serve` (cli.worker_class)
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -32,7 +32,7 @@ def command() -> list[str]:
 
 @contextmanager
 def running_service(database_url: str, workdir: Path, *, workers: int = 1, extra_env: dict[str, str] | None = None,
-                    ) -> Iterator[tuple[str, subprocess.Popen]]:
+                    threads: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """The service on 127.0.0.1:<free port>, trusting the test EHR; yields (base_url, process)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -44,7 +44,8 @@ def running_service(database_url: str, workdir: Path, *, workers: int = 1, extra
         **(extra_env or {}),
     })
     log = (workdir / f"server-{port}.log").open("wb")
-    process = subprocess.Popen([*command(), "serve", "--port", str(port), "--workers", str(workers)],
+    threading = ["--threads", str(threads)] if threads is not None else []
+    process = subprocess.Popen([*command(), "serve", "--port", str(port), "--workers", str(workers), *threading],
                                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
