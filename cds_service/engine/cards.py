@@ -133,7 +133,9 @@ def _card(rs, run, members, behavior, used):
     # suggestions are pruned as they are filled; the rest of the card is pruned here
     for key in list(card):
         if key != "suggestions":
-            value = _prune(card[key])
+            value = card[key]
+            if value.__class__ is not str:
+                value = _prune(value)
             if value is None or value == "" or value == [] or value == {}:
                 del card[key]
             else:
@@ -441,12 +443,15 @@ def _prune(value):
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            v = _prune(v)
-            if v is None or v == "" or v == [] or v == {}:
+            if v.__class__ is not str:  # (a string is kept unless empty: no call needed)
+                v = _prune(v)
+                if v is None or v == [] or v == {}:
+                    continue
+            if v == "":
                 continue
             out[k] = v
         return out
     if isinstance(value, list):
-        items = [_prune(v) for v in value]
+        items = [v if v.__class__ is str else _prune(v) for v in value]
         return [v for v in items if not (v is None or v == "" or v == [] or v == {})]
     return value

@@ -18,23 +18,13 @@ def generate(kind: str, children: tuple):
     head: set[str] = set()
     body: list[str] = []
     for i, child in enumerate(children):
-        body.append(f"    # {kind} child {i}")
-        body.extend(f"    {line}" for line in _leaf(i, child, values, head))
-        body.append(f"    if r is {stop}:")
-        body.append(f"        return {stop}")
-        if i < len(children) - 1:
-            body.append("    if r is None:")
-            body.append("        unknown = True")
-        else:
-            body.append(f"    return None if r is None or unknown else {other}")
-    if not children:
-        body.append(f"    return {other}")
+        body.append(f"# {kind} child {i}")
+        body.extend(_leaf(i, child, values, head, stop, other))
+    body.append(f"return None if unknown else {other}")
     lines = ["def test(run):", "    unknown = False"]
-    lines += [f"    {line}" for line in sorted(head)]
+    lines += [f"    {line}" for line in sorted(head) + body]
     source = "\n".join(
-        [f"def make({', '.join(values)}):"]
-        + [f"    {line}" for line in lines + body]
-        + ["    return test"]
+        [f"def make({', '.join(values)}):"] + [f"    {line}" for line in lines] + ["    return test"]
     )
     namespace: dict = {}
     exec(compile(source, f"<bare {kind} of {len(children)}>", "exec"), namespace)
@@ -43,42 +33,68 @@ def generate(kind: str, children: tuple):
     return test
 
 
-def _leaf(i, child, values, head) -> list[str]:
-    """Statements setting `r` to the value of child `i`."""
+def _decide(stop, other) -> list[str]:
+    """Statements acting on `r`: return `stop`, note an unknown, or go on."""
+    return [
+        f"if r is not {other}:",
+        f"    if r is {stop}:",
+        f"        return {stop}",
+        "    if r is None:",
+        "        unknown = True",
+    ]
+
+
+def _leaf(i, child, values, head, stop, other) -> list[str]:
+    """Statements for child `i`: its value, then what the all/any does with it."""
     call = f"c{i}"
     values[call] = child
     name = getattr(child, "condition_name", None)
     if name is not None:  # a named condition: its memo, else the call (which fills it)
         values[f"n{i}"] = name
         head.add("named = run.condition_results")
-        return [f"r = named.get(n{i}, NOT_YET)", "if r is NOT_YET:", f"    r = {call}(run)"]
+        return [
+            f"r = named.get(n{i}, NOT_YET)",
+            "if r is NOT_YET:",
+            f"    r = {call}(run)",
+        ] + _decide(stop, other)
     code = getattr(child, "finding_code", None)
-    if code is not None:
+    if code is not None:  # made: True (False if negated); undetermined: None; else False
         values[f"f{i}"] = code
         head.add("findings = run.findings")
+        head.add("undetermined = run.undetermined")
         made, unmade = ("False", "True") if child.negate else ("True", "False")
         return [
             f"if f{i} in findings:",
-            f"    r = {made}",
-            f"elif f{i} in run.undetermined:",
-            "    r = None",
+            f"    {_constant(made, stop)}",
+            f"elif f{i} in undetermined:",
+            "    unknown = True",
             "else:",
-            f"    r = {unmade}",
+            f"    {_constant(unmade, stop)}",
         ]
     text = getattr(child, "compare_text", None)
     if text is not None:
         values[f"t{i}"] = text
         head.add("results = run.compare_results")
-        return [f"r = results.get(t{i}, NOT_YET)", "if r is NOT_YET:", f"    r = {call}(run)"]
+        return [
+            f"r = results.get(t{i}, NOT_YET)",
+            "if r is NOT_YET:",
+            f"    r = {call}(run)",
+        ] + _decide(stop, other)
     presence = getattr(child, "presence", None)
-    if presence is not None:
+    if presence is not None:  # exists (want True) / missing (want False); unknown fact: None
         values[f"p{i}"], values[f"w{i}"] = presence
         head.add("cache = run.cache")
         return [
             f"if p{i} in run.unknown:",
-            "    r = None",
+            "    unknown = True",
             "else:",
             f"    fv = cache[p{i}] if p{i} in cache else run.fact(p{i})",
-            f"    r = (fv is not None and fv.item is not None) is w{i}",
+            f"    if ((fv is not None and fv.item is not None) is w{i}) is {stop}:",
+            f"        return {stop}",
         ]
-    return [f"r = {call}(run)"]
+    return [f"r = {call}(run)"] + _decide(stop, other)
+
+
+def _constant(value, stop) -> str:
+    """The statement for a child known to be `value` ("True"/"False")."""
+    return f"return {stop}" if value == stop else "pass"

@@ -534,6 +534,11 @@ class Compiler:
             if fact.kind == "data":
                 fact.reader_id = readers.setdefault(fact.reader_key, len(readers))
                 fact.date_id = dates.setdefault(fact.reader_key[6], len(dates))
+                fact.pool_key = (fact.source, fact.resource_type)
+                vs = fact.valueset
+                fact.hits_key = (fact.source, fact.resource_type, vs.name if vs else None)
+                if vs is not None and vs.exact_only and len(vs.exact) == 1:
+                    fact.only_code = next(iter(vs.exact))
 
     def compile_derived(self) -> None:
         graph = {

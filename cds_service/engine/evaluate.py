@@ -96,8 +96,11 @@ def _run_untraced(rs, run, rules, made, errors) -> None:
             continue
         test = rule.test
         try:
-            result = True if test is None else test(run)
-            if result is True:
+            if test is not None:
+                result = test(run)
+                if result is False:  # the usual case
+                    continue
+            if test is None or result is True:
                 run.evidence = []
                 result = rule.when(run)
         except Exception as exc:  # a rule failing on odd data is skipped, never the whole request

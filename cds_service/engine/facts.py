@@ -89,8 +89,10 @@ class Run:
         self.ct_cutoffs = settings.ct_cutoffs or ruleset.default_ct_cutoffs(settings.profile)
         self.trace = [] if trace else None
         self.cache: dict[str, FactValue | None] = {}
-        self.params: dict[str, ParamValue | None] = {}
-        self.day_params: dict[str, float | None] = {}
+        # parameters (and windows in days) that need no patient data start worked out
+        fixed = ruleset.fixed_by_settings.get((settings.profile, self.ct_cutoffs))
+        self.params: dict[str, ParamValue | None] = dict(fixed[0]) if fixed else {}
+        self.day_params: dict[str, float | None] = dict(fixed[1]) if fixed else {}
         self.by_type: dict[tuple[str, str], list] = {}
         self.code_index: dict[tuple[str, str], dict] = {}
         self.pattern_hits: dict[tuple, list] = {}
@@ -135,7 +137,8 @@ class Run:
             self.by_type[(source, t)] = group
 
     def candidates(self, fact) -> list:
-        pool = self.by_type.get((fact.source, fact.resource_type))
+        pool_key = fact.pool_key
+        pool = self.by_type.get(pool_key)
         if pool is None:
             pool = self.of_type(fact.source, fact.resource_type)
         if not pool:
@@ -145,28 +148,30 @@ class Run:
             return pool
         if not fact.default_code_path:
             return [r for r in pool if any(vs.matches(s, c) for s, c in codings(fact.code_get(r)))]
-        index = self.code_index.get((fact.source, fact.resource_type))
+        index = self.code_index.get(pool_key)
         if index is None:
             index = self._code_index(fact.source, fact.resource_type, fact.code_get)
-        if not vs.prefixes and not vs.ranges:  # vs.exact_only
-            if len(vs.exact) == 1:
-                for key in vs.exact:
-                    return [pool[i] for i in index.get(key, ())]
-            memo_key = (fact.source, fact.resource_type, vs.name)
-            cached = self.pattern_hits.get(memo_key)
-            if cached is not None:
-                return cached
-            hits = set()
-            for key in vs.exact:
-                found = index.get(key)
-                if found:
-                    hits.update(found)
-            result = self.pattern_hits[memo_key] = [pool[i] for i in sorted(hits)]
-            return result
-        memo_key = (fact.source, fact.resource_type, vs.name)
+        if fact.only_code is not None:
+            found = index.get(fact.only_code)
+            return [pool[i] for i in found] if found else []
+        memo_key = fact.hits_key
         cached = self.pattern_hits.get(memo_key)
         if cached is not None:
             return cached
+        if not vs.prefixes and not vs.ranges:  # vs.exact_only
+            hits = set()
+            exact = vs.exact
+            if len(index) < len(exact):  # (the same hits, from the smaller side)
+                for key, found in index.items():
+                    if key in exact:
+                        hits.update(found)
+            else:
+                for key in exact:
+                    found = index.get(key)
+                    if found:
+                        hits.update(found)
+            result = self.pattern_hits[memo_key] = [pool[i] for i in sorted(hits)]
+            return result
         hits = set()
         for (system, code), positions in index.items():
             if vs.matches(system, code):
@@ -558,6 +563,7 @@ class Run:
                 result = ParamValue(float(spec["value"]), p.unit, spec.get("source"))
                 if len(self.rs.fixed_params) < 4096:
                     self.rs.fixed_params[key] = result
+                    self._fixed()[0][name] = result
             else:
                 sex = self.value("sex") if "sex" in self.rs.facts else None
                 chosen = spec.get(sex) if sex in ("male", "female") else None
@@ -586,6 +592,19 @@ class Run:
             found = self.day_params[value] = (
                 None if p is None else p.value * units.factor(p.unit, "d")
             )
+            fixed = self._fixed()
+            if p is not None and fixed[0].get(value) is p:
+                fixed[1][value] = found
+        return found
+
+    def _fixed(self) -> tuple[dict, dict]:
+        """(parameters, windows in days) that need no patient data, for these settings."""
+        key = (self.settings.profile, self.ct_cutoffs)
+        found = self.rs.fixed_by_settings.get(key)
+        if found is None:
+            found = ({}, {})
+            if len(self.rs.fixed_by_settings) < 64:
+                self.rs.fixed_by_settings[key] = found
         return found
 
     # ---- what conditions ask -------------------------------------------------------------

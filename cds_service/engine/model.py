@@ -46,6 +46,9 @@ class Fact:
     reader_key: tuple = ()  # facts with equal keys read the same items (shared per request)
     reader_id: int = -1  # the reader key as a small int
     date_id: int = -1  # the date paths as a small int
+    pool_key: tuple = ()  # (source, resource type): its pool in a run
+    hits_key: tuple = ()  # (source, resource type, value set): its candidates in a run
+    only_code: tuple | None = None  # the value set's one code, if it has one exact code only
 
 
 @dataclass

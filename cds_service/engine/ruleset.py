@@ -65,6 +65,9 @@ class RuleSet:
         self.fixed_params: dict[tuple, object] = {}
         # (parameter, comparison symbol, ParamValue) -> threshold evidence entry, copied per use
         self.threshold_heads: dict[tuple, dict] = {}
+        # (profile, CT set) -> (those fixed parameters by name, their values in days): a run
+        # starts with them worked out
+        self.fixed_by_settings: dict[tuple, tuple[dict, dict]] = {}
         self._unknown_memo: dict[frozenset, frozenset] = {}
         # per (source, type): the codes any default-path value set asks for (None: index all)
         self.indexed_codes: dict[tuple[str, str], frozenset | None] = {}
