@@ -48,6 +48,8 @@ def compose(rs, run, made, suppress):
     for group in rs.groups:
         if group.hooks is not None and run.hook not in group.hooks:
             continue
+        if visible.keys().isdisjoint(group.findings):  # (no member: nothing to place)
+            continue
         members = [visible[c] for c in group.findings if c in visible and c not in placed]
         if members:
             placed.update(f.code for f, _ in members)

@@ -2,7 +2,8 @@
 
 The generated function does what a loop over the children would (same order, same
 short-circuit, Kleene logic) without a call per leaf: a named condition's memo, a finding, a
-comparison's memo and exists/missing are read in place; any other child is called.
+comparison's memo, exists/missing and profile are read in place, and `not` calls its inner
+test directly; any other child is called.
 Only generated names appear in the source; pack data reaches it as closure variables.
 """
 
@@ -92,6 +93,14 @@ def _leaf(i, child, values, head, stop, other) -> list[str]:
             f"    if ((fv is not None and fv.item is not None) is w{i}) is {stop}:",
             f"        return {stop}",
         ]
+    profiles = getattr(child, "profiles", None)
+    if profiles is not None:  # `profile: [...]`: never unknown
+        values[f"s{i}"] = profiles
+        return [f"if (run.settings.profile in s{i}) is {stop}:", f"    return {stop}"]
+    inner = getattr(child, "negates", None)
+    if inner is not None:  # `not`: the inner test, negated unless unknown
+        values[f"x{i}"] = inner
+        return [f"r = x{i}(run)", "if r is not None:", "    r = not r"] + _decide(stop, other)
     return [f"r = {call}(run)"] + _decide(stop, other)
 
 

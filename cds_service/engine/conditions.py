@@ -59,10 +59,14 @@ class ConditionCompiler:
                 return self._finding(inner["finding"], path + ("not",), src, negate=True)
             child = self.compile(inner, path + ("not",), src)
             bare_child = getattr(child, "bare", None)
-            return _with_bare(
-                lambda run: None if (r := child(run)) is None else not r,
-                bare_child and (lambda run: None if (r := bare_child(run)) is None else not r),
-            )
+            bare = None
+            if bare_child is not None:
+
+                def bare(run):
+                    return None if (r := bare_child(run)) is None else not r
+
+                bare.negates = bare_child  # called in place by generated all/any
+            return _with_bare(lambda run: None if (r := child(run)) is None else not r, bare)
         if "finding" in cond:
             return self._finding(cond["finding"], path, src)
         if "condition" in cond:
@@ -88,6 +92,7 @@ class ConditionCompiler:
                 notes = tuple(evidence[start:]) if evidence is not None else ()
                 if evidence is not None:
                     run.condition_memo[name] = (result, notes)
+                    run.condition_results[name] = result  # (the bare tests' memo: the same)
                 return result
 
             if self._notes_depend_on_the_moment(name):
@@ -148,7 +153,12 @@ class ConditionCompiler:
                     self.ctx.error(
                         src, path + ("profile", i), REFERENCE_ERROR, f"unknown profile {p!r}"
                     )
-            return _with_bare(lambda run: run.settings.profile in profiles, SAME)
+
+            def in_profiles(run):
+                return run.settings.profile in profiles
+
+            in_profiles.profiles = profiles  # read in place by generated all/any
+            return _with_bare(in_profiles, SAME)
         if "parameter" in cond:
             return self._parameter(cond, path, src)
         return self._compare(cond, path, src)
@@ -412,6 +422,7 @@ def _comparison(text, name, fn, symbol, number, ref):
         memo = run.compare_memo.get(text)
         if memo is None:
             memo = run.compare_memo[text] = run._compare(name, fn, symbol, number, ref)
+            run.compare_results[text] = memo[0]  # (the bare tests' memo: the same)
         if run.evidence is not None:
             run.evidence.extend(memo[1])
         if run.trace is not None:

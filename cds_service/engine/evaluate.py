@@ -90,30 +90,43 @@ def _run_untraced(rs, run, rules, made, errors) -> None:
     """Each rule's bare test; a rule that fires runs again in full to note its evidence (the
     same notes in the same order: its memos and facts are already worked out). A rule without
     a bare test runs in full at once. (Bare tests ignore run.evidence and run.rule_id.)"""
-    unavailable, undetermined = run.unavailable, run.undetermined
-    for rule in rules:
-        if rule.finding in made:
+    unavailable, undetermined = run.unavailable, run.undetermined  # (the same set throughout)
+    for finding, rule in rules:
+        if finding in made:
             continue
         test = rule.test
-        try:
-            if test is not None:
+        if test is not None:
+            try:
                 result = test(run)
-                if result is False:  # the usual case
-                    continue
-            if test is None or result is True:
-                run.evidence = []
-                result = rule.when(run)
-        except Exception as exc:  # a rule failing on odd data is skipped, never the whole request
+            except Exception as exc:  # a rule failing on odd data is skipped, not the request
+                errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
+                result = None
+            if result is False:  # the usual case
+                continue
+            if result is None:
+                if unavailable or undetermined:
+                    _unknown_result(run, rule)
+                continue
+        try:
+            run.evidence = []
+            result = rule.when(run)
+        except Exception as exc:  # a rule failing on odd data is skipped, not the request
             errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
             result = None
         if result is True:
             _make(rs, run, rule, made)
-        elif (
-            result is None
-            and (unavailable or undetermined)
-            and (rule.when_types & unavailable or rule.finding_refs & undetermined)
-        ):
-            undetermined.add(rule.finding)
+        elif result is None:
+            _unknown_result(run, rule)
+
+
+def _unknown_result(run, rule) -> None:
+    """A rule neither true nor false: its finding is undetermined if unavailable data (or an
+    undetermined finding) may be why."""
+    unavailable, undetermined = run.unavailable, run.undetermined
+    if (unavailable or undetermined) and (
+        rule.when_types & unavailable or rule.finding_refs & undetermined
+    ):
+        undetermined.add(rule.finding)
 
 
 def _run_traced(rs, run, plan, made, errors) -> None:
@@ -133,12 +146,8 @@ def _run_traced(rs, run, plan, made, errors) -> None:
             result = None
         if result is True and rule.finding not in made:
             _make(rs, run, rule, made)
-        elif (
-            result is None
-            and (run.unavailable or run.undetermined)
-            and (rule.when_types & run.unavailable or rule.finding_refs & run.undetermined)
-        ):
-            run.undetermined.add(rule.finding)
+        elif result is None:
+            _unknown_result(run, rule)
         run.trace.append({"rule": rule.id, "finding": rule.finding, "result": result})
 
 

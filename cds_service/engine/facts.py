@@ -244,8 +244,9 @@ class Run:
         if items is None:
             found = self.candidates(fact)  # (reads no fact or parameter: safe to do first)
             if not found and not fact.joins:  # what _items would find, sooner
-                if fact.within is not None:
-                    self.days(fact.within)  # (its window parameter, worked out as _items would)
+                within = fact.within
+                if within is not None and within not in self.day_params:
+                    self.days(within)  # (its window parameter, worked out as _items would)
                 items = self.readers[fact.reader_id] = []
             else:
                 items = self.readers[fact.reader_id] = self._items(fact, found)  # window applied

@@ -127,11 +127,13 @@ class RuleSet:
         return found
 
     def runnable(self, hook: str, profile: str, ct_cutoffs: str | None) -> tuple:
-        """The rules of plan() that are not skipped, in order."""
+        """(finding, rule) for the rules of plan() that are not skipped, in order."""
         key = (hook, profile, ct_cutoffs)
         found = self._runnable.get(key)
         if found is None:
-            found = tuple(rule for rule, skipped in self.plan(*key) if skipped is None)
+            found = tuple(
+                (rule.finding, rule) for rule, skipped in self.plan(*key) if skipped is None
+            )
             if len(self._runnable) < 64:
                 self._runnable[key] = found
         return found
