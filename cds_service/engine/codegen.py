@@ -27,21 +27,27 @@ def generate(kind: str, children: tuple):
     source = "\n".join(
         [f"def make({', '.join(values)}):"] + [f"    {line}" for line in lines] + ["    return test"]
     )
-    namespace: dict = {}
-    exec(compile(source, f"<bare {kind} of {len(children)}>", "exec"), namespace)
-    test = namespace["make"](**values)
+    make = _MAKERS.get(source)
+    if make is None:  # (the source depends only on the kinds of leaves: compiled once each)
+        namespace: dict = {}
+        exec(compile(source, f"<bare {kind} of {len(children)}>", "exec"), namespace)
+        make = _MAKERS[source] = namespace["make"]
+    test = make(**values)
     test.source = source  # for tests and debugging
     return test
+
+
+_MAKERS: dict[str, object] = {}  # generated source -> its compiled maker
 
 
 def _decide(stop, other) -> list[str]:
     """Statements acting on `r`: return `stop`, note an unknown, or go on."""
     return [
         f"if r is not {other}:",
-        f"    if r is {stop}:",
-        f"        return {stop}",
         "    if r is None:",
         "        unknown = True",
+        f"    elif r is {stop}:",
+        f"        return {stop}",
     ]
 
 

@@ -44,6 +44,7 @@ class ConditionCompiler:
     def __init__(self, ctx):
         self.ctx = ctx
         self.named: dict[str, object] = {}
+        self.moments: dict[str, bool] = {}  # _notes_depend_on_the_moment, per named condition
 
     def compile(self, cond: dict, path: tuple, src):
         if "all" in cond or "any" in cond:
@@ -166,10 +167,21 @@ class ConditionCompiler:
     def _notes_depend_on_the_moment(self, name, seen=None) -> bool:
         """Whether named condition `name` (with those it uses) asks `implausible` (notes the
         data-quality entries made so far) or a finding (notes it only once made)."""
+        known = self.moments.get(name)
+        if known is not None:
+            return known
+        top = seen is None
         seen = set() if seen is None else seen
         if name in seen:
             return False
         seen.add(name)
+        found = self._asks_the_moment(name, seen)
+        if top:
+            self.moments[name] = found
+        return found
+
+    def _asks_the_moment(self, name, seen) -> bool:
+        """The walk behind _notes_depend_on_the_moment (`seen`: named conditions on the way)."""
         stack = [self.ctx.conditions_raw[name].data]
         while stack:
             node = stack.pop()

@@ -228,28 +228,30 @@ class Run:
 
     # ---- facts ---------------------------------------------------------------------------
     def fact(self, name: str) -> FactValue | None:
-        found = self.cache.get(name, NOT_YET)
+        cache = self.cache
+        found = cache.get(name, NOT_YET)
         if found is not NOT_YET:
             return found
-        self.cache[name] = None  # guards against re-entry
+        cache[name] = None  # guards against re-entry
         if name in self.unknown:
             return None
         fact = self.rs.facts[name]
-        result = self._derive(fact) if fact.kind == "derived" else self._read(fact)
-        self.cache[name] = result
+        result = self._read(fact) if fact.kind == "data" else self._derive(fact)
+        cache[name] = result
         return result
 
     def _read(self, fact) -> FactValue | None:
-        items = self.readers.get(fact.reader_id)
+        readers = self.readers
+        items = readers.get(fact.reader_id)
         if items is None:
             found = self.candidates(fact)  # (reads no fact or parameter: safe to do first)
             if not found and not fact.joins:  # what _items would find, sooner
                 within = fact.within
                 if within is not None and within not in self.day_params:
                     self.days(within)  # (its window parameter, worked out as _items would)
-                items = self.readers[fact.reader_id] = []
-            else:
-                items = self.readers[fact.reader_id] = self._items(fact, found)  # window applied
+                readers[fact.reader_id] = []
+                return None
+            items = readers[fact.reader_id] = self._items(fact, found)  # window applied
         if not items:  # nothing to check or select
             return None
         items = self._plausible(fact, items)
