@@ -71,8 +71,8 @@ def evaluate(
     made: dict[str, tuple[Finding, object]] = {}
     errors: list[dict] = []
     run.findings = made
-    if run.trace is None:
-        _run_untraced(rs, run, rs.runnable(hook, settings.profile, run.ct_cutoffs), made, errors)
+    if run.trace is None:  # (bare tests ignore run.evidence and run.rule_id)
+        rs.untraced_plan(hook, settings.profile, run.ct_cutoffs)(run, made, errors)
     else:
         _run_traced(rs, run, rs.plan(hook, settings.profile, run.ct_cutoffs), made, errors)
     run.evidence = None
@@ -86,37 +86,27 @@ def evaluate(
     )
 
 
-def _run_untraced(rs, run, rules, made, errors) -> None:
-    """Each rule's bare test; a rule that fires runs again in full to note its evidence (the
-    same notes in the same order: its memos and facts are already worked out). A rule without
-    a bare test runs in full at once. (Bare tests ignore run.evidence and run.rule_id.)"""
-    unavailable, undetermined = run.unavailable, run.undetermined  # (the same set throughout)
-    for finding, rule in rules:
-        if finding in made:
-            continue
-        test = rule.test
-        if test is not None:
-            try:
-                result = test(run)
-            except Exception as exc:  # a rule failing on odd data is skipped, not the request
-                errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
-                result = None
-            if result is False:  # the usual case
-                continue
-            if result is None:
-                if unavailable or undetermined:
-                    _unknown_result(run, rule)
-                continue
+def settle(run, rule, result, errors) -> None:
+    """What the untraced plan (codegen.generate_plan) does with a rule whose bare test is not
+    false: true (or no bare test) runs its full closure, noting the evidence (the same notes
+    in the same order: its memos and facts are already worked out), and makes its finding;
+    unknown may leave its finding undetermined."""
+    if result is True:
         try:
             run.evidence = []
             result = rule.when(run)
         except Exception as exc:  # a rule failing on odd data is skipped, not the request
-            errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
-            result = None
+            result = failed(errors, rule, exc)
         if result is True:
-            _make(rs, run, rule, made)
-        elif result is None:
-            _unknown_result(run, rule)
+            _make(run.rs, run, rule, run.findings)
+            return
+    if result is None and (run.unavailable or run.undetermined):
+        _unknown_result(run, rule)
+
+
+def failed(errors, rule, exc) -> None:
+    """Report a rule that raised (it is skipped, never the whole request); its result: None."""
+    errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
 
 
 def _unknown_result(run, rule) -> None:
@@ -142,8 +132,7 @@ def _run_traced(rs, run, plan, made, errors) -> None:
         try:
             result = rule.when(run)
         except Exception as exc:  # a rule failing on odd data is skipped, never the whole request
-            errors.append({"rule": rule.id, "error": f"{type(exc).__name__}: {exc}"})
-            result = None
+            result = failed(errors, rule, exc)
         if result is True and rule.finding not in made:
             _make(rs, run, rule, made)
         elif result is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .catalog import FINDINGS, HOOKS
 from .compile import _finding_refs
+from .codegen import generate_plan
 from .evaluate import evaluate as _evaluate
+from .evaluate import failed, settle
 from .facts import _codings_fast
 
 PREFETCH_KEYS = {
@@ -60,7 +62,7 @@ class RuleSet:
             )
             rule.finding_refs = frozenset(_finding_refs(rule.when_raw, c.conditions_raw))
         self._plans: dict[tuple, tuple] = {}
-        self._runnable: dict[tuple, tuple] = {}
+        self._untraced: dict[tuple, object] = {}
         # (parameter, profile, CT set) -> ParamValue, for parameters that need no patient data
         self.fixed_params: dict[tuple, object] = {}
         # (parameter, comparison symbol, ParamValue) -> threshold evidence entry, copied per use
@@ -126,17 +128,23 @@ class RuleSet:
                 self._plans[key] = found
         return found
 
-    def runnable(self, hook: str, profile: str, ct_cutoffs: str | None) -> tuple:
-        """(finding, rule) for the rules of plan() that are not skipped, in order."""
+    def untraced_plan(self, hook: str, profile: str, ct_cutoffs: str | None):
+        """The runnable rules of plan() as one generated function (codegen.generate_plan) for
+        untraced runs: fn(run, made, errors); generated at first use of the combination."""
         key = (hook, profile, ct_cutoffs)
-        found = self._runnable.get(key)
+        found = self._untraced.get(key)
         if found is None:
-            found = tuple(
+            runnable = tuple(
                 (rule.finding, rule) for rule, skipped in self.plan(*key) if skipped is None
             )
-            if len(self._runnable) < 64:
-                self._runnable[key] = found
+            found = generate_plan(runnable, settle, failed)
+            if len(self._untraced) < 64:
+                self._untraced[key] = found
         return found
+
+    def forget_plans(self) -> None:
+        """Drop the generated plans (they hold each rule's bare test as it was)."""
+        self._untraced.clear()
 
     def unknown_facts(self, unavailable: frozenset[str]) -> frozenset[str]:
         """Facts that read (directly or through derived inputs) a resource type in `unavailable`."""

@@ -118,3 +118,64 @@ def test_generated_source_names_no_pack_data():
     source = generate("all", tuple(leaves)).source
     assert '"' not in source and "'" not in source  # data reaches it as closure variables
     assert NOT_YET is not None
+
+
+def _rule(name, finding, value, calls):
+    """A rule whose bare test is a one-leaf all giving `value` (or raising, or no test)."""
+
+    def test(run):
+        calls.append(name)
+        if value == "raise":
+            raise ValueError(name)
+        return value
+
+    return SimpleNamespace(id=name, finding=finding, test=None if value == "none" else test)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [True, False, None, "raise", "none"],
+        [False, False, True, True],  # the second rule of a made finding is not tested
+        [None, "none", True, "raise"],
+    ],
+)
+def test_generated_plan_runs_rules_as_the_loop_would(values):
+    from cds_service.engine.codegen import generate_plan
+
+    calls: list = []
+    rules = [
+        _rule(f"r{i}", "same" if i in (2, 3) else f"f{i}", v, calls) for i, v in enumerate(values)
+    ]
+    settled: list = []
+
+    def settle(run, rule, result, errors):
+        settled.append((rule.id, result))
+        if result is True:
+            made[rule.finding] = rule
+
+    def failed(errors, rule, exc):
+        errors.append((rule.id, str(exc)))
+
+    made: dict = {}
+    errors: list = []
+    run = SimpleNamespace(
+        condition_results={}, compare_results={}, findings=made, undetermined=set(), cache={}
+    )
+    plan = generate_plan(tuple((r.finding, r) for r in rules), settle, failed)
+    plan(run, made, errors)
+
+    want_calls, want_settled, want_errors, want_made = [], [], [], set()
+    for rule, value in zip(rules, values, strict=True):
+        if rule.finding in want_made:
+            continue
+        if value != "none":
+            want_calls.append(rule.id)
+        result = {"raise": None, "none": True}.get(value, value)
+        if value == "raise":
+            want_errors.append((rule.id, rule.id))
+        if result is not False:
+            want_settled.append((rule.id, result))
+            if result is True:
+                want_made.add(rule.finding)
+    assert (calls, settled, errors) == (want_calls, want_settled, want_errors)
