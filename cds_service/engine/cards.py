@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import os
+from itertools import accumulate
 
 from .catalog import OPEN_ORDER_STATUSES
 from .render_values import format_date, format_number, format_quantity
@@ -90,7 +91,7 @@ def _card(rs, run, members, behavior, used):
         source["icon"] = rule.card.source_icon
     source["topic"] = coding
     card = {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": summary,
         "indicator": indicator,
         "detail": _detail(rs, run, members, locale),
@@ -144,6 +145,23 @@ def _card(rs, run, members, behavior, used):
                 card[key] = value
     card["extension"] = extension  # evidence is built without empty values; no need to walk it
     return card, record
+
+
+def new_uuid() -> str:
+    """str(uuid.uuid4()) without building a UUID object: random bits, version 4, RFC 4122
+    variant, written in groups of hex digits."""
+    value = int.from_bytes(os.urandom(UUID_BITS // 8), "big")
+    value = value & ~(0xC000 << 48) | 0x8000 << 48  # variant (as uuid.UUID does)
+    value = value & ~(0xF000 << 64) | 4 << 76  # version 4
+    text = f"{value:032x}"
+    return "-".join([text[cut] for cut in UUID_CUTS])
+
+
+UUID_BITS = 128
+UUID_CUTS = tuple(  # a written UUID: its 32 hex digits in groups of 8-4-4-4-12
+    slice(start, start + width)
+    for start, width in zip(accumulate((0, 8, 4, 4, 4)), (8, 4, 4, 4, 12), strict=True)
+)
 
 
 def _unique(keys):
@@ -310,7 +328,7 @@ def _suggestion(rs, run, s, finding, coding):
     label = s.label
     if s.label_without_data is not None and not all(run.has(n) for n in s.needs):
         label = s.label_without_data
-    out = {"label": _text(label, locale).render(resolve), "uuid": str(uuid.uuid4())}
+    out = {"label": _text(label, locale).render(resolve), "uuid": new_uuid()}
     if s.is_recommended is not None:
         out["isRecommended"] = s.is_recommended
     actions = []
@@ -445,15 +463,35 @@ def _prune(value):
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if v.__class__ is not str:  # (a string is kept unless empty: no call needed)
-                v = _prune(v)
-                if v is None or v == [] or v == {}:
-                    continue
-            if v == "":
+            kind = v.__class__
+            if kind is str:  # (the usual cases first, each without a call or a comparison)
+                if v:
+                    out[k] = v
                 continue
-            out[k] = v
+            if kind is dict or kind is list:
+                v = _prune(v)
+                if v:
+                    out[k] = v
+                continue
+            v = _prune(v)
+            if not (v is None or v == "" or v == [] or v == {}):
+                out[k] = v
         return out
     if isinstance(value, list):
-        items = [v if v.__class__ is str else _prune(v) for v in value]
-        return [v for v in items if not (v is None or v == "" or v == [] or v == {})]
+        kept = []
+        for v in value:
+            kind = v.__class__
+            if kind is str:
+                if v:
+                    kept.append(v)
+                continue
+            if kind is dict or kind is list:
+                v = _prune(v)
+                if v:
+                    kept.append(v)
+                continue
+            v = _prune(v)
+            if not (v is None or v == "" or v == [] or v == {}):
+                kept.append(v)
+        return kept
     return value

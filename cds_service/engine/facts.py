@@ -616,8 +616,12 @@ class Run:
         return fv is not None and fv.item is not None
 
     def value(self, name):
-        fv = self.fact(name)
-        return None if fv is None else fv.value
+        cache = self.cache
+        fv = cache[name] if name in cache else self.fact(name)
+        if fv is None:
+            return None
+        item = fv.item  # (FactValue.value, without the property call)
+        return None if item is None else item.value
 
     def age_days(self, name):
         fv = self.fact(name)

@@ -253,3 +253,17 @@ def test_resource_string_mixing_text_and_fact_is_rejected(tmp_path):
     with pytest.raises(PackErrors) as info:
         load_ruleset([tmp_path])
     assert [e.code for e in info.value.errors] == ["rule_template_error"]
+
+
+def test_new_uuid_is_what_uuid4_would_write(monkeypatch):
+    import os
+    import uuid
+
+    from cds_service.engine import cards
+
+    for seed in (b"\x00" * 16, b"\xff" * 16, bytes(range(16)), bytes(range(240, 256))):
+        monkeypatch.setattr(os, "urandom", lambda n, seed=seed: seed[:n])
+        assert cards.new_uuid() == str(uuid.UUID(bytes=seed, version=4))
+    monkeypatch.undo()
+    assert uuid.UUID(cards.new_uuid()).version == 4
+    assert cards.new_uuid() != cards.new_uuid()
