@@ -1,12 +1,16 @@
 """Benchmark the rule engine: load+compile of the packs, and per-request evaluation of 300 resources.
 
 Run on demand (not part of pytest):  python bench/bench_engine.py [--packs PATH ...] [--runs N]
+  [--resources N | --patient FILE]
+--patient FILE: a JSON list of resources (or a Bundle), kept as the service keeps them
+(RuleSet.relevant), e.g. /work/shared/bench/patient-30-resources.json.
 Targets: load + compile < 1 s; evaluation of a 300-resource patient < 1 ms median after warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -107,6 +111,14 @@ def synthetic_patient(rs, n: int = 300, seed: int = 7) -> list[dict]:
     return out
 
 
+def patient_file(rs, path: Path) -> list[dict]:
+    """The resources of a JSON list or Bundle that the service would evaluate (rs.relevant)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict):
+        data = [e["resource"] for e in data.get("entry", ())]
+    return [r for r in data if rs.relevant(r)]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -114,6 +126,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--resources", type=int, default=300)
+    parser.add_argument(
+        "--patient", type=Path, help="a JSON list of resources or a Bundle (instead of synthetic)"
+    )
     args = parser.parse_args(argv)
 
     paths = args.packs or None
@@ -134,7 +149,10 @@ def main(argv=None) -> int:
         f"(target < 1000 ms)"
     )
 
-    resources = synthetic_patient(rs, args.resources)
+    resources = (
+        patient_file(rs, args.patient) if args.patient else synthetic_patient(rs, args.resources)
+    )
+    patient_id = next((r["id"] for r in resources if r.get("resourceType") == "Patient"), "p1")
     profile = next(iter(rs.profiles), "ewgsop2")
     ct = next(iter(rs.ct_sets), "martin2013")
     settings = EngineSettings(profile=profile, ct_cutoffs=ct)
@@ -142,14 +160,14 @@ def main(argv=None) -> int:
     for hook in rs.hooks:
         for _ in range(50):  # warm-up
             ev = rs.evaluate(
-                resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings
+                resources, hook=hook, context={"patientId": patient_id}, now=NOW, settings=settings
             )
         times = []
         cpu_start = time.process_time()
         for _ in range(args.runs):
             start = time.perf_counter()
             ev = rs.evaluate(
-                resources, hook=hook, context={"patientId": "p1"}, now=NOW, settings=settings
+                resources, hook=hook, context={"patientId": patient_id}, now=NOW, settings=settings
             )
             times.append(time.perf_counter() - start)
         cpu = (time.process_time() - cpu_start) / args.runs
