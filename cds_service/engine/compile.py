@@ -537,8 +537,10 @@ class Compiler:
                 fact.pool_key = (fact.source, fact.resource_type)
                 vs = fact.valueset
                 fact.hits_key = (fact.source, fact.resource_type, vs.name if vs else None)
-                if vs is not None and vs.exact_only and len(vs.exact) == 1:
-                    fact.only_code = next(iter(vs.exact))
+                if vs is not None and vs.exact_only and fact.default_code_path:
+                    fact.exact_codes = frozenset(vs.exact)
+                    if len(vs.exact) == 1:
+                        fact.only_code = next(iter(vs.exact))
 
     def compile_derived(self) -> None:
         graph = {

@@ -115,10 +115,11 @@ class Run:
     def of_type(self, source: str, rtype: str) -> list:
         found = self.by_type.get((source, rtype))
         if found is None:
-            if (source, None) in self.by_type:  # pool already grouped: no resource of this type
-                return ()
-            self._group(source)
-            found = self.by_type.get((source, rtype), ())
+            if (source, None) not in self.by_type:
+                self._group(source)
+            found = self.by_type.get((source, rtype))
+            if found is None:  # no resource of this type (remembered: asked again cheaply)
+                found = self.by_type[(source, rtype)] = ()
         return found
 
     def _group(self, source: str) -> None:
@@ -244,7 +245,12 @@ class Run:
         readers = self.readers
         items = readers.get(fact.reader_id)
         if items is None:
-            found = self.candidates(fact)  # (reads no fact or parameter: safe to do first)
+            codes = fact.exact_codes
+            index = self.code_index.get(fact.pool_key) if codes is not None else None
+            if index is not None and index.keys().isdisjoint(codes):
+                found = ()  # what candidates() would find: no resource has one of its codes
+            else:
+                found = self.candidates(fact)  # (reads no fact or parameter: safe to do first)
             if not found and not fact.joins:  # what _items would find, sooner
                 within = fact.within
                 if within is not None and within not in self.day_params:

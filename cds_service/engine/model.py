@@ -49,6 +49,8 @@ class Fact:
     pool_key: tuple = ()  # (source, resource type): its pool in a run
     hits_key: tuple = ()  # (source, resource type, value set): its candidates in a run
     only_code: tuple | None = None  # the value set's one code, if it has one exact code only
+    # its value set's codes, if exact only and read at the type's default code element
+    exact_codes: frozenset | None = None
 
 
 @dataclass
