@@ -1,7 +1,7 @@
 """Conditions compiled to closures over a request run, in three-valued logic (True/False/None).
 
 Each closure notes evidence and traces; its `bare` attribute, where set, is the same test without
-either, for the untraced path (the evaluation loop re-runs the full closure of a rule that fires).
+either, for untraced runs (codegen inlines the leaves; a rule that fires is re-run in full).
 """
 
 from __future__ import annotations
