@@ -117,28 +117,31 @@ def _combined(kind, children, tag, values, head, leave, local) -> list[str]:
     return lines
 
 
-def _decide(stop, other, leave) -> list[str]:
-    """Statements acting on `r`: leave with `stop`, note an unknown, or go on."""
+def _decide(stop, other, leave, value="r") -> list[str]:
+    """Statements acting on `value` (a variable): leave with `stop`, note an unknown, or go on."""
     return [
-        f"if r is not {other}:",
-        "    if r is None:",
+        f"if {value} is not {other}:",
+        f"    if {value} is None:",
         "        unknown = True",
-        f"    elif r is {stop}:",
+        f"    elif {value} is {stop}:",
     ] + [f"        {line}" for line in leave(stop)]
 
 
-def _memo_read(memo, key, call, kept) -> list[str]:
-    """Statements setting `r` from `memo` (else the call, which fills it); `kept`: a local
-    variable keeping what was read, for a plan's later rules."""
+def _memo_read(memo, key, call, kept, stop, other, leave) -> list[str]:
+    """Statements reading a memo entry (else the call, which fills it), then deciding on it;
+    `kept`: a plan's local variable keeping what was read, for its later rules."""
     if kept is None:
-        return [f"r = {memo}.get({key}, NOT_YET)", "if r is NOT_YET:", f"    r = {call}(run)"]
+        return [
+            f"r = {memo}.get({key}, NOT_YET)",
+            "if r is NOT_YET:",
+            f"    r = {call}(run)",
+        ] + _decide(stop, other, leave)
     return [
         f"if {kept} is NOT_YET:",
         f"    {kept} = {memo}.get({key}, NOT_YET)",
         f"    if {kept} is NOT_YET:",
         f"        {kept} = {call}(run)",
-        f"r = {kept}",
-    ]
+    ] + _decide(stop, other, leave, kept)
 
 
 def _kept(local, key) -> str | None:
@@ -157,7 +160,7 @@ def _leaf(i, child, values, head, stop, other, leave, local) -> list[str]:
         values[f"n{i}"] = name
         head.add(HEAD[2])
         kept = _kept(local, ("named", name))
-        return _memo_read("named", f"n{i}", call, kept) + _decide(stop, other, leave)
+        return _memo_read("named", f"n{i}", call, kept, stop, other, leave)
     code = getattr(child, "finding_code", None)
     if code is not None:  # made: True (False if negated); undetermined: None; else False
         values[f"f{i}"] = code
@@ -174,7 +177,7 @@ def _leaf(i, child, values, head, stop, other, leave, local) -> list[str]:
         values[f"t{i}"] = text
         head.add(HEAD[3])
         kept = _kept(local, ("compare", text))
-        return _memo_read("results", f"t{i}", call, kept) + _decide(stop, other, leave)
+        return _memo_read("results", f"t{i}", call, kept, stop, other, leave)
     presence = getattr(child, "presence", None)
     if presence is not None:  # exists (want True) / missing (want False); unknown fact: None
         values[f"p{i}"], values[f"w{i}"] = presence
