@@ -49,6 +49,16 @@ _HTTP_MESSAGES = {
 }
 
 
+def engine_settings(settings: dict[str, Any]) -> EngineSettings:
+    """What the configuration chooses for the rule engine."""
+    return EngineSettings(
+        profile=settings["rules"]["profile"],
+        ct_cutoffs=settings["rules"]["ct_cutoffs"],
+        locale=settings["locale"],
+        finding_system=settings["rules"]["finding_system"],
+    )
+
+
 def create_app(
     config: dict[str, Any] | None = None,
     *,
@@ -75,18 +85,14 @@ def create_app(
     state = ServiceState(
         config=settings,
         rules=rules,
-        engine_settings=EngineSettings(
-            profile=settings["rules"]["profile"],
-            ct_cutoffs=settings["rules"]["ct_cutoffs"],
-            locale=settings["locale"],
-            finding_system=settings["rules"]["finding_system"],
-        ),
+        engine_settings=engine_settings(settings),
         store=store,
         fhir=FhirClient({**settings["fhir"], "max_bundle_pages": settings["limits"]["max_bundle_pages"]}),
         metrics=Metrics(),
         clock=clock or services.utcnow,
     )
     app.extensions["cds"] = state
+    rules.current.warm(state.engine_settings)  # no-op when serve warmed them before the fork
     _install_auth(app, state)
     for blueprint in (discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
         app.register_blueprint(blueprint)

@@ -41,7 +41,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
-    from cds_service.app import create_app, install_reload_signal
+    from cds_service.app import create_app, engine_settings, install_reload_signal
     from cds_service.engine import RuleSetHolder
     from cds_service.store import Store
 
@@ -53,6 +53,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     # Loaded once in the master and inherited by every worker it forks: a worker that starts
     # later (a crash, a signal during boot) starts from the last good set, never from broken files.
     rules = RuleSetHolder(config["rules"]["paths"] or None)
+    rules.current.warm(engine_settings(config))  # the plans too, once for every worker
     freeze_startup_objects()
 
     class Server(BaseApplication):
