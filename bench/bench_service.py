@@ -10,7 +10,8 @@ default) and, in a second run, ES384. The echo app gets the same body under guni
 same workers and threads. The client (wrk, or a Python fallback) keeps one connection per
 concurrent caller and reports p50 / p99 latency, requests/s and the server processes' CPU time per
 request (user + system, from /proc: steadier than latency on a shared VM) at concurrency 1 and 8,
-and the service / echo ratios."""
+the share of CPU time the hypervisor stole from the VM during each run, and the service / echo
+ratios."""
 
 from __future__ import annotations
 
@@ -64,6 +65,13 @@ def cpu_seconds(master: subprocess.Popen) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks of the machine so far (Linux /proc/stat): the hypervisor's share
+    taken from this VM, the usual cause of a noisy run."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[7]
 
 
 def wait_ready(port: int, path: str) -> None:
@@ -155,7 +163,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (default 1: gunicorn's sync worker, as serve --threads 1)")
     parser.add_argument("--algs", default="RS384,ES384", help="JWT algorithms to run the service with (comma-separated)")
     parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
                         help="load generator (default: wrk when installed: apt-get install wrk)")
@@ -194,9 +202,11 @@ def main() -> int:
 
         def run(port: int, alg: str | None, concurrency: int) -> dict:
             process = service if port == service_port else echo
-            before = cpu_seconds(process)
+            before, ticks = cpu_seconds(process), cpu_ticks()
             result = measure(port, alg, concurrency)
             result["cpu_ms"] = (cpu_seconds(process) - before) * 1000 / max(1, result["requests"])
+            (total, stolen), (total0, stolen0) = cpu_ticks(), ticks
+            result["steal"] = 100 * (stolen - stolen0) / max(1, total - total0)
             return result
 
         def measure(port: int, alg: str | None, concurrency: int) -> dict:
@@ -212,14 +222,14 @@ def main() -> int:
 
         print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run, "
               f"client {args.client}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
-        print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
+        print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'steal %':>9}")
         results = {}
         for concurrency in (1, 8):
             for name, port, alg in [*((f"service {a}", service_port, a) for a in algs), ("echo", echo_port, None)]:
                 result = run(port, alg, concurrency)
                 results[(name, concurrency)] = result
                 print(f"{name + ' c=' + str(concurrency):<24}{result['requests']:>9}{result['errors']:>8}"
-                      f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['cpu_ms']:>12.2f}")
+                      f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['cpu_ms']:>12.2f}{result['steal']:>9.1f}")
         for alg in algs:
             for concurrency in (1, 8):
                 s, e = results[(f"service {alg}", concurrency)], results[("echo", concurrency)]
