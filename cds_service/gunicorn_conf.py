@@ -2,13 +2,14 @@
 
 import os
 
+from cds_service.cli import worker_class as _worker_class
 from cds_service.config import load_config
 
 _config = load_config()
 bind = os.environ.get("GUNICORN_BIND", f"{_config['host']}:{_config['port']}")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-worker_class = "sync" if threads <= 1 else "gthread"  # as `sarcopenia-cds serve` (cli.worker_class)
+worker_class = _worker_class(threads)  # the same rule as `sarcopenia-cds serve`
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
