@@ -554,11 +554,10 @@ def _any(children, bare=False):
     """Three-valued OR; nested `any`s are spliced in (same order, same short-circuit).
     `bare`: the children are bare closures, and so is the result (memos are read, never noted)."""
     children = _spliced(children, "any_of")
-    entries = tuple((_memo_name(c), c) for c in children)
-
     if bare:
         any_ = generate("any", children)
     else:
+        entries = tuple((_memo_name(c), c) for c in children)
 
         def any_(run):
             unknown = False
