@@ -44,8 +44,8 @@ def running_service(database_url: str, workdir: Path, *, workers: int = 1, extra
         **(extra_env or {}),
     })
     log = (workdir / f"server-{port}.log").open("wb")
-    threading = ["--threads", str(threads)] if threads is not None else []
-    process = subprocess.Popen([*command(), "serve", "--port", str(port), "--workers", str(workers), *threading],
+    thread_args = ["--threads", str(threads)] if threads is not None else []
+    process = subprocess.Popen([*command(), "serve", "--port", str(port), "--workers", str(workers), *thread_args],
                                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
