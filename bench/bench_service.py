@@ -1,26 +1,29 @@
 """Load benchmark: the service under gunicorn vs a bare Flask echo app, same body, same client.
 
-Run on demand (not a test):  python bench/bench_service.py [--seconds 15] [--workers 2] [--threads 2]
+Run on demand (not a test):  python bench/bench_service.py [--seconds 15] [--rounds 5] [--workers 2] [--threads 1]
 
-The service runs as in production (`sarcopenia-cds serve`: gunicorn gthread workers, SQLite,
-Redis for the JWT replay cache, JSON logs at INFO, multiprocess metrics) and gets a
-patient-view call whose prefetch holds the 30 resources of shared/bench/patient-30-resources.json,
-keyed as discovery asks, each request with its own JWT (authentication on), signed RS384 (Epic's
-default) and, in a second run, ES384. The echo app gets the same body under gunicorn with the
-same workers and threads. The client (wrk, or a Python fallback) keeps one connection per
-concurrent caller and reports p50 / p99 latency, requests/s and the server processes' CPU time per
-request (user + system, from /proc: steadier than latency on a shared VM) at concurrency 1 and 8,
-the share of CPU time the hypervisor stole from the VM during each run, and the service / echo
-ratios."""
+The service runs as in production (`sarcopenia-cds serve`: gunicorn workers, SQLite, Redis for
+the JWT replay cache, JSON logs at INFO, multiprocess metrics) and gets a patient-view call whose
+prefetch holds the 30 resources of shared/bench/patient-30-resources.json, keyed as discovery
+asks, each request with its own JWT (authentication on), signed RS384 (Epic's default) and ES384.
+The echo app gets the same body under gunicorn with the same workers and threads. The client
+(wrk, or a Python fallback) keeps one connection per concurrent caller.
+
+Each run (a target at a concurrency, 15 s) is cut into `--rounds` slices that take turns with the
+other targets' slices, so that the service and the echo share the machine's good and bad moments:
+on a shared VM the speed drifts by half within minutes, which back-to-back 15 s runs turn into
+a false ratio. For each target and concurrency 1 and 8 it reports requests/s, p50 / p99 latency
+(the slices' latency distributions pooled), the server processes' CPU time per request (user +
+system, from /proc), the share of CPU time the hypervisor stole, and the service / echo ratios,
+pooled and round by round."""
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import shutil
 import json
 import os
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,9 +143,9 @@ def load(port: int, body: bytes, headers_for, concurrency: int, seconds: float) 
         thread.join()
     elapsed = time.monotonic() - began
     latencies.sort()
-    return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / elapsed,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000}
+    quantiles = [latencies[min(len(latencies) - 1, max(0, round(len(latencies) * step / 1000) - 1))] * 1e6
+                 for step in range(1, 1001)] if latencies else [0.0] * 1000
+    return {"requests": len(latencies), "errors": errors[0], "seconds": elapsed, "quantiles_us": quantiles}
 
 
 def load_wrk(port: int, body_file: Path, tokens_file: Path | None, concurrency: int, seconds: float) -> dict:
@@ -154,14 +157,34 @@ def load_wrk(port: int, body_file: Path, tokens_file: Path | None, concurrency: 
     if tokens_file is not None:
         command += [str(tokens_file), str(threads)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    result = json.loads(output.strip().splitlines()[-1])
-    return {"requests": result["requests"], "errors": result["errors"], "rps": result["requests"] / result["seconds"],
-            "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000}
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def pooled(slices: list[dict]) -> dict:
+    """One run's figures from its slices: requests/s over their time, and p50 / p99 from their
+    latency distributions (1,000 quantiles each) weighted by the requests each slice served."""
+    requests = sum(s["requests"] for s in slices)
+    points = sorted((q, s["requests"] / len(s["quantiles_us"])) for s in slices for q in s["quantiles_us"])
+
+    def percentile(share: float) -> float:
+        seen = 0.0
+        for value, weight in points:
+            seen += weight
+            if seen >= share * requests - 1e-9:
+                return value / 1000
+        return points[-1][0] / 1000 if points else 0.0
+
+    seconds = sum(s["seconds"] for s in slices)
+    return {"requests": requests, "errors": sum(s["errors"] for s in slices), "rps": requests / seconds if seconds else 0.0,
+            "p50_ms": percentile(0.50), "p99_ms": percentile(0.99),
+            "cpu_ms": sum(s["cpu_s"] for s in slices) * 1000 / max(1, requests),
+            "steal": 100 * sum(s["stolen"] for s in slices) / max(1, sum(s["ticks"] for s in slices))}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=15.0, help="load per target and concurrency (default 15)")
+    parser.add_argument("--rounds", type=int, default=5, help="slices each run is cut into, taking turns with the other targets' (default 5)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (default 1: gunicorn's sync worker, as serve --threads 1)")
     parser.add_argument("--algs", default="RS384,ES384", help="JWT algorithms to run the service with (comma-separated)")
@@ -200,41 +223,50 @@ def main() -> int:
         body_file = work / "body.json"
         body_file.write_bytes(body)
 
-        def run(port: int, alg: str | None, concurrency: int) -> dict:
+        def measure(port: int, alg: str | None, concurrency: int, seconds: float) -> dict:
+            """One slice: load, plus the server's CPU time and the machine's stolen ticks meanwhile."""
             process = service if port == service_port else echo
-            before, ticks = cpu_seconds(process), cpu_ticks()
-            result = measure(port, alg, concurrency)
-            result["cpu_ms"] = (cpu_seconds(process) - before) * 1000 / max(1, result["requests"])
-            (total, stolen), (total0, stolen0) = cpu_ticks(), ticks
-            result["steal"] = 100 * (stolen - stolen0) / max(1, total - total0)
-            return result
-
-        def measure(port: int, alg: str | None, concurrency: int) -> dict:
+            before, (total0, stolen0) = cpu_seconds(process), cpu_ticks()
             if args.client == "python":
-                headers = TokenPool(audience, int(args.seconds * 1500) + 3000, alg).headers if alg else plain
-                return load(port, body, headers, concurrency, args.seconds)
-            tokens_file = None
-            if alg:
-                tokens_file = work / f"tokens-{alg}-{concurrency}.txt"
-                tokens_file.write_text("\n".join(tokens.token(audience, alg=alg, lifetime=900)
-                                                 for _ in range(int(args.seconds * 1500) + 2000)))
-            return load_wrk(port, body_file, tokens_file, concurrency, args.seconds)
+                headers = TokenPool(audience, int(seconds * 1500) + 3000, alg).headers if alg else plain
+                result = load(port, body, headers, concurrency, seconds)
+            else:
+                tokens_file = None
+                if alg:
+                    tokens_file = work / f"tokens-{alg}-{concurrency}.txt"
+                    tokens_file.write_text("\n".join(tokens.token(audience, alg=alg, lifetime=900)
+                                                     for _ in range(int(seconds * 1500) + 500)))
+                    before, (total0, stolen0) = cpu_seconds(process), cpu_ticks()  # signing is the client's work
+                result = load_wrk(port, body_file, tokens_file, concurrency, seconds)
+            (total, stolen) = cpu_ticks()
+            return {**result, "cpu_s": cpu_seconds(process) - before, "ticks": total - total0, "stolen": stolen - stolen0}
 
-        print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run, "
-              f"client {args.client}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+        targets = [*((f"service {a}", service_port, a) for a in algs), ("echo", echo_port, None)]
+        slice_seconds = args.seconds / args.rounds
+        print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run "
+              f"in {args.rounds} slices taking turns, client {args.client}, {os.cpu_count()} cores, "
+              f"load average {os.getloadavg()[0]:.2f}")
         print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'steal %':>9}")
-        results = {}
+        slices: dict[tuple[str, int], list[dict]] = {}
         for concurrency in (1, 8):
-            for name, port, alg in [*((f"service {a}", service_port, a) for a in algs), ("echo", echo_port, None)]:
-                result = run(port, alg, concurrency)
-                results[(name, concurrency)] = result
+            for round_ in range(args.rounds):
+                turn = round_ % len(targets)  # each target leads in turn
+                for name, port, alg in targets[turn:] + targets[:turn]:
+                    slices.setdefault((name, concurrency), []).append(measure(port, alg, concurrency, slice_seconds))
+            for name, _, _ in targets:
+                result = pooled(slices[(name, concurrency)])
                 print(f"{name + ' c=' + str(concurrency):<24}{result['requests']:>9}{result['errors']:>8}"
                       f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['cpu_ms']:>12.2f}{result['steal']:>9.1f}")
         for alg in algs:
             for concurrency in (1, 8):
-                s, e = results[(f"service {alg}", concurrency)], results[("echo", concurrency)]
+                mine, echoes = slices[(f"service {alg}", concurrency)], slices[("echo", concurrency)]
+                s, e = pooled(mine), pooled(echoes)
+                rounds = [(pooled([b])["rps"] / max(1e-9, pooled([a])["rps"]), pooled([a])["cpu_ms"] / max(1e-9, pooled([b])["cpu_ms"]))
+                          for a, b in zip(mine, echoes)]
                 print(f"{alg} c={concurrency}: service/echo  p50 {s['p50_ms'] / e['p50_ms']:.2f}x  "
-                      f"p99 {s['p99_ms'] / e['p99_ms']:.2f}x  throughput {e['rps'] / s['rps']:.2f}x  CPU/request {s['cpu_ms'] / e['cpu_ms']:.2f}x")
+                      f"p99 {s['p99_ms'] / e['p99_ms']:.2f}x  throughput {e['rps'] / s['rps']:.2f}x  CPU/request {s['cpu_ms'] / e['cpu_ms']:.2f}x"
+                      f"  (rounds: throughput {min(r[0] for r in rounds):.2f}-{max(r[0] for r in rounds):.2f}x, "
+                      f"CPU/request {min(r[1] for r in rounds):.2f}-{max(r[1] for r in rounds):.2f}x)")
         return 0
     finally:
         for process in (service, echo):

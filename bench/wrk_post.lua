@@ -36,6 +36,9 @@ end
 
 function done(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format('{"requests": %d, "errors": %d, "seconds": %.3f, "p50_us": %d, "p99_us": %d}\n',
-    summary.requests, errors, summary.duration / 1e6, latency:percentile(50), latency:percentile(99)))
+  -- the latency at every 0.1 % step, so that runs cut into slices can be pooled again
+  local quantiles = {}
+  for step = 1, 1000 do quantiles[step] = string.format("%d", latency:percentile(step / 10)) end
+  io.write(string.format('{"requests": %d, "errors": %d, "seconds": %.3f, "quantiles_us": [%s]}\n',
+    summary.requests, errors, summary.duration / 1e6, table.concat(quantiles, ",")))
 end
