@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,18 @@ def cpu_ticks() -> tuple[int, int]:
     taken from this VM, the usual cause of a noisy run."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(fields[:8]), fields[7]
+
+
+def machine_probe() -> float:
+    """Milliseconds this machine takes for a fixed piece of pure-Python work (best of 3): how fast
+    the VM runs at the moment. A VM whose core's other hyperthread is busy runs it up to about
+    1.7 times slower, which moves the service's figures more than the echo's."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(100_000))
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 def wait_ready(port: int, path: str) -> None:
@@ -178,7 +191,8 @@ def pooled(slices: list[dict]) -> dict:
     return {"requests": requests, "errors": sum(s["errors"] for s in slices), "rps": requests / seconds if seconds else 0.0,
             "p50_ms": percentile(0.50), "p99_ms": percentile(0.99),
             "cpu_ms": sum(s["cpu_s"] for s in slices) * 1000 / max(1, requests),
-            "steal": 100 * sum(s["stolen"] for s in slices) / max(1, sum(s["ticks"] for s in slices))}
+            "steal": 100 * sum(s["stolen"] for s in slices) / max(1, sum(s["ticks"] for s in slices)),
+            "probe_ms": statistics.median(s.get("probe_ms", 0.0) for s in slices) if slices else 0.0}
 
 
 def main() -> int:
@@ -226,6 +240,7 @@ def main() -> int:
         def measure(port: int, alg: str | None, concurrency: int, seconds: float) -> dict:
             """One slice: load, plus the server's CPU time and the machine's stolen ticks meanwhile."""
             process = service if port == service_port else echo
+            probe = machine_probe()
             before, (total0, stolen0) = cpu_seconds(process), cpu_ticks()
             if args.client == "python":
                 headers = TokenPool(audience, int(seconds * 1500) + 3000, alg).headers if alg else plain
@@ -239,14 +254,17 @@ def main() -> int:
                     before, (total0, stolen0) = cpu_seconds(process), cpu_ticks()  # signing is the client's work
                 result = load_wrk(port, body_file, tokens_file, concurrency, seconds)
             (total, stolen) = cpu_ticks()
-            return {**result, "cpu_s": cpu_seconds(process) - before, "ticks": total - total0, "stolen": stolen - stolen0}
+            return {**result, "cpu_s": cpu_seconds(process) - before, "ticks": total - total0, "stolen": stolen - stolen0,
+                    "probe_ms": probe}
 
         targets = [*((f"service {a}", service_port, a) for a in algs), ("echo", echo_port, None)]
         slice_seconds = args.seconds / args.rounds
         print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run "
               f"in {args.rounds} slices taking turns, client {args.client}, {os.cpu_count()} cores, "
               f"load average {os.getloadavg()[0]:.2f}")
-        print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'steal %':>9}")
+        print(f"machine probe before the runs: {machine_probe():.1f} ms (a fixed pure-Python loop; lower is faster; "
+              f"reported per run as the median over its slices)")
+        print(f"{'run':<24}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'steal %':>9}{'probe ms':>10}")
         slices: dict[tuple[str, int], list[dict]] = {}
         for concurrency in (1, 8):
             for round_ in range(args.rounds):
@@ -256,7 +274,8 @@ def main() -> int:
             for name, _, _ in targets:
                 result = pooled(slices[(name, concurrency)])
                 print(f"{name + ' c=' + str(concurrency):<24}{result['requests']:>9}{result['errors']:>8}"
-                      f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['cpu_ms']:>12.2f}{result['steal']:>9.1f}")
+                      f"{result['rps']:>9.0f}{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['cpu_ms']:>12.2f}{result['steal']:>9.1f}"
+                      f"{result['probe_ms']:>10.1f}")
         for alg in algs:
             for concurrency in (1, 8):
                 mine, echoes = slices[(f"service {alg}", concurrency)], slices[("echo", concurrency)]
