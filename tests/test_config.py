@@ -24,6 +24,16 @@ def test_awgs_profile_defaults_to_zhuang_cutoffs():
     assert load_config({"rules": {"profile": "awgs2019"}}, environ={})["rules"]["ct_cutoffs"] == "zhuang2016"
 
 
+@pytest.mark.parametrize(("profile", "expected"), [("ewgsop2", "martin2013"), ("awgs2019", "zhuang2016")])
+def test_bundled_packs_default_to_the_ct_set_the_configuration_chooses(profile, expected):
+    """A caller of the engine without rules.ct_cutoffs (the rules CLI, a notebook) gets the same
+    CT L3 cut-offs as the service: the knowledge base's Martin 2013, and Zhuang 2016 for AWGS."""
+    from cds_service.engine import load_ruleset
+
+    assert load_ruleset(None).default_ct_cutoffs(profile) == expected
+    assert load_config({"rules": {"profile": profile}}, environ={})["rules"]["ct_cutoffs"] == expected
+
+
 def test_file_then_environment_then_overrides(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("locale: zh-CN\nrules:\n  profile: awgs2019\nlimits:\n  max_bundle_pages: 3\n", encoding="utf-8")
