@@ -92,7 +92,7 @@ def create_app(
         clock=clock or services.utcnow,
     )
     app.extensions["cds"] = state
-    rules.current.warm(state.engine_settings)  # no-op when serve warmed them before the fork
+    rules.warm(state.engine_settings)  # no-op when serve warmed them before the fork
     _install_auth(app, state)
     for blueprint in (discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
         app.register_blueprint(blueprint)

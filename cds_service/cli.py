@@ -53,7 +53,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     # Loaded once in the master and inherited by every worker it forks: a worker that starts
     # later (a crash, a signal during boot) starts from the last good set, never from broken files.
     rules = RuleSetHolder(config["rules"]["paths"] or None)
-    rules.current.warm(engine_settings(config))  # the plans too, once for every worker
+    rules.warm(engine_settings(config))  # the plans too, once for every worker, and after each reload
     freeze_startup_objects()
 
     class Server(BaseApplication):

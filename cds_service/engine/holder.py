@@ -20,9 +20,18 @@ class RuleSetHolder:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: the engine settings whose plans each set loaded from now on is warmed for (see warm)
+        self._warm_settings = None
         self.current = load_ruleset(paths)
         self.loaded_at = datetime.now(UTC)
         self._mtimes = self._snapshot()
+
+    def warm(self, settings) -> None:
+        """Generate the current set's plans for `settings` now, and those of every set a reload
+        brings from now on before it starts serving, so that no call after a reload waits for
+        them (about 50 ms per hook)."""
+        self._warm_settings = settings
+        self.current.warm(settings)
 
     def reload(self) -> bool:
         with self._lock:
@@ -35,6 +44,8 @@ class RuleSetHolder:
                 if self.on_error is not None:
                     self.on_error(exc)
                 return False
+            if self._warm_settings is not None:
+                fresh.warm(self._warm_settings)
             self.current = fresh
             self.last_error = None
             self.loaded_at = datetime.now(UTC)

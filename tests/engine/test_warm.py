@@ -32,3 +32,23 @@ def test_create_app_warms_the_configured_plans(tmp_path):
     rs = app.extensions["cds"].rules.current
     # the configuration resolves AWGS 2019's CT cut-offs to Zhuang 2016 (config.py)
     assert {(hook, "awgs2019", "zhuang2016") for hook in rs.hooks} <= set(rs._untraced)
+
+
+def test_a_reloaded_set_is_warmed_before_it_serves():
+    from cds_service.engine import RuleSetHolder
+
+    holder = RuleSetHolder(None)
+    settings = EngineSettings(profile="awgs2019", ct_cutoffs="zhuang2016")
+    holder.warm(settings)
+    before = holder.current
+    assert holder.reload()
+    assert holder.current is not before
+    assert {(hook, "awgs2019", "zhuang2016") for hook in holder.current.hooks} == set(holder.current._untraced)
+
+
+def test_a_holder_nobody_warmed_reloads_without_plans():
+    from cds_service.engine import RuleSetHolder
+
+    holder = RuleSetHolder(None)
+    assert holder.reload()
+    assert holder.current._untraced == {}
