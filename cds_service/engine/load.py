@@ -56,4 +56,4 @@ def load_ruleset(paths=None) -> RuleSet:
             sources.append(src)
     out.raise_if_any()
     compiled = compile_sources(sources, out)
-    return RuleSet(*compiled, files=[display_name(f) for f in files])
+    return RuleSet(*compiled, files=[str(f.resolve()) for f in files])

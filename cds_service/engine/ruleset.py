@@ -28,6 +28,7 @@ class RuleSet:
 
     def __init__(self, compiler, rules, suggestions, links, reasons, groups, files):
         c = compiler
+        #: the pack files loaded, as absolute paths (a test case with overrides loads them again)
         self.files = files
         self.packs = c.packs
         self.versions = {pid: meta["version"] for pid, meta in c.packs.items()}  # load order

@@ -392,12 +392,12 @@ _OVERRIDDEN: dict[tuple, object] = {}
 def with_overrides(ruleset, files: tuple[str, ...]):
     """The case's packs plus hospital-override files (paths relative to the test file)."""
     from .diagnostics import PackErrors
-    from .load import REPO_ROOT, load_ruleset
+    from .load import load_ruleset
 
     key = (id(ruleset), files)
     found = _OVERRIDDEN.get(key)
     if found is None:
-        base = [p if Path(p).is_absolute() else str(REPO_ROOT / p) for p in ruleset.files]
+        base = list(ruleset.files)
         for f in files:
             if not Path(f).is_file():
                 raise CaseError(f"override file not found: {f}")

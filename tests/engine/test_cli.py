@@ -126,3 +126,18 @@ def test_rules_test_runs_without_pytest_installed():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1].endswith("passed, 0 failed")
+
+
+def test_test_command_takes_relative_pack_paths_from_the_working_directory(tmp_path, monkeypatch):
+    """A hospital's copy of the packs, named relative to where IT runs the command; its override
+    case loads those packs again, from there (not from the service's own folder)."""
+    import shutil
+
+    from cds_service.engine.load import BUNDLED
+
+    shutil.copytree(BUNDLED / "sarcopenia", tmp_path / "hospital")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("rules", "test", "--packs", "hospital", "--", "hospital")
+    assert (code, err) == (0, "")
+    assert out.endswith(" passed, 0 failed\n")
+    assert "No such file" not in out
