@@ -123,8 +123,7 @@ class ConditionCompiler:
                         result = results[name] = (getattr(body, "bare", None) or body)(run)
                     return result
 
-            named_condition.condition_name = name  # lets all/any read its memo without a call
-            bare_named_condition.condition_name = name  # (a memo of its own: condition_results)
+            bare_named_condition.condition_name = name  # generated plans read condition_results
             return _with_bare(named_condition, bare_named_condition)
         if "exists" in cond or "missing" in cond:
             key = "exists" if "exists" in cond else "missing"
@@ -488,25 +487,6 @@ def _all(children, bare=False):
     children = _spliced(children, "all_of")
     if bare:
         all_ = generate("all", children)
-    elif any(_memo_name(c) for c in children):
-        entries = tuple((_memo_name(c), c) for c in children)
-
-        def all_(run):
-            unknown = False
-            memo = run.condition_memo if run.trace is None else None
-            for name, child in entries:
-                if name is None or memo is None or (known := memo.get(name)) is None:
-                    result = child(run)
-                else:  # what named_condition returns for a memoised value, without the call
-                    if run.evidence is not None:
-                        run.evidence.extend(known[1])
-                    result = known[0]
-                if result is False:
-                    return False
-                if result is None:
-                    unknown = True
-            return None if unknown else True
-
     elif len(children) == 2:
         first, second = children
 
@@ -557,18 +537,11 @@ def _any(children, bare=False):
     if bare:
         any_ = generate("any", children)
     else:
-        entries = tuple((_memo_name(c), c) for c in children)
 
         def any_(run):
             unknown = False
-            memo = run.condition_memo if run.trace is None else None
-            for name, child in entries:
-                if name is None or memo is None or (known := memo.get(name)) is None:
-                    result = child(run)
-                else:  # what named_condition returns for a memoised value, without the call
-                    if run.evidence is not None:
-                        run.evidence.extend(known[1])
-                    result = known[0]
+            for child in children:
+                result = child(run)
                 if result is True:
                     return True
                 if result is None:
@@ -577,10 +550,6 @@ def _any(children, bare=False):
 
     any_.any_of = children
     return any_
-
-
-def _memo_name(child) -> str | None:
-    return getattr(child, "condition_name", None)
 
 
 def _spliced(children, kind) -> tuple:
