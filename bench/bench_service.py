@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_engine import patient_file  # noqa: E402
 from cds_service.cli import worker_class  # noqa: E402
 from tests.support import tokens  # noqa: E402
 from tests.support.ehr import prefetch_for  # noqa: E402
@@ -91,9 +92,8 @@ class MachineProbe:
         self.ruleset = load_ruleset(None)
         self.settings = EngineSettings()
         self.ruleset.warm(self.settings)
-        resources = json.loads(RESOURCES.read_text(encoding="utf-8"))
-        self.resources = [r for r in resources if self.ruleset.relevant(r)]
-        self.context = {"patientId": next(r["id"] for r in resources if r.get("resourceType") == "Patient")}
+        self.resources = patient_file(self.ruleset, RESOURCES)
+        self.context = {"patientId": next(r["id"] for r in self.resources if r.get("resourceType") == "Patient")}
         self.now = datetime.now(UTC)
 
     def __call__(self) -> float:
@@ -256,19 +256,20 @@ def main() -> int:
         def measure(port: int, alg: str | None, concurrency: int, seconds: float) -> dict:
             """One slice: load, plus the server's CPU time and the machine's stolen ticks meanwhile."""
             process = service if port == service_port else echo
-            probe = machine_probe()
-            before, (total0, stolen0) = cpu_seconds(process), cpu_ticks()
+            # the tokens are signed first: signing is the client's work, outside the readings
             if args.client == "python":
                 headers = TokenPool(audience, int(seconds * 1500) + 3000, alg).headers if alg else plain
-                result = load(port, body, headers, concurrency, seconds)
+                run_load = lambda: load(port, body, headers, concurrency, seconds)  # noqa: E731
             else:
                 tokens_file = None
                 if alg:
                     tokens_file = work / f"tokens-{alg}-{concurrency}.txt"
                     tokens_file.write_text("\n".join(tokens.token(audience, alg=alg, lifetime=900)
                                                      for _ in range(int(seconds * 1500) + 500)))
-                    before, (total0, stolen0) = cpu_seconds(process), cpu_ticks()  # signing is the client's work
-                result = load_wrk(port, body_file, tokens_file, concurrency, seconds)
+                run_load = lambda: load_wrk(port, body_file, tokens_file, concurrency, seconds)  # noqa: E731
+            probe = machine_probe()
+            before, (total0, stolen0) = cpu_seconds(process), cpu_ticks()
+            result = run_load()
             (total, stolen) = cpu_ticks()
             return {**result, "cpu_s": cpu_seconds(process) - before, "ticks": total - total0, "stolen": stolen - stolen0,
                     "probe_us": probe}
@@ -297,8 +298,8 @@ def main() -> int:
             for concurrency in (1, 8):
                 mine, echoes = slices[(f"service {alg}", concurrency)], slices[("echo", concurrency)]
                 s, e = pooled(mine), pooled(echoes)
-                rounds = [(pooled([b])["rps"] / max(1e-9, pooled([a])["rps"]), pooled([a])["cpu_ms"] / max(1e-9, pooled([b])["cpu_ms"]))
-                          for a, b in zip(mine, echoes)]
+                rounds = [(e1["rps"] / max(1e-9, s1["rps"]), s1["cpu_ms"] / max(1e-9, e1["cpu_ms"]))
+                          for s1, e1 in ((pooled([a]), pooled([b])) for a, b in zip(mine, echoes))]
                 print(f"{alg} c={concurrency}: service/echo  p50 {s['p50_ms'] / e['p50_ms']:.2f}x  "
                       f"p99 {s['p99_ms'] / e['p99_ms']:.2f}x  throughput {e['rps'] / s['rps']:.2f}x  CPU/request {s['cpu_ms'] / e['cpu_ms']:.2f}x"
                       f"  (rounds: throughput {min(r[0] for r in rounds):.2f}-{max(r[0] for r in rounds):.2f}x, "
