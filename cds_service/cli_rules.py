@@ -148,7 +148,8 @@ def _explain(args, out, err) -> int:
     )
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
-    ct = args.ct_cutoffs or ("zhuang2016" if args.profile == "awgs2019" else "martin2013")
+    # no --ct-cutoffs: the profile's default_ct_cutoffs in the packs, as the engine resolves it
+    ct = args.ct_cutoffs or ruleset.default_ct_cutoffs(args.profile)
     settings = EngineSettings(profile=args.profile, ct_cutoffs=ct, locale=args.locale)
     evaluation = ruleset.evaluate(
         resources,
