@@ -80,7 +80,8 @@ def create_app(
         rules = RuleSetHolder(settings["rules"]["paths"] or None)
     if settings["rules"]["watch"]:
         rules.start_watching(settings["rules"]["watch_interval_seconds"])
-    store = Store(settings["database"]["url"], settings["privacy"]["pseudonym_key"])
+    store = Store(settings["database"]["url"], settings["privacy"]["pseudonym_key"],
+                  card_journal=settings["database"]["card_journal"])
     store.migrate()
     state = ServiceState(
         config=settings,

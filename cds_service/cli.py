@@ -22,6 +22,15 @@ def freeze_startup_objects(_worker: Any = None) -> None:
     gc.freeze()
 
 
+def close_store(_server: Any, worker: Any) -> None:
+    """gunicorn's worker_exit: a worker that stops writes the cards still in the journal and
+    closes its database connections (what it cannot write now, the next start writes)."""
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("cds")
+    if state is not None:
+        state.store.dispose()
+
+
 def worker_class(threads: int) -> str:
     """gunicorn's worker class for ``threads`` per worker: one thread is gunicorn's sync worker
     (one request at a time, no keep-alive: the idle worker takes the next connection, for
@@ -66,6 +75,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)
             self.cfg.set("post_worker_init", freeze_startup_objects)
+            self.cfg.set("worker_exit", close_store)
 
         def load(self):
             app = create_app(merged, rules=rules)

@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "database": {
         "url": "sqlite:///sarcopenia-cds.db",
+        "card_journal": True,
     },
     "redis": {
         "url": None,

@@ -24,6 +24,13 @@ def post_worker_init(worker):
     freeze_startup_objects(worker)
 
 
+def worker_exit(server, worker):
+    """A stopping worker writes the cards still in its database's journal (see cli.close_store)."""
+    from cds_service.cli import close_store
+
+    close_store(server, worker)
+
+
 def on_starting(server):
     """Bring the database schema to head once, before any worker starts."""
     from cds_service.store import Store

@@ -1,6 +1,7 @@
 """Hot statements compiled once per engine and run on the driver's own cursor.
 
-On every hook call the store runs one SELECT and one small write. SQLAlchemy's per-execute
+On every hook call the store runs one SELECT and one small write (on a SQLite file with the card
+journal, the writes come in batches: journal.py). SQLAlchemy's per-execute
 machinery (execution context, compiled-cache lookup, bind processing per row, transaction
 objects and events) cost more CPU than SQLite did on those statements, so they skip it: the
 SQL is what SQLAlchemy compiles for the engine's dialect, and values go through the very bind

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from cds_service.store import checkpoint, migrator, pseudonym
+from cds_service.store import checkpoint, journal, migrator, pseudonym
 from cds_service.store.compiled import (
     Compiled,
     Driver,
@@ -98,7 +98,11 @@ class Store:
         pseudonym_key: str | None = None,
         *,
         engine_options: Mapping[str, Any] | None = None,
+        card_journal: bool = False,
     ) -> None:
+        """``card_journal``: record the cards of a response by appending them to the journal
+        beside a SQLite file (see journal.py) instead of in a transaction of their own. Whatever
+        this says, a store on a SQLite file flushes the journal it finds before reading cards."""
         self.engine: Engine = create_engine(database_url, **dict(engine_options or {}))
         self._configured_key = (
             pseudonym.key_from_config(pseudonym_key) if pseudonym_key is not None else None
@@ -109,6 +113,10 @@ class Store:
         database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
         self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None
         self._lock_file: Any = None
+        self._journal = journal.CardJournal(database) if self._lock_path is not None else None
+        self._journal_appends = bool(card_journal) and self._journal is not None
+        #: the process whose background thread flushes the journal (see journal.py)
+        self._journal_flushed_in: int | None = None
         self._compiled: dict[Any, Compiled] = {}
         #: the process whose background thread checkpoints this SQLite file (see checkpoint.py)
         self._checkpointed_in: int | None = None
@@ -116,8 +124,10 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------
 
     def migrate(self) -> None:
-        """Upgrade the schema to the newest revision. Idempotent; safe with many workers."""
+        """Upgrade the schema to the newest revision, then write the cards a stopped process
+        left in the journal. Idempotent; safe with many workers."""
         migrator.upgrade(self.engine, "head")
+        self.flush_journal()
 
     def ping(self) -> bool:
         """True when the database answers ``SELECT 1``; False (never an exception) otherwise."""
@@ -130,9 +140,18 @@ class Store:
             return False
 
     def dispose(self) -> None:
-        """Close every pooled connection (at shutdown, or after fork in a worker)."""
+        """Write what the journal holds, then close every pooled connection (at shutdown, or
+        after fork in a worker). A journal that cannot be written now stays for the next start."""
         checkpoint.unregister(self.engine)
         self._checkpointed_in = None
+        if self._journal is not None:
+            journal.unregister(self)
+            self._journal_flushed_in = None
+            try:
+                self.flush_journal()
+            except Exception as exc:  # noqa: BLE001 - kept on disk; the next start writes it
+                log.warning("card journal kept for the next start", extra={"error": type(exc).__name__})
+            self._journal.close()
         self.engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
@@ -349,6 +368,19 @@ class Store:
             for suggestion_uuid, key in sorted((card.get("suggestions") or {}).items())
         ]
 
+        if self._journal_appends:
+            self._append_to_journal(card_rows, suggestion_rows)
+        else:
+            self._write_cards(card_rows, suggestion_rows)
+        # debug: the "hook answered" line, logged only after this write, has the same fields
+        log.debug(
+            "cards recorded",
+            extra={"hookInstance": hook_instance, "service": service_id, "cards": len(cards)},
+        )
+
+    def _write_cards(self, card_rows: list[dict[str, Any]], suggestion_rows: list[dict[str, Any]]) -> None:
+        """Insert card and suggestion rows (those already there are left as they were) and link
+        feedback that arrived before its card, in one write transaction."""
         dialect = self.engine.dialect.name
         upsert_cards = _upsert_nothing(dialect, card_sent)
         upsert_suggestions = _upsert_nothing(dialect, card_suggestion)
@@ -360,23 +392,50 @@ class Store:
                 connection.execute(_LINK_EARLY_FEEDBACK, [{"card": r["uuid"]} for r in card_rows])
 
             self._in_write_transaction(write_rows)
-        else:
-            insert_cards = self._statement(upsert_cards)
-            insert_suggestions = self._statement(upsert_suggestions)
-            link = self._statement(_LINK_EARLY_FEEDBACK)
+            return
+        insert_cards = self._statement(upsert_cards)
+        insert_suggestions = self._statement(upsert_suggestions)
+        link = self._statement(_LINK_EARLY_FEEDBACK)
 
-            def write(driver: Driver) -> None:
-                execute_many(driver, insert_cards, card_rows)
-                execute_many(driver, insert_suggestions, suggestion_rows)
-                # no check first: finding no unlinked feedback costs the same index probe
-                execute_many(driver, link, [{"card": row["uuid"]} for row in card_rows])
+        def write(driver: Driver) -> None:
+            execute_many(driver, insert_cards, card_rows)
+            execute_many(driver, insert_suggestions, suggestion_rows)
+            # no check first: finding no unlinked feedback costs the same index probe
+            execute_many(driver, link, [{"card": row["uuid"]} for row in card_rows])
 
-            self._write_on_driver(write)
-        # debug: the "hook answered" line, logged only after this write, has the same fields
-        log.debug(
-            "cards recorded",
-            extra={"hookInstance": hook_instance, "service": service_id, "cards": len(cards)},
+        self._write_on_driver(write)
+
+    # -- the card journal (SQLite files; see journal.py) -------------------------------------
+
+    def _append_to_journal(self, card_rows: list[dict[str, Any]], suggestion_rows: list[dict[str, Any]]) -> None:
+        """One response's rows, as one journal line (sent_at as ISO 8601 text)."""
+        assert self._journal is not None
+        if self._journal_flushed_in != os.getpid():
+            journal.register(self)  # this process appends: it flushes too
+            self._journal_flushed_in = os.getpid()
+        self._journal.append({
+            "cards": [{**row, "sent_at": row["sent_at"].isoformat()} for row in card_rows],
+            "suggestions": suggestion_rows,
+        })
+
+    def flush_journal(self, *, wait: bool = True) -> int:
+        """Write the cards waiting in the journal into the tables, in one transaction per journal
+        file; the number of responses written (0 without a journal). ``wait=False``: 0 at once
+        when another thread or process is flushing."""
+        if self._journal is None:
+            return 0
+        return self._journal.flush(self._write_journaled, wait=wait)
+
+    def _write_journaled(self, records: list[dict[str, Any]]) -> None:
+        """The rows of journaled responses, in one transaction (cards in uuid order, as
+        ``record_cards`` writes them)."""
+        card_rows = sorted(
+            ({**row, "sent_at": datetime.fromisoformat(row["sent_at"])} for r in records for row in r["cards"]),
+            key=lambda row: row["uuid"],
         )
+        suggestion_rows = [row for r in records for row in r["suggestions"]]
+        if card_rows:
+            self._write_cards(card_rows, suggestion_rows)
 
     # -- feedback --------------------------------------------------------------------------
 
@@ -393,6 +452,7 @@ class Store:
         rows = [self._feedback_row(service_id, entry, received_at) for entry in entries]
         if not rows:
             return FeedbackResult(stored=0, duplicates=0, unknown_cards=[])
+        self.flush_journal()  # the cards this feedback is about may still be in the journal
         # one order for every writer, so concurrent posts of the same entries take their
         # unique-index locks in the same order and cannot deadlock each other
         ordered = sorted(rows, key=lambda r: (r["card_uuid"], r["outcome"], r["outcome_timestamp"]))
@@ -506,6 +566,7 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Row counts: cards sent, suggestions, feedback by outcome and unlinked feedback."""
+        self.flush_journal()
         with self._read() as connection:
             cards = connection.execute(
                 sa.select(sa.func.count()).select_from(card_sent)

@@ -14,7 +14,8 @@ def test_startup_objects_are_frozen_and_new_ones_are_not():
         frozen = gc.get_freeze_count()
         assert frozen > 10_000  # the interpreter, Flask, the engine, fhir.resources… all imported here
         fresh = [object() for _ in range(3)] + [[] for _ in range(3)]
-        assert gc.get_freeze_count() == frozen
+        # not more: a background thread (a store's checkpoint or card journal) may free a frozen object
+        assert gc.get_freeze_count() <= frozen
         assert any(item is fresh[3] for item in gc.get_objects(0) + gc.get_objects(1) + gc.get_objects(2))
     finally:
         gc.unfreeze()
