@@ -25,6 +25,7 @@ threads of one process (gthread workers, and the background flush) mutexes do th
 from __future__ import annotations
 
 import fcntl
+import glob
 import logging
 import os
 import threading
@@ -117,7 +118,7 @@ class CardJournal:
 
     def _taken(self) -> list[Path]:
         """Files taken aside and not yet written, oldest first (by the time in their names)."""
-        return sorted(self.path.parent.glob(f"{self.path.name}.*{FLUSHING}"))
+        return sorted(self.path.parent.glob(f"{glob.escape(self.path.name)}.*{FLUSHING}"))
 
     @staticmethod
     def _read(path: Path) -> Batch:
@@ -167,6 +168,15 @@ class CardJournal:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def reject(self, records: Batch, reason: str) -> None:
+        """Keep records that cannot be written (a line of another version) in
+        ``<journal>.rejected`` for an operator, and say so in the log."""
+        with self._append_mutex, self._locked("append", fcntl.LOCK_SH):
+            with open(f"{self.path}.rejected", "ab") as rejected:
+                rejected.write(b"".join(orjson.dumps(record) + b"\n" for record in records))
+        log.error("card journal records set aside", extra={"records": len(records), "reason": reason,
+                                                           "file": f"{self.path.name}.rejected"})
+
     def close(self) -> None:
         """Close this process's lock files."""
         if self._locks_pid == os.getpid():
@@ -208,15 +218,36 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+#: while flushes keep failing, how often the failure is logged again
+FAILURE_LOG_SECONDS = 30.0
+
+
 def _run() -> None:
     """Flush every registered store's journal every ``FLUSH_INTERVAL_SECONDS``."""
+    failing_since: dict[int, float] = {}
     while True:
         time.sleep(FLUSH_INTERVAL_SECONDS)
         with _lock:
             stores = list(_flushers)
-        for store in stores:
-            try:
-                store.flush_journal(wait=False)
-            except Exception as exc:  # noqa: BLE001 - kept on disk, tried again next round
-                log.warning("card journal flush failed; tried again", extra={"error": type(exc).__name__})
+        flush_round(stores, failing_since)
         del stores
+
+
+def flush_round(stores: list[Any], failing_since: dict[int, float]) -> None:
+    """One round of the background thread. A failure (the database locked or gone) leaves the
+    journal on disk for the next round; it is logged when it starts, every
+    ``FAILURE_LOG_SECONDS`` while it lasts (``failing_since``: when it was last logged, by
+    store), and when flushes work again."""
+    for store in stores:
+        key = id(store)
+        try:
+            store.flush_journal(wait=False)
+        except Exception as exc:  # noqa: BLE001 - kept on disk, tried again next round
+            now = time.monotonic()
+            if now - failing_since.get(key, -FAILURE_LOG_SECONDS) >= FAILURE_LOG_SECONDS:
+                failing_since[key] = now
+                log.warning("card journal flush failed; kept on disk and tried again",
+                            extra={"error": type(exc).__name__})
+            continue
+        if failing_since.pop(key, None) is not None:
+            log.info("card journal written again")

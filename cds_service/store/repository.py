@@ -414,13 +414,15 @@ class Store:
             journal.register(self)  # this process appends: it flushes too
             self._journal_flushed_in = os.getpid()
         self._journal.append({
+            "v": _JOURNAL_VERSION,
             "cards": [{**row, "sent_at": row["sent_at"].isoformat()} for row in card_rows],
             "suggestions": suggestion_rows,
         })
 
     def flush_journal(self, *, wait: bool = True) -> int:
         """Write the cards waiting in the journal into the tables, in one transaction per journal
-        file; the number of responses written (0 without a journal). ``wait=False``: 0 at once
+        file; the number of records (responses) taken from it, 0 without a journal. A record this
+        version cannot read is set aside in ``<journal>.rejected``. ``wait=False``: 0 at once
         when another thread or process is flushing."""
         if self._journal is None:
             return 0
@@ -428,13 +430,22 @@ class Store:
 
     def _write_journaled(self, records: list[dict[str, Any]]) -> None:
         """The rows of journaled responses, in one transaction (cards in uuid order, as
-        ``record_cards`` writes them)."""
-        card_rows = sorted(
-            ({**row, "sent_at": datetime.fromisoformat(row["sent_at"])} for r in records for row in r["cards"]),
-            key=lambda row: row["uuid"],
-        )
-        suggestion_rows = [row for r in records for row in r["suggestions"]]
+        ``record_cards`` writes them). Records this version cannot read are set aside."""
+        card_rows: list[dict[str, Any]] = []
+        suggestion_rows: list[dict[str, Any]] = []
+        unreadable = []
+        for record in records:
+            rows = _journaled_rows(record)
+            if rows is None:
+                unreadable.append(record)
+                continue
+            card_rows.extend(rows[0])
+            suggestion_rows.extend(rows[1])
+        if unreadable:
+            assert self._journal is not None
+            self._journal.reject(unreadable, f"not a version {_JOURNAL_VERSION} card record")
         if card_rows:
+            card_rows.sort(key=lambda row: row["uuid"])
             self._write_cards(card_rows, suggestion_rows)
 
     # -- feedback --------------------------------------------------------------------------
@@ -452,7 +463,10 @@ class Store:
         rows = [self._feedback_row(service_id, entry, received_at) for entry in entries]
         if not rows:
             return FeedbackResult(stored=0, duplicates=0, unknown_cards=[])
-        self.flush_journal()  # the cards this feedback is about may still be in the journal
+        try:
+            self.flush_journal()  # the cards this feedback is about may still be in the journal
+        except Exception as exc:  # noqa: BLE001 - stored unlinked; linked when the cards are written
+            log.warning("card journal not written before feedback", extra={"error": type(exc).__name__})
         # one order for every writer, so concurrent posts of the same entries take their
         # unique-index locks in the same order and cannot deadlock each other
         ordered = sorted(rows, key=lambda r: (r["card_uuid"], r["outcome"], r["outcome_timestamp"]))
@@ -641,6 +655,37 @@ def _upsert_nothing(dialect: str, table: sa.Table, *, returning_key: bool = Fals
     if returning_key:
         return statement.returning(next(iter(table.primary_key.columns)))
     return statement
+
+
+#: the shape of a card journal line (journal.py); a line of another version is set aside
+_JOURNAL_VERSION = 1
+_CARD_COLUMNS = {c.name for c in card_sent.columns}
+_SUGGESTION_COLUMNS = {c.name for c in card_suggestion.columns}
+
+
+def _journaled_rows(record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The card and suggestion rows of one journal record, or None when it is not a record of
+    this version (every column present, text where text is due)."""
+    cards, suggestions = record.get("cards"), record.get("suggestions")
+    if record.get("v") != _JOURNAL_VERSION or not isinstance(cards, list) or not isinstance(suggestions, list):
+        return None
+    card_rows = []
+    for row in cards:
+        if not isinstance(row, dict) or set(row) != _CARD_COLUMNS or not isinstance(row["findings"], list):
+            return None
+        if not all(isinstance(row[k], str) for k in _CARD_COLUMNS - {"findings"}):
+            return None
+        try:
+            sent_at = datetime.fromisoformat(row["sent_at"])
+        except ValueError:
+            return None
+        if sent_at.tzinfo is None:
+            return None
+        card_rows.append({**row, "sent_at": sent_at})
+    for row in suggestions:
+        if not isinstance(row, dict) or set(row) != _SUGGESTION_COLUMNS or not all(isinstance(v, str) for v in row.values()):
+            return None
+    return card_rows, suggestions
 
 
 _CARD_PATIENTS = sa.select(card_sent.c.uuid, card_sent.c.patient_pseudonym).where(

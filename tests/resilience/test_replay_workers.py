@@ -7,7 +7,9 @@ requests during the burst, so the one-success result is not an accident of one w
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +49,26 @@ def worker_pids(master: int) -> list[int]:
     return [int(p) for p in children.read_text().split()] if children.exists() else []
 
 
+def booted_workers(master: int, database: Path, count: int, seconds: float = 30.0) -> list[int]:
+    """The master's ``count`` workers once each has loaded the app (it then holds the database
+    open); /healthz answers as soon as the first one has, while the next may still be booting."""
+    deadline = time.monotonic() + seconds
+    while True:
+        pids = worker_pids(master)
+        if len(pids) == count and all(_has_open(pid, database) for pid in pids):
+            return pids
+        if time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    try:
+        return any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process or one of its descriptors went away meanwhile
+        return False
+
+
 def bytes_read(pid: int) -> int:
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
         if line.startswith("rchar:"):
@@ -65,7 +87,7 @@ def test_the_same_jwt_succeeds_once_across_two_workers(tmp_path, redis_prefix):
         resources = shift_dates(severe_sarcopenia(), datetime.now(UTC) - NOW)
         body = hook_request("patient-view", "sev-1", prefetch_for(resources, templates))
         headers = {"Authorization": f"Bearer {tokens.token(base + PV)}"}
-        pids = worker_pids(process.pid)
+        pids = booted_workers(process.pid, tmp_path / "replay.db", 2)
         assert len(pids) == 2, pids
         before = {pid: bytes_read(pid) for pid in pids}
 

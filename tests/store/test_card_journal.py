@@ -268,3 +268,65 @@ def test_threads_appending_while_another_flushes_lose_nothing(monkeypatch, tmp_p
     journaled.flush_journal()
     assert sorted(r[0] for r in rows(journaled)[0]) == sorted(
         f"card-{t}-{i:03d}" for t in range(threads) for i in range(each))
+
+
+def test_a_record_of_another_version_is_set_aside_and_the_rest_written(caplog, tmp_path, journaled):
+    record(journaled, "p1", card(card_uuid="card-1"))
+    with (tmp_path / "j.db-cards.journal").open("ab") as journal:
+        journal.write(b'{"v": 2, "cards": [], "suggestions": []}\n')
+        journal.write(b'{"v": 1, "cards": [{"uuid": "card-x"}], "suggestions": []}\n')
+    record(journaled, "p1", card(card_uuid="card-2"))
+    with caplog.at_level(logging.ERROR, logger="cds_service.store"):
+        assert journaled.flush_journal() == 4
+    assert sorted(r[0] for r in rows(journaled)[0]) == ["card-1", "card-2"]
+    rejected = (tmp_path / "j.db-cards.journal.rejected").read_bytes().splitlines()
+    assert [json.loads(line) for line in rejected] == [
+        {"v": 2, "cards": [], "suggestions": []},
+        {"v": 1, "cards": [{"uuid": "card-x"}], "suggestions": []},
+    ]
+    [logged] = [r for r in caplog.records if r.getMessage() == "card journal records set aside"]
+    assert (logged.records, logged.reason) == (2, "not a version 1 card record")
+    assert journal_files(tmp_path) == ["j.db-cards.journal.rejected"]
+
+
+def test_feedback_is_stored_when_the_journal_cannot_be_written_and_linked_later(monkeypatch, journaled):
+    record(journaled, "p1", card("cachexia", card_uuid="card-1"))
+    write = journaled._write_cards
+
+    def broken(*_args):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(journaled, "_write_cards", broken)
+    result = journaled.record_feedback("sarcopenia-patient-view", [overridden("card-1")], T0)
+    assert (result.stored, result.unknown_cards) == (1, ["card-1"])
+    monkeypatch.setattr(journaled, "_write_cards", write)
+    journaled.flush_journal()
+    hidden = journaled.suppressions("p1", T0 + timedelta(days=1), {"patient-declined": 90}, 30, 90)
+    assert hidden.findings == frozenset({"cachexia"})
+
+
+def test_a_failing_background_flush_is_logged_when_it_starts_and_when_it_ends(monkeypatch, caplog):
+    from cds_service.store import journal as journal_module
+
+    class Flaky:
+        failing = True
+
+        def flush_journal(self, *, wait):
+            if self.failing:
+                raise OSError("database is locked")
+            return 0
+
+    store, failing_since, clock = Flaky(), {}, [1000.0]
+    monkeypatch.setattr(journal_module.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.INFO, logger="cds_service.store"):
+        for step in (0.0, 0.2, 29.0, 30.5):  # seconds since the first failure
+            clock[0] = 1000.0 + step
+            journal_module.flush_round([store], failing_since)
+        store.failing = False
+        journal_module.flush_round([store], failing_since)
+        journal_module.flush_round([store], failing_since)
+    assert [r.getMessage() for r in caplog.records] == [
+        "card journal flush failed; kept on disk and tried again",
+        "card journal flush failed; kept on disk and tried again",
+        "card journal written again",
+    ]
