@@ -17,13 +17,11 @@ file when it returns; a checkpoint only moves it into the database file.
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
-import weakref
 from typing import Any
 
 from sqlalchemy.engine import Engine
+
+from cds_service.store.background import ProcessLoop
 
 log = logging.getLogger("cds_service.store")
 
@@ -33,11 +31,6 @@ INTERVAL_SECONDS = 0.25
 BACKSTOP_PAGES = 10_000
 #: size a WAL file is cut back to once it has been fully checkpointed and restarted
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-
-_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-_lock = threading.Lock()
-_thread: threading.Thread | None = None
-
 
 def connection_pragmas(cursor: Any) -> None:
     """Leave checkpoints to the background thread (run on every new connection to a file)."""
@@ -50,18 +43,12 @@ def register(engine: Engine) -> None:
 
     Call it from the process that writes (threads do not survive a fork): a gunicorn worker
     registers on its first write."""
-    global _thread
-    with _lock:
-        _engines.add(engine)
-        if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_run, name="sqlite-checkpoint", daemon=True)
-            _thread.start()
+    _loop.add(engine)
 
 
 def unregister(engine: Engine) -> None:
     """Stop checkpointing ``engine`` (the store is being disposed)."""
-    with _lock:
-        _engines.discard(engine)
+    _loop.discard(engine)
 
 
 def checkpoint(engine: Engine) -> tuple[int, int, int] | None:
@@ -83,22 +70,11 @@ def checkpoint(engine: Engine) -> tuple[int, int, int] | None:
     return int(busy), int(frames), int(done)
 
 
-def _forget_after_fork() -> None:
-    """A forked child starts with no thread, no registrations (its parent's pooled connections
-    must not be used) and a fresh lock (the parent's thread may have held it)."""
-    global _engines, _lock, _thread
-    _engines, _lock, _thread = weakref.WeakSet(), threading.Lock(), None
+def _checkpoint_all(engines: list[Engine]) -> None:
+    """One round: a PASSIVE checkpoint of every registered database."""
+    for engine in engines:
+        checkpoint(engine)
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-def _run() -> None:
-    """Checkpoint every registered database, every ``INTERVAL_SECONDS``, for the process's life."""
-    while True:
-        time.sleep(INTERVAL_SECONDS)
-        with _lock:
-            engines = list(_engines)
-        for engine in engines:
-            checkpoint(engine)
-        del engines  # hold no engine between rounds: a store dropped without dispose() can go
+#: the background thread, every ``INTERVAL_SECONDS``, for the process's life
+_loop = ProcessLoop("sqlite-checkpoint", INTERVAL_SECONDS, _checkpoint_all)

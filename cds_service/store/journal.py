@@ -30,7 +30,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,10 +37,14 @@ from typing import Any
 
 import orjson
 
+from cds_service.store.background import ProcessLoop
+
 log = logging.getLogger("cds_service.store")
 
 #: how often a process's background thread flushes the journals of its stores
 FLUSH_INTERVAL_SECONDS = 0.2
+#: while flushes keep failing, how often the failure is logged again
+FAILURE_LOG_SECONDS = 30.0
 #: the suffix of a journal file taken aside by a flush
 FLUSHING = ".flushing"
 
@@ -187,50 +190,17 @@ class CardJournal:
 
 # -- the background flush, one thread per process ----------------------------------------------
 
-_flushers: weakref.WeakSet[Any] = weakref.WeakSet()
-_lock = threading.Lock()
-_thread: threading.Thread | None = None
-
 
 def register(store: Any) -> None:
     """Flush ``store``'s journal (``store.flush_journal(wait=False)``) in this process's
     background thread from now on. Call it from the process that appends: a thread does not
     survive a fork."""
-    global _thread
-    with _lock:
-        _flushers.add(store)
-        if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_run, name="card-journal", daemon=True)
-            _thread.start()
+    _loop.add(store)
 
 
 def unregister(store: Any) -> None:
     """Stop flushing ``store`` in the background (it is being disposed)."""
-    with _lock:
-        _flushers.discard(store)
-
-
-def _forget_after_fork() -> None:
-    global _flushers, _lock, _thread
-    _flushers, _lock, _thread = weakref.WeakSet(), threading.Lock(), None
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-#: while flushes keep failing, how often the failure is logged again
-FAILURE_LOG_SECONDS = 30.0
-
-
-def _run() -> None:
-    """Flush every registered store's journal every ``FLUSH_INTERVAL_SECONDS``."""
-    failing_since: dict[int, float] = {}
-    while True:
-        time.sleep(FLUSH_INTERVAL_SECONDS)
-        with _lock:
-            stores = list(_flushers)
-        flush_round(stores, failing_since)
-        del stores
+    _loop.discard(store)
 
 
 def flush_round(stores: list[Any], failing_since: dict[int, float]) -> None:
@@ -251,3 +221,9 @@ def flush_round(stores: list[Any], failing_since: dict[int, float]) -> None:
             continue
         if failing_since.pop(key, None) is not None:
             log.info("card journal written again")
+
+
+_failing_since: dict[int, float] = {}
+os.register_at_fork(after_in_child=_failing_since.clear)
+#: the background thread, every ``FLUSH_INTERVAL_SECONDS``, for the process's life
+_loop = ProcessLoop("card-journal", FLUSH_INTERVAL_SECONDS, lambda stores: flush_round(stores, _failing_since))

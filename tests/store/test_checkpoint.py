@@ -82,16 +82,16 @@ def test_checkpoint_reports_frames_and_never_raises(tmp_path):
 def test_dispose_stops_checkpointing_the_store(tmp_path):
     store, _path = _file_store(tmp_path)
     record(store, "p1", card("low-smi"))
-    assert store.engine in set(checkpoint._engines)
+    assert store.engine in set(checkpoint._loop.members)
     store.dispose()
-    assert store.engine not in set(checkpoint._engines)
+    assert store.engine not in set(checkpoint._loop.members)
 
 
 def test_in_memory_store_has_no_checkpoints():
     store = Store("sqlite://")
     store.migrate()
     record(store, "p1", card("low-smi"))
-    assert store.engine not in set(checkpoint._engines)
+    assert store.engine not in set(checkpoint._loop.members)
     store.dispose()
 
 
@@ -104,10 +104,10 @@ def test_a_forked_worker_starts_clean_and_registers_on_its_first_write(tmp_path)
     pid = os.fork()
     if pid == 0:  # the child: report what it inherited, then write once
         try:
-            inherited = len(checkpoint._engines) == 0 and checkpoint._thread is None
+            inherited = len(checkpoint._loop.members) == 0 and checkpoint._loop.thread is None
             store.engine.dispose(close=False)  # as a worker does: never the parent's connections
             record(store, "p1", card("cachexia"))
-            registered = store.engine in set(checkpoint._engines) and checkpoint._thread.is_alive()
+            registered = store.engine in set(checkpoint._loop.members) and checkpoint._loop.thread.is_alive()
             os.write(write, f"{inherited} {registered}".encode())
         finally:
             os._exit(0)
