@@ -47,6 +47,9 @@ FLUSH_INTERVAL_SECONDS = 0.2
 FAILURE_LOG_SECONDS = 30.0
 #: the suffix of a journal file taken aside by a flush
 FLUSHING = ".flushing"
+#: the format of the records written now; every line starts with it (``{"v":1,``)
+VERSION = 1
+_RECORD_START = b'{"v":'
 
 Batch = list[dict[str, Any]]
 
@@ -69,15 +72,16 @@ class CardJournal:
     # -- appending -------------------------------------------------------------------------
 
     def append(self, record: dict[str, Any]) -> None:
-        """Add one record (a JSON object) to the journal; it is on disk when this returns."""
-        line = orjson.dumps(record) + b"\n"
+        """Add one record (a JSON object, stamped ``"v": VERSION``) to the journal; when this
+        returns it is in the operating system's hands, as a SQLite commit is."""
+        line = orjson.dumps({"v": VERSION, **record}) + b"\n"
         with self._append_mutex, self._locked("append", fcntl.LOCK_SH):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 written = os.write(fd, line)
             finally:
                 os.close(fd)
-        if written != len(line):  # a full disk: the line is cut; flush skips it, the call fails
+        if written != len(line):  # a full disk: the line is cut (_read skips it); the call fails
             raise OSError(f"card journal: wrote {written} of {len(line)} bytes")
 
     # -- flushing --------------------------------------------------------------------------
@@ -125,18 +129,18 @@ class CardJournal:
 
     @staticmethod
     def _read(path: Path) -> Batch:
-        """The records of a taken file; a line that is not a JSON object is logged and skipped
-        (a write cut short by a full disk, whose call answered with an error)."""
+        """The records of a taken file. A write cut short by a full disk (its call answered with
+        an error) leaves a piece without its newline, which the next record then follows on the
+        same line: the piece is logged and skipped, the record after it kept."""
         records: Batch = []
         for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict):
-                log.error("card journal line skipped", extra={"file": path.name, "line": number})
+            record = _parse(line)
+            if record is None and line.rfind(_RECORD_START) > 0:
+                record = _parse(line[line.rfind(_RECORD_START):])
+                log.error("card journal piece skipped", extra={"file": path.name, "line": number})
+            if record is None:
+                if line.strip():
+                    log.error("card journal line skipped", extra={"file": path.name, "line": number})
                 continue
             records.append(record)
         return records
@@ -186,6 +190,15 @@ class CardJournal:
             for handle in self._locks.values():
                 handle.close()
         self._locks, self._locks_pid = {}, None
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """A journal line's JSON object, or None."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 # -- the background flush, one thread per process ----------------------------------------------

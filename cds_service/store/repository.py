@@ -414,7 +414,6 @@ class Store:
             journal.register(self)  # this process appends: it flushes too
             self._journal_flushed_in = os.getpid()
         self._journal.append({
-            "v": _JOURNAL_VERSION,
             "cards": [{**row, "sent_at": row["sent_at"].isoformat()} for row in card_rows],
             "suggestions": suggestion_rows,
         })
@@ -443,7 +442,7 @@ class Store:
             suggestion_rows.extend(rows[1])
         if unreadable:
             assert self._journal is not None
-            self._journal.reject(unreadable, f"not a version {_JOURNAL_VERSION} card record")
+            self._journal.reject(unreadable, f"not a version {journal.VERSION} card record")
         if card_rows:
             card_rows.sort(key=lambda row: row["uuid"])
             self._write_cards(card_rows, suggestion_rows)
@@ -657,8 +656,7 @@ def _upsert_nothing(dialect: str, table: sa.Table, *, returning_key: bool = Fals
     return statement
 
 
-#: the shape of a card journal line (journal.py); a line of another version is set aside
-_JOURNAL_VERSION = 1
+#: the columns a card journal record (journal.py) holds; a record of another shape is set aside
 _CARD_COLUMNS = {c.name for c in card_sent.columns}
 _SUGGESTION_COLUMNS = {c.name for c in card_suggestion.columns}
 
@@ -667,7 +665,7 @@ def _journaled_rows(record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], li
     """The card and suggestion rows of one journal record, or None when it is not a record of
     this version (every column present, text where text is due)."""
     cards, suggestions = record.get("cards"), record.get("suggestions")
-    if record.get("v") != _JOURNAL_VERSION or not isinstance(cards, list) or not isinstance(suggestions, list):
+    if record.get("v") != journal.VERSION or not isinstance(cards, list) or not isinstance(suggestions, list):
         return None
     card_rows = []
     for row in cards:

@@ -330,3 +330,16 @@ def test_a_failing_background_flush_is_logged_when_it_starts_and_when_it_ends(mo
         "card journal flush failed; kept on disk and tried again",
         "card journal written again",
     ]
+
+
+def test_a_line_cut_short_by_a_full_disk_loses_only_itself(caplog, tmp_path, journaled):
+    """A write cut short leaves a piece without its newline: the next record, appended after
+    it on the same line, is still written."""
+    record(journaled, "p1", card(card_uuid="card-1"))
+    with (tmp_path / "j.db-cards.journal").open("ab") as journal:
+        journal.write(b'{"v":1,"cards":[{"uuid":"card-cut","hook_inst')  # no newline
+    record(journaled, "p1", card(card_uuid="card-2"))
+    with caplog.at_level(logging.ERROR, logger="cds_service.store"):
+        assert journaled.flush_journal() == 2
+    assert sorted(r[0] for r in rows(journaled)[0]) == ["card-1", "card-2"]
+    assert [(r.getMessage(), r.line) for r in caplog.records] == [("card journal piece skipped", 2)]
