@@ -29,7 +29,11 @@ class ProcessLoop:
         self._lock = threading.Lock()
 
     def add(self, member: Any) -> None:
-        """Include ``member`` in every round from now on; call it from the process that works."""
+        """Include ``member`` in every round from now on; call it from the process that works.
+        Cheap when it already is, so callers call it on every write."""
+        thread = self.thread
+        if thread is not None and member in self.members and thread.is_alive():
+            return
         with self._lock:
             self.members.add(member)
             if self.thread is None or not self.thread.is_alive():

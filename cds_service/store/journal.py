@@ -177,10 +177,10 @@ class CardJournal:
 
     def reject(self, records: Batch, reason: str) -> None:
         """Keep records that cannot be written (a line of another version) in
-        ``<journal>.rejected`` for an operator, and say so in the log."""
-        with self._append_mutex, self._locked("append", fcntl.LOCK_SH):
-            with open(f"{self.path}.rejected", "ab") as rejected:
-                rejected.write(b"".join(orjson.dumps(record) + b"\n" for record in records))
+        ``<journal>.rejected`` for an operator, and say so in the log. Called by ``flush``'s
+        writer, so under the flush lock: no other process or thread writes that file meanwhile."""
+        with open(f"{self.path}.rejected", "ab") as rejected:
+            rejected.write(b"".join(orjson.dumps(record) + b"\n" for record in records))
         log.error("card journal records set aside", extra={"records": len(records), "reason": reason,
                                                            "file": f"{self.path.name}.rejected"})
 

@@ -11,7 +11,6 @@ import fcntl
 import functools
 import importlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -115,11 +114,7 @@ class Store:
         self._lock_file: Any = None
         self._journal = journal.CardJournal(database) if self._lock_path is not None else None
         self._journal_appends = bool(card_journal) and self._journal is not None
-        #: the process whose background thread flushes the journal (see journal.py)
-        self._journal_flushed_in: int | None = None
         self._compiled: dict[Any, Compiled] = {}
-        #: the process whose background thread checkpoints this SQLite file (see checkpoint.py)
-        self._checkpointed_in: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -143,10 +138,8 @@ class Store:
         """Write what the journal holds, then close every pooled connection (at shutdown, or
         after fork in a worker). A journal that cannot be written now stays for the next start."""
         checkpoint.unregister(self.engine)
-        self._checkpointed_in = None
         if self._journal is not None:
             journal.unregister(self)
-            self._journal_flushed_in = None
             try:
                 self.flush_journal()
             except Exception as exc:  # noqa: BLE001 - kept on disk; the next start writes it
@@ -166,9 +159,8 @@ class Store:
         The threads of one process queue on a Python lock first, then processes on the file
         lock, so they wait for each other without SQLite's sleeping busy handler (whose
         back-off of up to 100 ms made the latency tail)."""
-        if self._lock_path is not None and self._checkpointed_in != os.getpid():
+        if self._lock_path is not None:
             checkpoint.register(self.engine)  # this process writes: it checkpoints too
-            self._checkpointed_in = os.getpid()
         with self._sqlite_writer if self._sqlite_writer is not None else nullcontext():
             with self._sqlite_file_lock():
                 yield
@@ -410,9 +402,7 @@ class Store:
     def _append_to_journal(self, card_rows: list[dict[str, Any]], suggestion_rows: list[dict[str, Any]]) -> None:
         """One response's rows, as one journal line (sent_at as ISO 8601 text)."""
         assert self._journal is not None
-        if self._journal_flushed_in != os.getpid():
-            journal.register(self)  # this process appends: it flushes too
-            self._journal_flushed_in = os.getpid()
+        journal.register(self)  # this process appends: it flushes too
         self._journal.append({
             "cards": [{**row, "sent_at": row["sent_at"].isoformat()} for row in card_rows],
             "suggestions": suggestion_rows,
@@ -658,6 +648,7 @@ def _upsert_nothing(dialect: str, table: sa.Table, *, returning_key: bool = Fals
 
 #: the columns a card journal record (journal.py) holds; a record of another shape is set aside
 _CARD_COLUMNS = {c.name for c in card_sent.columns}
+_CARD_TEXT_COLUMNS = _CARD_COLUMNS - {"findings"}
 _SUGGESTION_COLUMNS = {c.name for c in card_suggestion.columns}
 
 
@@ -671,7 +662,7 @@ def _journaled_rows(record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], li
     for row in cards:
         if not isinstance(row, dict) or set(row) != _CARD_COLUMNS or not isinstance(row["findings"], list):
             return None
-        if not all(isinstance(row[k], str) for k in _CARD_COLUMNS - {"findings"}):
+        if not all(isinstance(row[k], str) for k in _CARD_TEXT_COLUMNS):
             return None
         try:
             sent_at = datetime.fromisoformat(row["sent_at"])
