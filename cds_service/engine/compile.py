@@ -50,6 +50,7 @@ OVERRIDABLE = (
     "profiles",
     "ct_cutoff_sets",
     "suggestion_policies",
+    "fragments",
 )
 UNIQUE = ("facts", "conditions")
 
@@ -649,11 +650,21 @@ class Compiler:
         axes = []
         for name, options in fragments.items():
             axis = []
+            where, at_src = path + ("fragments", name), src
+            if isinstance(options, str):  # shared options (top-level `fragments`)
+                shared = self.defs["fragments"].get(options)
+                if shared is None:
+                    known = ", ".join(sorted(self.defs["fragments"])) or "none defined"
+                    self.error(
+                        src, where, REFERENCE_ERROR, f"unknown fragments {options!r} (known: {known})"
+                    )
+                    continue
+                options, where, at_src = shared.data, shared.path, shared.src
             for j, option in enumerate(options):
-                at = path + ("fragments", name, j)
+                at = where + (j,)
                 if "when" not in option and j != len(options) - 1:
                     self.error(
-                        src,
+                        at_src,
                         at,
                         REFERENCE_ERROR,
                         f"fragment {name!r} option {j + 1} has no 'when', so the options after "
@@ -662,11 +673,11 @@ class Compiler:
                 for i, k in enumerate(option.get("suggestions") or []):
                     if k not in self.defs["suggestions"]:
                         self.error(
-                            src, at + ("suggestions", i), REFERENCE_ERROR, f"unknown suggestion {k!r}"
+                            at_src, at + ("suggestions", i), REFERENCE_ERROR, f"unknown suggestion {k!r}"
                         )
                 when = None
                 if "when" in option:
-                    when = compiler.compile(option["when"], at + ("when",), src)
+                    when = compiler.compile(option["when"], at + ("when",), at_src)
                 axis.append((name, j, option, when))
             axes.append(axis)
         policy = [(None, None, None)]

@@ -84,13 +84,13 @@ def check_templates(c, rules, suggestions, links) -> None:
         for path, text in _strings(src.data, ()):
             if has_unclosed(text):
                 c.error(src, path, TEMPLATE_ERROR, f"malformed '{{{{ }}}}' in {text!r}")
-            fragments = _fragments_in_scope(src.data, path)
+            fragments = _fragments_in_scope(c, src.data, path)
             for var in VARIABLE.findall(text):
                 problem = _variable_problem(c, var, fragments)
                 if problem:
                     c.error(src, path, TEMPLATE_ERROR, problem)
         for i, rule in enumerate(src.data.get("rules") or []):
-            fragments = rule.get("fragments") or {}
+            fragments = _resolved(c, rule)
             for name in fragments:
                 used = any(
                     re.search(r"\{\{\s*" + name + r"(\.detail)?\s*\}\}", t)
@@ -140,12 +140,26 @@ def check_templates(c, rules, suggestions, links) -> None:
                     )
 
 
-def _fragments_in_scope(data, path) -> dict:
+def _fragments_in_scope(c, data, path) -> dict:
     """The fragments a text at `path` may use: its rule's, in the rule's card (a fragment's own
     texts and other places cannot use fragments)."""
     if len(path) > 3 and path[0] == "rules" and path[2] == "card":
-        return data["rules"][path[1]].get("fragments") or {}
+        return _resolved(c, data["rules"][path[1]])
     return {}
+
+
+def _resolved(c, rule) -> dict:
+    """A rule's fragments, name -> options (shared options looked up; unknown names left out:
+    they are reported by the compiler)."""
+    out = {}
+    for name, options in (rule.get("fragments") or {}).items():
+        if isinstance(options, str):
+            shared = c.defs["fragments"].get(options)
+            if shared is None:
+                continue
+            options = shared.data
+        out[name] = options
+    return out
 
 
 def _combos(fragments: dict) -> list[dict]:
@@ -175,7 +189,7 @@ def _strings(data, path):
         for i, value in enumerate(data):
             yield from _strings(value, path + (i,))
     elif isinstance(data, str) and ("{{" in data or "}}" in data):
-        if path and path[0] in ("rules", "suggestions", "links", "suggestion_policies"):
+        if path and path[0] in ("rules", "suggestions", "links", "suggestion_policies", "fragments"):
             yield path, data
 
 
