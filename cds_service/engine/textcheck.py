@@ -110,6 +110,8 @@ def check_templates(c, rules, suggestions, links) -> None:
                 path = ("rules", i, "card", "summary", locale)
                 if any(_variable_problem(c, v, fragments) for v in VARIABLE.findall(text)):
                     continue
+                if any(options is None for options in fragments.values()):
+                    continue
                 filled = [_fill_with(text, locale, fragments, combo) for combo in _combos(fragments)]
                 if any(_variable_problem(c, v) for t in filled for v in VARIABLE.findall(t)):
                     continue  # reported at the fragment's text
@@ -149,15 +151,12 @@ def _fragments_in_scope(c, data, path) -> dict:
 
 
 def _resolved(c, rule) -> dict:
-    """A rule's fragments, name -> options (shared options looked up; unknown names left out:
-    they are reported by the compiler)."""
+    """A rule's fragments, name -> options (shared options looked up)."""
     out = {}
     for name, options in (rule.get("fragments") or {}).items():
         if isinstance(options, str):
             shared = c.defs["fragments"].get(options)
-            if shared is None:
-                continue
-            options = shared.data
+            options = None if shared is None else shared.data  # None: reported by the compiler
         out[name] = options
     return out
 
@@ -201,7 +200,7 @@ def _split(var):
 def _variable_problem(c, var, fragments=None) -> str | None:
     base, attr = _split(var)
     if fragments and base in fragments:
-        if attr is None:
+        if attr is None or fragments[base] is None:
             return None
         if attr == "detail":
             lacking = [i + 1 for i, o in enumerate(fragments[base]) if "detail" not in o]
