@@ -656,7 +656,10 @@ class Compiler:
                 if shared is None:
                     known = ", ".join(sorted(self.defs["fragments"])) or "none defined"
                     self.error(
-                        src, where, REFERENCE_ERROR, f"unknown fragments {options!r} (known: {known})"
+                        src,
+                        where,
+                        REFERENCE_ERROR,
+                        f"unknown fragments {options!r} (known: {known})",
                     )
                     continue
                 options, where, at_src = shared.data, shared.path, shared.src
@@ -673,7 +676,10 @@ class Compiler:
                 for i, k in enumerate(option.get("suggestions") or []):
                     if k not in self.defs["suggestions"]:
                         self.error(
-                            at_src, at + ("suggestions", i), REFERENCE_ERROR, f"unknown suggestion {k!r}"
+                            at_src,
+                            at + ("suggestions", i),
+                            REFERENCE_ERROR,
+                            f"unknown suggestion {k!r}",
                         )
                 when = None
                 if "when" in option:
@@ -697,7 +703,7 @@ class Compiler:
         combos = list(itertools.product(*axes, policy))
         out = []
         for n, combo in enumerate(combos):
-            options, (entry, entry_when, entry_path) = combo[:-1], combo[-1]
+            options, (entry, entry_when, _) = combo[:-1], combo[-1]
             closures = [base["when"]] + [w for *_, w in options if w is not None]
             raw = [data["when"]] + [o["when"] for _, _, o, _ in options if "when" in o]
             if entry_when is not None:

@@ -65,7 +65,9 @@ class _Doc:
         profiles = ", ".join(rs.profile_title(p, self.locale) for p in rule.get("profiles") or [])
         ct = ", ".join(rs.ct_title(s, self.locale) for s in rule.get("ct_cutoffs") or [])
         card = rule["card"]
-        source = rs.short_citation(card["source"].get("reference")) or self.t(card["source"]["label"])
+        source = rs.short_citation(card["source"].get("reference")) or self.t(
+            card["source"]["label"]
+        )
         out = [
             "",
             f"**{self.t(rule.get('title')) or 'Rule'}** (rule `{rule['id']}`) — "
@@ -92,7 +94,11 @@ class _Doc:
         out.append(f"- Suggestions: {suggestions}{tail}.")
         rows = self.rule_thresholds(rule, fragments)
         if rows:
-            out += ["", "| threshold | comparison | value | unit | source |", "|---|---|---|---|---|"]
+            out += [
+                "",
+                "| threshold | comparison | value | unit | source |",
+                "|---|---|---|---|---|",
+            ]
             out += rows
         return out
 
@@ -125,7 +131,11 @@ class _Doc:
             )
         thresholds = self.threshold_rows(self._comparisons([e.get("when") for e in rows]), None)
         if thresholds:
-            out += ["", "| threshold | comparison | value | unit | source |", "|---|---|---|---|---|"]
+            out += [
+                "",
+                "| threshold | comparison | value | unit | source |",
+                "|---|---|---|---|---|",
+            ]
             out += thresholds
         return out
 
@@ -170,7 +180,9 @@ class _Doc:
             facts = "any measurement" if which == "any" else ", ".join(map(self.label, which))
             return f"an implausible or conflicting value in {facts}"
         if "profile" in cond:
-            return "profile " + " or ".join(self.rs.profile_title(p, self.locale) for p in cond["profile"])
+            return "profile " + " or ".join(
+                self.rs.profile_title(p, self.locale) for p in cond["profile"]
+            )
         if "parameter" in cond:
             ((op, right),) = [(k, v) for k, v in cond.items() if k != "parameter"]
             return f"setting `{cond['parameter']}` {SYMBOLS.get(op, op)} {right}"
@@ -209,7 +221,9 @@ class _Doc:
                         if op in SYMBOLS and isinstance(right, str) and right in self.rs.params:
                             out.append((node["fact"], SYMBOLS[op], right))
                 if "older_than" in node and isinstance(node["older_than"].get("days"), str):
-                    out.append((node["older_than"]["fact"], "older than", node["older_than"]["days"]))
+                    out.append(
+                        (node["older_than"]["fact"], "older than", node["older_than"]["days"])
+                    )
                 name = node.get("condition")
                 if isinstance(name, str) and name not in seen and name in self.rs._conditions_raw:
                     seen.add(name)

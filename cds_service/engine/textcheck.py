@@ -112,12 +112,17 @@ def check_templates(c, rules, suggestions, links) -> None:
                     continue
                 if any(options is None for options in fragments.values()):
                     continue
-                filled = [_fill_with(text, locale, fragments, combo) for combo in _combos(fragments)]
+                filled = [
+                    _fill_with(text, locale, fragments, combo) for combo in _combos(fragments)
+                ]
                 if any(_variable_problem(c, v) for t in filled for v in VARIABLE.findall(t)):
                     continue  # reported at the fragment's text
                 longest, template = max(
                     (
-                        (Template(t).longest(lambda v, loc=locale: _longest(c, v, loc)), Template(t))
+                        (
+                            Template(t).longest(lambda v, loc=locale: _longest(c, v, loc)),
+                            Template(t),
+                        )
                         for t in filled
                     ),
                     key=lambda pair: pair[0],
@@ -188,7 +193,13 @@ def _strings(data, path):
         for i, value in enumerate(data):
             yield from _strings(value, path + (i,))
     elif isinstance(data, str) and ("{{" in data or "}}" in data):
-        if path and path[0] in ("rules", "suggestions", "links", "suggestion_policies", "fragments"):
+        if path and path[0] in (
+            "rules",
+            "suggestions",
+            "links",
+            "suggestion_policies",
+            "fragments",
+        ):
             yield path, data
 
 

@@ -95,7 +95,12 @@ def _obs(code, system, value, unit, n):
         "subject": {"reference": "Patient/p1"},
         "code": {"coding": [{"system": system, "code": code}]},
         "effectiveDateTime": "2025-05-30T10:00:00Z",
-        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
     }
 
 
@@ -119,7 +124,11 @@ def _evaluate(rs, grip=None, chair=None, ecog=None, **kw):
 
 def _card(ev):
     (card,) = ev.cards
-    return card["summary"], card.get("detail", ""), [s["label"] for s in card.get("suggestions", [])]
+    return (
+        card["summary"],
+        card.get("detail", ""),
+        [s["label"] for s in card.get("suggestions", [])],
+    )
 
 
 def test_the_first_fragment_option_that_holds_is_chosen(tmp_path):
@@ -192,7 +201,9 @@ def test_unknown_policy_name(tmp_path):
 
 
 def test_fragment_option_with_an_unknown_condition(tmp_path):
-    errors = _errors(tmp_path, "- when: {condition: slow_chair}", "- when: {condition: slow_chairs}")
+    errors = _errors(
+        tmp_path, "- when: {condition: slow_chair}", "- when: {condition: slow_chairs}"
+    )
     line = _line("    - when: {condition: slow_chair}")
     assert errors == [
         f"{line}:25: rule_reference_error: $.fragments.strength[1].when.condition: unknown "
@@ -209,7 +220,9 @@ def test_policy_without_default(tmp_path):
 
 
 def test_undefined_template_variable_inside_a_fragment(tmp_path):
-    errors = _errors(tmp_path, 'text: {en: "chair stand {{chair}}"}', 'text: {en: "chair stand {{chairs}}"}')
+    errors = _errors(
+        tmp_path, 'text: {en: "chair stand {{chair}}"}', 'text: {en: "chair stand {{chairs}}"}'
+    )
     line = _line('      text: {en: "chair stand {{chair}}"}')
     assert errors == [
         f"{line}:18: rule_template_error: $.fragments.strength[1].text.en: undefined template "

@@ -32,9 +32,7 @@ def _masked(cond):
     if isinstance(cond, dict):
         out = {}
         for key, value in cond.items():
-            if key in NAME_KEYS and isinstance(value, str):
-                out[key] = "_"
-            elif key in COMPARISONS and isinstance(value, str):
+            if key in NAME_KEYS + COMPARISONS and isinstance(value, str):
                 out[key] = "_"
             else:
                 out[key] = _masked(value)
