@@ -618,16 +618,41 @@ class Compiler:
         return rules
 
     def _policy(self, d, compiler) -> list[tuple]:
-        """A suggestion policy's entries in order, each (entry data, compiled `when` or None,
-        path); the `default` last, with no `when`."""
+        """A suggestion policy's entries in order, the `default` last, each (entry data, the
+        closures and raw conditions its case adds to a rule's `when`, path): its own `when`,
+        after `not` of every earlier entry marked `unknown: stop` (so that such an entry, when
+        unknown, lets no later entry apply)."""
         entries = []
+        stops: list[tuple] = []  # (closure of `not when`, raw) of earlier `unknown: stop` entries
         for j, entry in enumerate(d.data["rules"]):
             path = d.path + ("rules", j)
             self._policy_keys(entry, d.src, path)
-            entries.append((entry, compiler.compile(entry["when"], path + ("when",), d.src), path))
+            when = compiler.compile(entry["when"], path + ("when",), d.src)
+            closures = [c for c, _ in stops] + [when]
+            raws = [r for _, r in stops] + [entry["when"]]
+            entries.append((entry, closures, raws, path))
+            if entry.get("unknown") == "stop":
+                negated = {"not": entry["when"]}
+                stops.append((self._quiet(compiler, negated, path + ("when",), d.src), negated))
         self._policy_keys(d.data["default"], d.src, d.path + ("default",))
-        entries.append((d.data["default"], None, d.path + ("default",)))
+        entries.append(
+            (
+                d.data["default"],
+                [c for c, _ in stops],
+                [r for _, r in stops],
+                d.path + ("default",),
+            )
+        )
         return entries
+
+    def _quiet(self, compiler, cond, path, src):
+        """A condition compiled again (its errors were reported where it is written)."""
+        report = self.error
+        self.error = lambda *args, **kwargs: None
+        try:
+            return compiler.compile(cond, path, src)
+        finally:
+            self.error = report
 
     def _policy_keys(self, entry, src, path) -> None:
         """Every suggestion a policy entry names exists."""
@@ -686,7 +711,7 @@ class Compiler:
                     when = compiler.compile(option["when"], at + ("when",), at_src)
                 axis.append((name, j, option, when))
             axes.append(axis)
-        policy = [(None, None, None)]
+        policy = [(None, [], [], None)]
         if "suggestion_policy" in data:
             name = data["suggestion_policy"]
             if name in self.policies:
@@ -703,12 +728,11 @@ class Compiler:
         combos = list(itertools.product(*axes, policy))
         out = []
         for n, combo in enumerate(combos):
-            options, (entry, entry_when, _) = combo[:-1], combo[-1]
+            options, (entry, entry_closures, entry_raws, _) = combo[:-1], combo[-1]
             closures = [base["when"]] + [w for *_, w in options if w is not None]
             raw = [data["when"]] + [o["when"] for _, _, o, _ in options if "when" in o]
-            if entry_when is not None:
-                closures.append(entry_when)
-                raw.append(entry["when"])
+            closures += entry_closures
+            raw += entry_raws
             when = compiler.conjunction(closures) if len(closures) > 1 else base["when"]
             chosen = {name: option for name, _, option, _ in options}
             card = data["card"]

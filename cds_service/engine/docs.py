@@ -124,6 +124,8 @@ class _Doc:
         rows = list(policy["rules"]) + [dict(policy["default"], when=None)]
         for n, entry in enumerate(rows, 1):
             when = self.words(entry["when"]) if entry.get("when") else "otherwise"
+            if entry.get("unknown") == "stop":
+                when += " (if this cannot be determined: no card)"
             out.append(
                 f"| {n if entry.get('when') else '—'} | {_cell(self.t(entry.get('title')))} | "
                 f"{_cell(when)} | {_cell(_effect(entry))} | "

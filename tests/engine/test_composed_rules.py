@@ -264,3 +264,18 @@ def test_policy_naming_an_unknown_suggestion(tmp_path):
         f"{line}:29: rule_reference_error: $.suggestion_policies.care.rules[1].replace.exercise: "
         "unknown suggestion 'physiotherapy'"
     ]
+
+
+def test_an_entry_marked_unknown_stop_lets_no_later_entry_apply_when_unknown(tmp_path):
+    text = PACK.replace(
+        "        when: {fact: ecog, ge: ecog_bedbound}\n",
+        "        when: {fact: ecog, ge: ecog_bedbound}\n        unknown: stop\n",
+    )
+    rs = _rs(tmp_path, text)
+    assert _evaluate(rs, grip=15).findings == []  # ECOG unknown: bed-bound cannot be ruled out
+    ev = _evaluate(rs, grip=15, ecog=2)
+    (finding,) = ev.findings
+    thresholds = [(e["parameter"], e["result"]) for e in finding.evidence if "parameter" in e]
+    assert ("ecog_bedbound", False) in thresholds  # ruled out, and the evidence says so
+    assert _card(ev)[2] == ["Diet", "Physiotherapy", "Assess"]
+    assert _card(_evaluate(rs, grip=15, ecog=0))[2] == ["Diet", "Exercise"]
