@@ -5,6 +5,7 @@ data; HTTP, auth and storage stay outside."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +14,8 @@ from typing import Any
 
 import hooks as hook_registry
 from cds_service.fhir import Budget, FhirClient, gather, is_open_server
-from cds_service.fhir.validate import validate_resources
+from cds_service.fhir.validate import Leniency, validate_resources
+from cds_service.logs import log_event
 from cds_service.protocol import ProtocolError, validate_request, validate_response
 from cds_service.protocol.errors import Issue
 from cds_service.smart.links import trend_link
@@ -130,9 +132,13 @@ def answer_hook(
     fetched = time.perf_counter()
     unavailable = unavailable_types(gathered, templates)
 
-    resources, invalid = validate_resources(gathered.resources, ruleset.relevant)
-    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True)
+    lenient: list[Leniency] = []
+    resources, invalid = validate_resources(gathered.resources, ruleset.relevant, lenient=lenient)
+    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True, lenient=lenient)
     invalid.extend(invalid_orders)
+    for note in lenient:
+        log_event(logging.WARNING, "resource read leniently", hookInstance=body.get("hookInstance"),
+                  resource=note.reference, path=note.path, problem=note.problem)
     validated = time.perf_counter()
 
     evaluation = ruleset.evaluate(
@@ -152,6 +158,7 @@ def answer_hook(
         for key in sorted(gathered.missing)
     ]
     warnings.extend({"code": "fhir-data", "message": w} for w in gathered.warnings)
+    warnings.extend({"code": "resource-read-leniently", "message": n.message()} for n in lenient)
     if warnings:
         extension[EXT_WARNINGS] = warnings
     if invalid:
