@@ -70,7 +70,7 @@ def evaluate(
     """Pure function of its arguments: no I/O, no globals; the rule set is read-only."""
     orders = list(orders)
     recognition: dict = {}
-    if rs.medication_sources:
+    if (orders and "orders" in rs.medication_sources) or "record" in rs.medication_sources:
         resources, orders, recognition = _recognise(rs, resources, orders, context or {})
     run = Run(rs, resources, orders, hook, context or {}, now, settings, trace, unavailable)
     run.recognition = recognition
