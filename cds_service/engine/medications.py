@@ -36,7 +36,7 @@ class Recognition:
     """How one resource was found to be in one drug class (the evidence of a medication fact)."""
 
     value_set: str
-    by: str  # code | clinical-drug | ingredient | name
+    by: str  # code | medication (the Medication's code) | ingredient | clinical-drug | name
     text: str
     system: str
     code: str
@@ -143,14 +143,16 @@ def _label(system: str, code: str, display: str | None) -> str:
     return f"{text} ({display})" if display else text
 
 
-def _by_code(drug: DrugClass, coding: dict, where: str | None) -> tuple[list[dict], Recognition] | None:
+def _by_code(drug: DrugClass, coding: dict, where: str | None, kind: str
+             ) -> tuple[list[dict], Recognition] | None:
     system, code = coding.get("system"), str(coding["code"])
     display = coding.get("display") if isinstance(coding.get("display"), str) else None
     suffix = f" of {where}" if where else ""
     if drug.valueset.matches(system, code):
-        by = "ingredient" if where else "code"
         text = f"recognised by code {_label(system, code, display)}{suffix}, in value set {drug.name}"
-        return [], Recognition(drug.name, by, text, system, code)
+        derived = [] if kind == "code" else [
+            {"system": system, "code": code, "extension": [{"url": RECOGNISED_URL, "valueCode": kind}]}]
+        return derived, Recognition(drug.name, kind, text, system, code)
     product = drug.clinical.get((system, code))
     if product is not None:
         name, substance, s_system, s_code = product
@@ -181,35 +183,32 @@ def recognise_one(resource: dict, classes: dict[str, DrugClass],
     """The codings to add to `resource`'s concept, and one Recognition per class it is in."""
     concept = resource.get(CONCEPT)
     where, medication = _medication(resource, medications)
-    sources: list[tuple[dict, str | None]] = [(c, None) for c in _codings(concept)]
+    sources: list[tuple[dict, str | None, str]] = [(c, None, "code") for c in _codings(concept)]
     texts = _texts(concept)
     if medication is not None:
-        sources += [(c, where) for c in _codings(medication.get("code"))]
+        sources += [(c, where, "medication") for c in _codings(medication.get("code"))]
         texts += _texts(medication.get("code"))
         for ingredient in medication.get("ingredient") or ():
             item = ingredient.get("itemCodeableConcept") if isinstance(ingredient, dict) else None
-            sources += [(c, f"an ingredient of {where}") for c in _codings(item)]
+            sources += [(c, f"an ingredient of {where}", "ingredient") for c in _codings(item)]
             texts += _texts(item)
     added: list[dict] = []
     notes: list[Recognition] = []
     for drug in classes.values():
         found = None
-        for coding, origin in sources:
-            found = _by_code(drug, coding, origin)
+        for coding, origin, kind in sources:
+            found = _by_code(drug, coding, origin, kind)
             if found is not None:
                 break
         if found is None and not any(
             (c.get("system"), str(c["code"])) in drug.known or c.get("system") in drug.classified
-            for c, _ in sources
+            for c, _, _ in sources
         ):
             found = _by_name(drug, texts)
         if found is None:
             continue
         derived, note = found
         notes.append(note)
-        if note.by == "ingredient":  # the Medication's coding, so that the engine sees it
-            derived = [{"system": note.system, "code": note.code,
-                        "extension": [{"url": RECOGNISED_URL, "valueCode": "ingredient"}]}]
         added.extend(derived)
     return added, notes
 

@@ -187,3 +187,16 @@ def test_an_order_whose_needed_fields_are_unreadable_is_skipped_and_named(ehr):
     answer = call(ehr, "order-select", order)
     assert answer["cards"] == []
     assert answer["extension"]["org.sarcopenia-cds.invalid-resources"][0]["reference"] == "MedicationRequest/request-123"
+
+
+def test_a_medication_in_draft_orders_named_by_reference_is_read(ehr):
+    """order-sign with a Medication entry beside the order: `Medication/m2` coded ATC L01BC06."""
+    medication = {"resourceType": "Medication", "id": "m2",
+                  "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "L01BC06"}]}}
+    order = sandbox_order(None, medicationReference={"reference": "Medication/m2"})
+    context = {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order}, {"resource": medication}]}}
+    body = hook_request("order-sign", "sev-1", prefetch_for(severe_sarcopenia(), ehr.templates("order-sign")), **context)
+    answer = ehr.post(SIGN, body).get_json()
+    assert recognised(toxicity_card(answer)) == [{
+        "resource": "MedicationRequest/request-123", "by": "medication",
+        "text": "recognised by code ATC L01BC06 of Medication/m2, in value set antineoplastic"}]
