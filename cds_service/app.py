@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -59,6 +60,25 @@ def engine_settings(settings: dict[str, Any]) -> EngineSettings:
     )
 
 
+class CdsServicesPaths:
+    """WSGI middleware: `/cds-services/` and `/cds-services//id` are `/cds-services` and
+    `/cds-services/id` (a discovery URL typed with a trailing slash makes clients build the
+    second), before routing and before the JWT audience is compared. Other paths are untouched."""
+
+    PREFIX = "/cds-services"
+
+    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO") or ""
+        if path.startswith(self.PREFIX) and ("//" in path or path.endswith("/")):
+            tidy = re.sub(r"/{2,}", "/", path).rstrip("/")
+            if tidy == self.PREFIX or tidy.startswith(self.PREFIX + "/"):
+                environ["PATH_INFO"] = tidy
+        return self.wsgi_app(environ, start_response)
+
+
 def create_app(
     config: dict[str, Any] | None = None,
     *,
@@ -72,6 +92,7 @@ def create_app(
     settings = load_config(overrides=config)
     setup_logging(settings["logging"])
     app = Flask(__name__)
+    app.wsgi_app = CdsServicesPaths(app.wsgi_app)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings["limits"]["max_body_bytes"]
     app.config["CDS"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
         "breaker_failures": 5,
         "breaker_reset_seconds": 30.0,
         "allow_http": True,
+        "open_servers": [],
     },
     "privacy": {
         "pseudonym_key": None,
@@ -152,6 +153,7 @@ _SPECIAL: dict[str, dict[str, Any]] = {
                 "jku_allowlist": {"type": "array", "items": {"type": "string"}},
                 "algorithms": {"type": "array", "items": {"type": "string"}},
                 "tenants": {"type": "array", "items": {"type": "string"}},
+                "audiences": {"type": "array", "items": {"type": "string", "minLength": 1}},
             },
         },
     },
@@ -167,6 +169,7 @@ _SPECIAL: dict[str, dict[str, Any]] = {
     "logging.format": {"enum": ["json", "text"]},
     "suppression.override_days": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
     "fhir.budget_seconds": {"type": "number", "exclusiveMinimum": 0},
+    "fhir.open_servers": {"type": "array", "items": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+"}},
 }
 
 

@@ -5,6 +5,7 @@ data; HTTP, auth and storage stay outside."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,8 +13,9 @@ from types import ModuleType
 from typing import Any
 
 import hooks as hook_registry
-from cds_service.fhir import Budget, FhirClient, gather
-from cds_service.fhir.validate import validate_resources
+from cds_service.fhir import Budget, FhirClient, gather, is_open_server
+from cds_service.fhir.validate import Leniency, validate_resources
+from cds_service.logs import log_event
 from cds_service.protocol import ProtocolError, validate_request, validate_response
 from cds_service.protocol.errors import Issue
 from cds_service.smart.links import trend_link
@@ -58,15 +60,16 @@ def template_type(template: str) -> str:
 def unavailable_types(gathered: Any, templates: dict[str, str]) -> frozenset[str]:
     """The resource types to evaluate as unknown, or ProtocolError 412 when there is nothing to go on.
 
-    412 (CDS Hooks 2.0 §prefetch): a key that could not be fetched at all (no fhirServer with
-    fhirAuthorization, a template needing context the request lacks), the Patient itself missing,
-    or every key missing. Otherwise keys whose fetch failed (slow, 5xx, HTML, closed, an
-    OperationOutcome) make their resource types unavailable and the call goes on."""
+    412 (CDS Hooks 2.0 §prefetch: required data that cannot be obtained) only when the Patient
+    itself is missing (a rule needs age and sex), or, for packs that read no Patient, when every
+    key is missing. Any other key that could not be had (no fhirServer to fetch it from, a fetch
+    that failed, an OperationOutcome, a template needing context the request lacks) makes its
+    resource types unavailable: their rules are evaluated as unknown and the response says so."""
     if not gathered.missing:
         return frozenset()
-    unfetchable = [k for k in gathered.missing if k not in gathered.failed]
+    reads_patient = any(template_type(t) == PATIENT_TYPE for t in templates.values())
     patient_missing = any(template_type(templates.get(k, "")) == PATIENT_TYPE for k in gathered.missing)
-    if unfetchable or patient_missing or len(gathered.missing) >= len(templates):
+    if patient_missing or (not reads_patient and len(gathered.missing) >= len(templates)):
         raise ProtocolError(412, [
             Issue("incomplete", message, f"$.prefetch.{key}") for key, message in sorted(gathered.missing.items())
         ])
@@ -114,22 +117,28 @@ def answer_hook(
     budget = Budget(float(config["fhir"]["budget_seconds"]))
     authorization = body.get("fhirAuthorization") or {}
     templates = ruleset.prefetch_templates(hook.HOOK)
+    fhir_server = body.get("fhirServer")
     gathered = gather(
         body.get("prefetch"),
         templates,
         hook_registry.token_values(hook, context),
-        body.get("fhirServer"),
+        fhir_server,
         authorization.get("access_token"),
         client,
         budget,
         on_fetch_error=on_fetch_error,
+        open_server=is_open_server(fhir_server, config["fhir"].get("open_servers") or ()),
     )
     fetched = time.perf_counter()
     unavailable = unavailable_types(gathered, templates)
 
-    resources, invalid = validate_resources(gathered.resources, ruleset.relevant)
-    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True)
+    lenient: list[Leniency] = []
+    resources, invalid = validate_resources(gathered.resources, ruleset.relevant, lenient=lenient)
+    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True, lenient=lenient)
     invalid.extend(invalid_orders)
+    for note in lenient:
+        log_event(logging.WARNING, "resource read leniently", hookInstance=body.get("hookInstance"),
+                  resource=note.reference, path=note.path, problem=note.problem)
     validated = time.perf_counter()
 
     evaluation = ruleset.evaluate(
@@ -149,6 +158,7 @@ def answer_hook(
         for key in sorted(gathered.missing)
     ]
     warnings.extend({"code": "fhir-data", "message": w} for w in gathered.warnings)
+    warnings.extend({"code": "resource-read-leniently", "message": n.message()} for n in lenient)
     if warnings:
         extension[EXT_WARNINGS] = warnings
     if invalid:

@@ -19,6 +19,8 @@ class TrustedIssuer:
     algorithms: frozenset[str]
     keys: IssuerKeys
     tenants: frozenset[str] | None
+    #: extra ``aud`` values accepted for this issuer only (an Epic-style fixed audience)
+    audiences: frozenset[str] = frozenset()
 
 
 def parse_algorithms(value: Any, key: str, allowed: frozenset[str] | None = None) -> frozenset[str]:
@@ -80,4 +82,9 @@ def _issuer(raw: Any, key: str, cfg: Mapping[str, Any], algorithms: frozenset[st
         raise ConfigError(f"configuration key '{key}.jwks': {exc}") from None
     if jwks is not None and not keys.has_inline_keys():
         raise ConfigError(f"configuration key '{key}.jwks': no public EC/RSA key with a kid")
-    return TrustedIssuer(raw["iss"], algs, keys, frozenset(tenants) if tenants else None)
+    audiences = raw.get("audiences") or []
+    if not isinstance(audiences, list) or not all(isinstance(a, str) and a.strip() for a in audiences):
+        raise ConfigError(f"configuration key '{key}.audiences': must be a list of non-empty strings")
+    extra = frozenset(a.strip() for a in audiences) | frozenset(
+        n for a in audiences if (n := normalise_url(a)) is not None)
+    return TrustedIssuer(raw["iss"], algs, keys, frozenset(tenants) if tenants else None, extra)

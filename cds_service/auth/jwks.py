@@ -153,15 +153,19 @@ class IssuerKeys:
         return bool(self._inline)
 
     def candidates(self, kid: str, jku: Any = None) -> list[dict[str, Any]]:
-        """JWKs with this ``kid``; a ``jku`` is fetched only when it is on the allow-list."""
+        """JWKs with this ``kid``: from the configured JWK Set (inline, then ``jwks_url``) whatever
+        the token's ``jku``; only a ``kid`` found there in neither makes the ``jku`` count, and a
+        ``jku`` is fetched only when it is on the allow-list."""
+        if kid in self._inline:
+            return self._inline[kid]
+        if self._jwks_url:
+            found = self._remote_keys(self._jwks_url, kid)
+            if found:
+                return found
         if jku is not None:
             if not isinstance(jku, str) or jku not in self._jku_allowlist:
                 raise AuthError("jku not on the issuer's allow-list")
             return self._remote_keys(jku, kid)
-        if kid in self._inline:
-            return self._inline[kid]
-        if self._jwks_url:
-            return self._remote_keys(self._jwks_url, kid)
         return []
 
     def _remote_keys(self, url: str, kid: str) -> list[dict[str, Any]]:

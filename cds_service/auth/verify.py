@@ -207,7 +207,7 @@ class Authenticator:
         exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
         if not all(_is_time(v) for v in (exp, iat)):
             raise AuthError("exp and iat must be finite numbers")
-        if not audience_matches(claims["aud"], audience):
+        if not audience_matches(claims["aud"], audience, issuer.audiences):
             raise AuthError("aud does not match this endpoint")
         now = time.time()
         if exp + self.skew < now:

@@ -206,6 +206,17 @@ class Compiler:
                     vs.add(entry, systems)
             self.value_sets[name] = vs
 
+    def compile_drug_classes(self) -> None:
+        """Medication recognition tables (engine/medications.py), each entry checked here."""
+        from .medications import drug_classes
+
+        self.drug_classes, problems = drug_classes(self.facts, self.value_sets)
+        for name, code, message in problems:
+            for d in self.value_set_defs.get(name, ()):
+                for i, entry in enumerate(d.data):
+                    if str(entry.get("code")) == code:
+                        self.error(d.src, d.path + (i, "display"), REFERENCE_ERROR, message)
+
     def need_value_set(self, name, src, path):
         vs = self.value_sets.get(name)
         if vs is None:
@@ -1132,6 +1143,7 @@ def compile_sources(sources: list[Source], out: Collector):
     c.compile_profiles()
     c.compile_parameters()
     c.compile_facts()
+    c.compile_drug_classes()
     c.compile_derived()
     c.number_readers()
     rules = c.compile_conditions_and_rules()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .cards import compose
 from .facts import Run
+from .medications import medications_by_id, prepare
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,12 @@ def evaluate(
     unavailable=frozenset(),
 ) -> Evaluation:
     """Pure function of its arguments: no I/O, no globals; the rule set is read-only."""
-    run = Run(rs, resources, list(orders), hook, context or {}, now, settings, trace, unavailable)
+    orders = list(orders)
+    recognition: dict = {}
+    if (orders and "orders" in rs.medication_sources) or "record" in rs.medication_sources:
+        resources, orders, recognition = _recognise(rs, resources, orders, context or {})
+    run = Run(rs, resources, orders, hook, context or {}, now, settings, trace, unavailable)
+    run.recognition = recognition
     made: dict[str, tuple[Finding, object]] = {}
     errors: list[dict] = []
     run.findings = made
@@ -84,6 +90,21 @@ def evaluate(
     return Evaluation(
         findings, cards, sent, run.data_quality, run.trace, hidden, errors, undetermined
     )
+
+
+def _recognise(rs, resources, orders, context):
+    """Medication resources seen through recognition (engine/medications.py), with the notes."""
+    draft = context.get("draftOrders") if isinstance(context.get("draftOrders"), dict) else {}
+    entries = [e.get("resource") for e in draft.get("entry") or () if isinstance(e, dict)]
+    found = medications_by_id(resources, orders, entries)
+    notes: dict = {}
+    if "orders" in rs.medication_sources:
+        orders, notes = prepare(orders, rs.drug_classes, found)
+    if "record" in rs.medication_sources:
+        resources, more = prepare(list(resources), rs.drug_classes, found)
+        for reference, items in more.items():
+            notes.setdefault(reference, []).extend(items)
+    return resources, orders, notes
 
 
 def settle(run, rule, result, errors) -> None:

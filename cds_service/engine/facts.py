@@ -110,6 +110,8 @@ class Run:
         self.findings: dict[str, object] = {}
         self.evidence: list | None = None  # notes of the rule being evaluated
         self.rule_id: str | None = None
+        # reference -> how its drug was recognised (engine/medications.py), for the evidence
+        self.recognition: dict = {}
 
     # ---- indexing ------------------------------------------------------------------------
     def of_type(self, source: str, rtype: str) -> list:
@@ -782,6 +784,15 @@ class Run:
             entry["resources"] = [i.reference for i in fv.items if i.reference]
             if fv.item.date:
                 entry["date"] = format_date(fv.item.date)
+            if self.recognition and fact.valueset is not None:
+                how = [
+                    {"resource": ref, "by": note.by, "text": note.text}
+                    for ref in entry["resources"]
+                    for note in self.recognition.get(ref, ())
+                    if note.value_set == fact.valueset.name
+                ]
+                if how:
+                    entry["recognised"] = how
         else:
             item = fv.item
             value = item.value

@@ -36,6 +36,12 @@ class RuleSet:
         self.facts = c.facts
         self.params = c.params
         self.value_sets = c.value_sets
+        #: value sets read by medication facts, with their recognition tables (engine/medications.py)
+        self.drug_classes = c.drug_classes
+        self.medication_sources = frozenset(
+            f.source for f in c.facts.values()
+            if f.kind == "data" and f.valueset is not None and f.valueset.name in c.drug_classes
+        )
         self.code_systems = {k: d.data for k, d in c.defs["code_systems"].items()}
         self.references = {k: d.data for k, d in c.defs["references"].items()}
         self.profiles = {k: d.data for k, d in c.defs["profiles"].items()}

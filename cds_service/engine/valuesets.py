@@ -14,6 +14,8 @@ class ValueSet:
     prefixes: list[tuple[frozenset[str], str]] = field(default_factory=list)
     ranges: list[tuple[frozenset[str], str, str]] = field(default_factory=list)
     ordered: list[tuple[str, str]] = field(default_factory=list)
+    #: (system, code, display) of every entry with a `display` (medication recognition reads them)
+    named: list[tuple[str, str, str]] = field(default_factory=list)
 
     def add(self, entry: dict, systems: list[str]) -> None:
         if "code" in entry or "codes" in entry:
@@ -21,6 +23,8 @@ class ValueSet:
                 for system in systems:
                     self.exact.add((system, str(code)))
                     self.ordered.append((system, str(code)))
+                    if entry.get("display"):
+                        self.named.append((system, str(code), entry["display"]))
         elif "prefix" in entry:
             self.prefixes.append((frozenset(systems), entry["prefix"]))
         elif "range" in entry:

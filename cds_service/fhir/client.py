@@ -77,6 +77,30 @@ class CircuitBreaker:
                 self._state[server] = (count + 1, time.monotonic())
 
 
+def server_key(url: str) -> str | None:
+    """A fhirServer base URL compared loosely: scheme and host in lower case, default port and
+    trailing slashes dropped (None when it is not an absolute http(s) URL)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except (ValueError, AttributeError):
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    default = 80 if scheme == "http" else 443
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def is_open_server(url: str | None, open_servers: list[str] | tuple[str, ...]) -> bool:
+    """True when `url` is one of the configured fhir.open_servers (called without a token)."""
+    if not url or not open_servers:
+        return False
+    key = server_key(url)
+    return key is not None and key in {server_key(s) for s in open_servers}
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
@@ -102,8 +126,10 @@ class FhirClient:
             self._local.session = session
         return session
 
-    def get_json(self, url: str, token: str, budget: Budget) -> dict[str, Any]:
-        """GET one URL as FHIR JSON, retrying transient failures while the budget lasts."""
+    def get_json(self, url: str, token: str | None, budget: Budget) -> dict[str, Any]:
+        """GET one URL as FHIR JSON, retrying transient failures while the budget lasts.
+
+        `token` None: an open server (fhir.open_servers), called without an Authorization header."""
         attempt = 0
         while True:
             try:
@@ -116,15 +142,18 @@ class FhirClient:
                     raise
                 time.sleep(wait)
 
-    def _get_once(self, url: str, token: str, budget: Budget) -> dict[str, Any]:
+    def _get_once(self, url: str, token: str | None, budget: Budget) -> dict[str, Any]:
         left = budget.remaining()
         if left <= 0.01:
             raise FetchError("the FHIR time budget was used up")
         timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
+        headers = {"Accept": FHIR_JSON}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             response = self._session().get(
                 url,
-                headers={"Authorization": f"Bearer {token}", "Accept": FHIR_JSON},
+                headers=headers,
                 timeout=timeout,
                 allow_redirects=False,
                 stream=True,
@@ -170,7 +199,7 @@ class FhirClient:
                 raise TimeoutError
         return b"".join(chunks)
 
-    def fetch(self, server: str, query: str, token: str, budget: Budget) -> tuple[dict[str, Any], list[str]]:
+    def fetch(self, server: str, query: str, token: str | None, budget: Budget) -> tuple[dict[str, Any], list[str]]:
         """A read or search, following Bundle next links (same origin only) up to max_pages.
 
         Returns the resource (a search gives one Bundle with all pages' entries) and warnings."""
@@ -189,9 +218,29 @@ class FhirClient:
         warnings: list[str] = []
         if first.get("resourceType") != "Bundle":
             return first, warnings
-        entries = list(first.get("entry") or [])
-        page, pages = first, 1
-        while (next_url := _next_link(page)) is not None:
+        merged, more = self.page_through(first, server, token, budget, pages=1)
+        return merged, warnings + more
+
+    def page_through(
+        self, first: dict[str, Any], server: str, token: str | None, budget: Budget, pages: int = 0,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Follow the `next` links of a searchset Bundle (same origin only) up to max_pages.
+
+        `pages` is how many pages were already fetched from the server (0 for a prefetched
+        Bundle). Returns one Bundle with every page's entries, and warnings saying where and why
+        paging stopped; a malformed link is a warning, never an exception."""
+        base = server.rstrip("/") + "/"
+        entries = list(_entries(first))
+        page, read = first, 1
+        warnings: list[str] = []
+        while True:
+            next_url, problem = next_link(page)
+            if problem is not None:
+                warnings.append(f"paging stopped after {read} page(s): {problem}")
+                break
+            if next_url is None:
+                break
+            next_url = urljoin(base, next_url)
             if _origin(next_url) != _origin(base):
                 warnings.append("a Bundle next link pointed outside fhirServer and was not followed")
                 break
@@ -201,21 +250,44 @@ class FhirClient:
             try:
                 page = self.get_json(next_url, token, budget)
             except FetchError as exc:
-                warnings.append(f"paging stopped: {exc}")
+                warnings.append(f"paging stopped after {read} page(s): {exc}")
                 break
             pages += 1
-            entries.extend(page.get("entry") or [])
+            if page.get("resourceType") != "Bundle":
+                warnings.append(f"paging stopped after {read} page(s): a next page was a "
+                                f"{str(page.get('resourceType'))[:40]}, not a Bundle")
+                break
+            read += 1
+            entries.extend(_entries(page))
         merged = {k: v for k, v in first.items() if k not in ("entry", "link")}
         if entries:
             merged["entry"] = entries
         return merged, warnings
 
 
-def _next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
-    return None
+def _entries(bundle: dict[str, Any]) -> list[Any]:
+    entries = bundle.get("entry")
+    return entries if isinstance(entries, list) else []
+
+
+def next_link(bundle: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the `next` link's URL, None), (None, None) without one, or (None, what is wrong with it)."""
+    links = bundle.get("link")
+    if links is None:
+        return None, None
+    if not isinstance(links, list):
+        return None, "Bundle.link is not a list"
+    for index, link in enumerate(links):
+        if not isinstance(link, dict) or link.get("relation") != "next":
+            continue
+        url = link.get("url")
+        if not isinstance(url, str):
+            kind = "no url" if url is None else f"a url that is not a string ({type(url).__name__})"
+            return None, f"the Bundle's next link (link[{index}]) has {kind}"
+        if not url.strip():
+            return None, f"the Bundle's next link (link[{index}]) has an empty url"
+        return url.strip(), None
+    return None, None
 
 
 def _transient(message: str) -> FetchError:

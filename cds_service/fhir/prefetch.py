@@ -1,14 +1,17 @@
-"""The prefetch decision table: use what the EHR sent, fetch what it did not, 412 when neither works.
+"""The prefetch decision table: use what the EHR sent, fetch what it did not, say what is missing.
 
-| prefetch[key]                         | action                                            |
-|---------------------------------------|---------------------------------------------------|
-| a resource or a Bundle                | use it (a Bundle `next` link is paged through)    |
-| null                                  | "no data": used as empty, never re-fetched        |
-| absent, or an OperationOutcome        | fetch `{fhirServer}/{template}` with the bearer   |
-| fetch impossible or failed            | the key is missing → HTTP 412 naming it           |
+| prefetch[key]                         | action                                                       |
+|---------------------------------------|--------------------------------------------------------------|
+| a resource or a Bundle                | use it (a Bundle `next` link is paged through, on every path) |
+| null                                  | "no data": used as empty, never re-fetched                   |
+| absent, or an OperationOutcome        | fetch `{fhirServer}/{template}` (bearer, or an open server)  |
+| fetch impossible or failed            | the key is `missing`, with the real reason                    |
 
-A key whose fetch was attempted and failed (timeout, 5xx, HTML, closed connection, an
-OperationOutcome answer) is also listed in `failed`, so the caller may answer with what it has.
+fhirServer is called when the request gave fhirAuthorization for it, or when it is listed in
+`fhir.open_servers` (then without an Authorization header). A key whose fetch was attempted and
+failed (timeout, 5xx, HTML, closed connection, an OperationOutcome answer) is also listed in
+`failed`. Whether a missing key means 412 is the pipeline's decision (only a missing Patient does).
+A malformed `next` link (no url, a url that is not a string) is a warning, never an error.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.fhir.client import Budget, FetchError, FhirClient
+from cds_service.fhir.client import Budget, FetchError, FhirClient, next_link
 from cds_service.fhir.templates import render_template
 
 ABSENT = object()
+NEXT_PAGES = "(the next pages of a prefetched Bundle)"
 
 
 @dataclass
@@ -38,10 +42,6 @@ class Gathered:
 
 def _is_outcome(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
-
-
-def _has_next(bundle: dict[str, Any]) -> bool:
-    return any(isinstance(l, dict) and l.get("relation") == "next" for l in bundle.get("link") or [])
 
 
 def _flatten(value: dict[str, Any], key: str, warnings: list[str]) -> list[dict[str, Any]]:
@@ -69,13 +69,19 @@ def gather(
     client: FhirClient | None,
     budget: Budget,
     on_fetch_error: Callable[[str], None] | None = None,
+    *,
+    open_server: bool = False,
 ) -> Gathered:
-    """Apply the decision table to every prefetch key this service declared."""
+    """Apply the decision table to every prefetch key this service declared.
+
+    The service calls `fhir_server` when the request gave an access token for it, or when it is an
+    open server (`open_server`: listed in fhir.open_servers), then without an Authorization header."""
     prefetch = prefetch or {}
     result = Gathered()
     raw: dict[str, dict[str, Any]] = {}
     to_fetch: dict[str, str] = {}
-    can_fetch = bool(fhir_server and access_token and client)
+    can_fetch = bool(fhir_server and client and (access_token or open_server))
+    why_not = _why_no_fetch(fhir_server, access_token, client, open_server)
 
     for key, template in templates.items():
         value = prefetch.get(key, ABSENT)
@@ -85,15 +91,20 @@ def gather(
         if isinstance(value, dict) and not _is_outcome(value):
             raw[key] = value
             result.sources[key] = "prefetch"
-            if value.get("resourceType") == "Bundle" and _has_next(value):
-                if can_fetch:
-                    to_fetch[key] = "__next__"
-                else:
-                    result.warnings.append(f"prefetch '{key}' has more pages, but there is no fhirServer to page through")
+            if value.get("resourceType") == "Bundle":
+                next_url, problem = next_link(value)
+                if problem is not None:
+                    result.warnings.append(f"prefetch '{key}' was read as sent (1 page): {problem}")
+                elif next_url is not None:
+                    if can_fetch:
+                        to_fetch[key] = NEXT_PAGES
+                    else:
+                        result.warnings.append(
+                            f"prefetch '{key}' has more pages, which were not read: {why_not}")
             continue
         why = "held an OperationOutcome" if _is_outcome(value) else "was not in the prefetch"
         if not can_fetch:
-            result.missing[key] = f"prefetch '{key}' {why}, and there is no fhirServer with fhirAuthorization to fetch it"
+            result.missing[key] = f"prefetch '{key}' {why}, and {why_not}"
             continue
         query = render_template(template, tokens)
         if query is None:
@@ -102,13 +113,15 @@ def gather(
         to_fetch[key] = query
 
     if to_fetch:
-        assert fhir_server and access_token and client
+        assert fhir_server and client
+        token = access_token or None
+
         def run(item: tuple[str, str]) -> tuple[str, dict[str, Any] | None, list[str], str | None]:
             key, query = item
             try:
-                if query == "__next__":
-                    return (key, *_page_rest(raw[key], fhir_server, access_token, client, budget), None)
-                resource, warnings = client.fetch(fhir_server, query, access_token, budget)
+                if query is NEXT_PAGES:
+                    return (key, *client.page_through(raw[key], fhir_server, token, budget), None)
+                resource, warnings = client.fetch(fhir_server, query, token, budget)
                 return key, resource, warnings, None
             except FetchError as exc:
                 return key, None, [], str(exc)
@@ -145,13 +158,12 @@ def gather(
     return result
 
 
-def _page_rest(
-    bundle: dict[str, Any], server: str, token: str, client: FhirClient, budget: Budget
-) -> tuple[dict[str, Any], list[str]]:
-    """Follow the next links of a prefetched Bundle, merging its entries."""
-    next_url = next(l["url"] for l in bundle.get("link") or [] if isinstance(l, dict) and l.get("relation") == "next")
-    rest, warnings = client.fetch(server, next_url, token, budget)
-    merged = dict(bundle)
-    merged["entry"] = list(bundle.get("entry") or []) + list(rest.get("entry") or [])
-    merged.pop("link", None)
-    return merged, warnings
+def _why_no_fetch(server: str | None, token: str | None, client: FhirClient | None, open_server: bool) -> str:
+    """Why the service cannot fetch, as it really is (the warning names what the request lacked)."""
+    if not server:
+        return "the request gave no fhirServer to fetch it from"
+    if client is None:
+        return "this service has no FHIR client"
+    if not token and not open_server:
+        return "the fhirServer came without fhirAuthorization and is not listed in fhir.open_servers"
+    return "the fhirServer can be called"

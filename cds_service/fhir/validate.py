@@ -1,4 +1,10 @@
-"""Validate FHIR R4 resources with fhir.resources (R4B models); invalid ones are reported and skipped."""
+"""Validate FHIR R4 resources with fhir.resources (R4B models); invalid ones are reported and skipped.
+
+Lenient reading (docs/lenient-reading.md): a resource that fails only because an element that FHIR
+makes a list came as one object (`category: {...}`), or because a required element is missing
+(`intent` on a draft order), is read for what it carries: the object as a one-element list, the
+missing element as absent. Each such repair is a `Leniency` note (reference and JSON path, never a
+value). Any other problem (a wrong type, a bad date or code) still skips the resource."""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -74,10 +81,92 @@ def model_problems(kind: str, resource: dict[str, Any]) -> list[str]:
     return []
 
 
+#: pydantic error types a lenient read repairs: an object where a list belongs, a missing element
+LIST_EXPECTED = "list_type"
+MISSING = ("missing", "model_field_validation.missing")
+LENIENT_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Leniency:
+    """One repair of a lenient read: which resource, where, and what was done (no values)."""
+
+    reference: str
+    path: str
+    problem: str
+
+    def message(self) -> str:
+        return f"{self.reference}: {self.path} {self.problem}"
+
+
+def _split(line: str) -> tuple[tuple[str, ...], str]:
+    """A problem line 'a.0.b: type' as (('a', '0', 'b'), 'type')."""
+    where, _, kind = line.rpartition(": ")
+    return (tuple(where.split(".")) if where and where != "(resource)" else ()), kind
+
+
+def json_path(parts: tuple[str, ...]) -> str:
+    """('dosageInstruction', '0', 'timing') as '$.dosageInstruction[0].timing'."""
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else f".{part}"
+    return out
+
+
+def _wrap(resource: dict[str, Any], parts: tuple[str, ...]) -> bool:
+    """Replace the object at `parts` by a one-element list holding it; False when it is not one."""
+    node: Any = resource
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False
+    last = parts[-1] if parts else None
+    if not isinstance(node, dict) or last not in node or not isinstance(node[last], dict):
+        return False
+    node[last] = [node[last]]
+    return True
+
+
+def lenient_read(kind: str, resource: dict[str, Any], problems: list[str],
+                 reference: str) -> tuple[dict[str, Any] | None, list[Leniency]]:
+    """A repaired copy of `resource` and what was repaired, or (None, []) when it cannot be read."""
+    copy: dict[str, Any] | None = None
+    notes: list[Leniency] = []
+    noted: set[tuple[str, ...]] = set()
+    for _ in range(LENIENT_ROUNDS):
+        pending = [_split(line) for line in problems]
+        if any(kind_ not in MISSING and kind_ != LIST_EXPECTED for _, kind_ in pending):
+            return None, []
+        wraps = [parts for parts, kind_ in pending if kind_ == LIST_EXPECTED]
+        for parts, kind_ in pending:
+            if kind_ in MISSING and parts not in noted:
+                noted.add(parts)
+                notes.append(Leniency(reference, json_path(parts),
+                                      "is required by FHIR R4 and missing; read without it"))
+        if not wraps:
+            return (copy if copy is not None else resource), notes
+        if copy is None:
+            copy = orjson.loads(orjson.dumps(resource))
+        for parts in wraps:
+            if not _wrap(copy, parts):
+                return None, []
+            notes.append(Leniency(reference, json_path(parts),
+                                  "is an object where FHIR R4 has a list; read as a one-element list"))
+        problems = model_problems(kind, copy)
+    return None, []
+
+
 def validate_resources(
     resources: list[dict[str, Any]], relevant: Callable[[dict[str, Any]], bool], verdicts: Verdicts | None = None,
+    lenient: list[Leniency] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(valid resources the rules read, invalid ones as {reference, problems}); others are dropped unread."""
+    """(valid resources the rules read, invalid ones as {reference, problems}); others are dropped unread.
+
+    With a `lenient` list, a resource whose only problems a lenient read repairs is read (its
+    repaired copy is among the valid ones) and each repair is appended to `lenient`."""
     valid: list[dict[str, Any]] = []
     invalid: list[dict[str, Any]] = []
     for resource in resources:
@@ -94,6 +183,12 @@ def validate_resources(
         if not wanted:
             continue
         problems = (verdicts or VERDICTS).problems(resource, lambda: model_problems(kind, resource))
+        if problems and lenient is not None:
+            repaired, notes = lenient_read(kind, resource, list(problems), reference)
+            if repaired is not None:
+                lenient.extend(notes)
+                valid.append(repaired)
+                continue
         if problems:
             invalid.append({"reference": reference, "problems": list(problems)})
         else:

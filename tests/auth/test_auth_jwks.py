@@ -83,8 +83,10 @@ def test_unreachable_jwks_url_fails_closed(make_auth, keys, clock):
     assert _reject(auth, sign(keys["ES384"], claims())) == "unknown kid"
 
 
-def test_jku_not_on_allowlist_rejected_without_any_request(make_auth, keys, jwks_server):
-    jwks_server.documents["/evil.json"] = jwk_set(keys["ES384"])
+def test_unknown_kid_with_a_jku_not_on_allowlist_rejected_without_any_request(make_auth, keys, other_key,
+                                                                             jwks_server):
+    """A kid the configured JWK Set does not hold: the jku would decide, and it is not allow-listed."""
+    jwks_server.documents["/evil.json"] = jwk_set(other_key)
     calls = []
 
     def spy(url, timeout):
@@ -95,10 +97,33 @@ def test_jku_not_on_allowlist_rejected_without_any_request(make_auth, keys, jwks
     for issuer in ({"jku_allowlist": [allowed]}, {}):
         auth = make_auth(issuer=issuer, fetch_json=spy)
         for jku in (jwks_server.url("/evil.json"), allowed + "?x", allowed.upper(), ["x"]):
-            token = sign(keys["ES384"], claims(), jku=jku)
+            token = sign(other_key, claims(), jku=jku)
             assert _reject(auth, token) == "jku not on the issuer's allow-list"
     assert calls == []
     assert jwks_server.hits["/evil.json"] == 0 and sum(jwks_server.hits.values()) == 0
+
+
+def test_a_kid_in_the_inline_set_is_verified_with_it_whatever_its_jku(make_auth, keys, other_key, jwks_server):
+    """The sandbox's case: issuer configured with its JWK Set inline, token with a jku not allow-listed."""
+    jwks_server.documents["/theirs.json"] = jwk_set(other_key)
+    calls = []
+    auth = make_auth(issuer={"jwks": jwk_set(keys["ES384"])},
+                     fetch_json=lambda url, timeout: calls.append(url) or fetch_json(url, timeout))
+    foreign = jwks_server.url("/theirs.json")
+    assert auth.verify(bearer(sign(keys["ES384"], claims(), jku=foreign)), ENDPOINT)["iss"]
+    assert calls == [] and sum(jwks_server.hits.values()) == 0
+    # the kid decides the key: a token signed by another key under that kid fails its signature
+    forged = sign(other_key, claims(), kid=keys["ES384"].kid, jku=foreign)
+    assert _reject(auth, forged) == "signature invalid"
+
+
+def test_a_kid_in_the_jwks_url_set_is_verified_with_it_whatever_its_jku(make_auth, keys, jwks_server, clock):
+    """issuer.jwks_url set to the JWK Set (docs §6): the token's jku, allow-listed or not, is not fetched."""
+    jwks_server.documents["/jwks.json"] = jwk_set(keys["ES384"])
+    auth = make_auth(issuer={"jwks": None, "jwks_url": jwks_server.url("/jwks.json")}, clock=clock)
+    for jku in (jwks_server.url("/jwks.json"), "https://sandbox.example/.well-known/jwks.json"):
+        assert auth.verify(bearer(sign(keys["ES384"], claims(), jku=jku)), ENDPOINT)
+    assert jwks_server.hits == {"/jwks.json": 1}
 
 
 def test_jku_on_allowlist_is_used(make_auth, keys, jwks_server, clock):

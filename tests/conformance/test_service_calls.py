@@ -104,16 +104,31 @@ def test_no_guidance_is_200_with_an_empty_cards_array(ehr):
 
 
 @pytest.mark.req(54)
-def test_missing_prefetch_without_fhir_server_is_412_naming_the_keys(ehr):
+def test_missing_patient_without_fhir_server_is_412_naming_the_key(ehr):
+    """The Patient is required data (age, sex): without it and without a fhirServer, 412."""
     templates = ehr.templates("patient-view")
     prefetch = prefetch_for(severe_sarcopenia(), templates)
-    del prefetch["observations"]
+    del prefetch["patient"]
     response = ehr.post(SERVICE, hook_request("patient-view", "sev-1", prefetch))
     assert response.status_code == 412
     assert response.get_json() == {"resourceType": "OperationOutcome", "issue": [{
         "severity": "error", "code": "incomplete",
-        "diagnostics": "prefetch 'observations' was not in the prefetch, and there is no fhirServer with fhirAuthorization to fetch it",
-        "expression": ["$.prefetch.observations"]}]}
+        "diagnostics": "prefetch 'patient' was not in the prefetch, and the request gave no fhirServer to fetch it from",
+        "expression": ["$.prefetch.patient"]}]}
+
+
+@pytest.mark.req(54)
+def test_another_missing_key_is_evaluated_as_unavailable_not_412(ehr):
+    """A missing key other than the Patient: the call is answered, its rules are unknown, and it says so."""
+    templates = ehr.templates("patient-view")
+    prefetch = prefetch_for(severe_sarcopenia(), templates)
+    del prefetch["observations"]
+    response = ehr.post(SERVICE, hook_request("patient-view", "sev-1", prefetch))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["extension"]["org.sarcopenia-cds.warnings"] == [{
+        "code": "fhir-data-unavailable",
+        "message": "prefetch 'observations' was not in the prefetch, and the request gave no fhirServer to fetch it "
+                   "from; rules reading Observation were evaluated as unknown, so cards may be missing"}]
 
 
 @pytest.mark.req(34, 60, 61, 28)

@@ -126,9 +126,13 @@ CASES = [
          messages=["$: 'fhirServer' is a dependency of 'fhirAuthorization'"]),
     dict(id="selection-not-in-draft-orders", send="body", path=SEL, status=400, body=selection_not_in_orders,
          messages=["$.context.selections[0]: 'MedicationRequest/missing' is not in context.draftOrders"]),
-    dict(id="prefetch-operation-outcome", send="body", status=412,
+    dict(id="prefetch-operation-outcome", send="body", status=200,
          body=prefetch_change("conditions", {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "forbidden"}]}),
-         messages=["prefetch 'conditions' held an OperationOutcome, and there is no fhirServer with fhirAuthorization to fetch it"]),
+         warnings=["prefetch 'conditions' held an OperationOutcome, and the request gave no fhirServer to fetch it from"
+                   "; rules reading Condition were evaluated as unknown, so cards may be missing"]),
+    dict(id="prefetch-patient-operation-outcome", send="body", status=412,
+         body=prefetch_change("patient", {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "forbidden"}]}),
+         messages=["prefetch 'patient' held an OperationOutcome, and the request gave no fhirServer to fetch it from"]),
     dict(id="fhir-server-unreachable", send="body", status=200, body=unreachable,
          warnings=["prefetch 'conditions' could not be fetched: the FHIR server could not be reached or closed the connection"
                    "; rules reading Condition were evaluated as unknown, so cards may be missing"]),

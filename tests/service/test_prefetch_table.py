@@ -71,10 +71,72 @@ def test_operation_outcome_in_prefetch_is_refetched(server):
     assert [r["path"] for r in server.requests] == ["/fhir/Patient/p1"]
 
 
-def test_missing_key_without_fhir_server_is_reported_for_412():
-    """Req 54: cannot obtain required data and no prefetch → the key is missing (the app answers 412)."""
+def test_missing_key_without_fhir_server_is_reported_with_the_real_reason():
+    """Req 54: no prefetch and no fhirServer → the key is missing (412 only if it is the Patient)."""
     got = gather({"patient": PATIENT}, TEMPLATES, TOKENS, None, None, client(), Budget(2))
-    assert got.missing == {"observations": "prefetch 'observations' was not in the prefetch, and there is no fhirServer with fhirAuthorization to fetch it"}
+    assert got.missing == {"observations": "prefetch 'observations' was not in the prefetch, and the request gave no fhirServer to fetch it from"}
+
+
+def test_a_server_without_authorization_is_not_called_unless_open(server):
+    """fhirServer without fhirAuthorization: not called, and the warning says so (not 'no fhirServer')."""
+    got = gather({"patient": PATIENT}, TEMPLATES, TOKENS, server.base, None, client(), Budget(2))
+    assert got.missing == {"observations": "prefetch 'observations' was not in the prefetch, and the fhirServer "
+                                           "came without fhirAuthorization and is not listed in fhir.open_servers"}
+    assert server.requests == []
+
+
+def test_an_open_server_is_called_without_a_token_and_paged(server):
+    """fhir.open_servers: fetched with no Authorization header, every page read."""
+    got = gather({"patient": PATIENT}, TEMPLATES, TOKENS, server.base, None, client(), Budget(2), open_server=True)
+    assert ids(got) == ["Observation/o0", "Observation/o1", "Observation/o2", "Observation/o3", "Observation/o4", "Patient/p1"]
+    assert [r["path"] for r in server.requests] == [
+        "/fhir/Observation?patient=p1", "/fhir/Observation?_page=1", "/fhir/Observation?_page=2"]
+    assert {r["authorization"] for r in server.requests} == {None}
+
+
+def test_a_prefetched_bundle_with_more_pages_and_no_usable_server_says_why(server):
+    first = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": OBS[0]}],
+             "link": [{"relation": "next", "url": f"{server.base}/Observation?_page=1"}]}
+    got = gather({"patient": PATIENT, "observations": first}, TEMPLATES, TOKENS, server.base, None, client(), Budget(2))
+    assert ids(got) == ["Observation/o0", "Patient/p1"]
+    assert got.warnings == ["prefetch 'observations' has more pages, which were not read: the fhirServer came "
+                            "without fhirAuthorization and is not listed in fhir.open_servers"]
+    got = gather({"patient": PATIENT, "observations": first}, TEMPLATES, TOKENS, None, None, client(), Budget(2))
+    assert got.warnings == ["prefetch 'observations' has more pages, which were not read: "
+                            "the request gave no fhirServer to fetch it from"]
+
+
+@pytest.mark.parametrize(("link", "problem"), [
+    ({"relation": "next"}, "the Bundle's next link (link[0]) has no url"),
+    ({"relation": "next", "url": 12345}, "the Bundle's next link (link[0]) has a url that is not a string (int)"),
+    ({"relation": "next", "url": " "}, "the Bundle's next link (link[0]) has an empty url"),
+])
+def test_a_malformed_next_link_in_a_prefetched_bundle_is_a_warning(server, link, problem):
+    """Issue 16 item 7: {"relation": "next"} without url, or url 12345, is read as one page and warned."""
+    first = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": OBS[0]}], "link": [link]}
+    got = gather({"patient": PATIENT, "observations": first}, TEMPLATES, TOKENS, server.base, "t", client(), Budget(2))
+    assert ids(got) == ["Observation/o0", "Patient/p1"]
+    assert got.warnings == [f"prefetch 'observations' was read as sent (1 page): {problem}"]
+    assert server.requests == []
+
+
+def test_a_malformed_next_link_on_a_fetched_page_is_a_warning(server, monkeypatch):
+    """A fetched page whose next link has url 12345: its entries are kept, paging stops with a warning."""
+    fhir = client()
+    original = fhir.get_json
+
+    def broken_second_page(url, token, budget):
+        page = original(url, token, budget)
+        if "_page=1" in url:
+            page["link"] = [{"relation": "self", "url": url}, {"relation": "next", "url": 12345}]
+        return page
+
+    monkeypatch.setattr(fhir, "get_json", broken_second_page)
+    got = gather({"patient": PATIENT}, TEMPLATES, TOKENS, server.base, "t", fhir, Budget(2))
+    assert ids(got) == ["Observation/o0", "Observation/o1", "Observation/o2", "Observation/o3", "Patient/p1"]
+    assert got.warnings == ["'observations': paging stopped after 2 page(s): the Bundle's next link (link[1]) "
+                            "has a url that is not a string (int)"]
+    assert got.missing == {}
 
 
 def test_prefetched_bundle_with_next_link_is_paged_through(server):
@@ -91,7 +153,7 @@ def test_next_link_to_another_origin_is_not_followed(server):
              "link": [{"relation": "next", "url": "http://127.0.0.2:9/evil?page=2"}]}
     got = gather({"patient": PATIENT, "observations": first}, TEMPLATES, TOKENS, server.base, "t", client(), Budget(2))
     assert ids(got) == ["Observation/o0", "Patient/p1"]
-    assert got.warnings == ["prefetch 'observations' could not be paged further: a URL outside fhirServer was not fetched"]
+    assert got.warnings == ["'observations': a Bundle next link pointed outside fhirServer and was not followed"]
 
 
 def test_paging_forever_stops_at_the_page_bound(server):

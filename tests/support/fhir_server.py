@@ -12,13 +12,16 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class FhirTestServer:
-    """Serves a patient's resources; `mode` scripts failures: ok, slow, 500, html, close, forever, outcome."""
+    """Serves a patient's resources; `mode` scripts failures: ok, slow, 500, html, close, forever, outcome;
+    `failing_types` makes the searches of some resource types fail alone."""
 
     def __init__(self, resources: list[dict[str, Any]], page_size: int = 2) -> None:
         self.resources = resources
         self.page_size = page_size
         self.mode = "ok"
         self.delay = 5.0
+        #: resource types whose searches answer HTTP 500 while the others work (one failing search)
+        self.failing_types: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         server = self
@@ -76,6 +79,8 @@ class FhirTestServer:
                 if resource["resourceType"] == kind and resource.get("id") == ident:
                     return self._send(handler, 200, json.dumps(resource).encode(), "application/fhir+json")
             return self._send(handler, 404, b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}', "application/fhir+json")
+        if path in self.failing_types:
+            return self._send(handler, 500, b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}', "application/fhir+json")
         matches = [r for r in self.resources if r["resourceType"] == path]
         page = int(query.get("_page", ["0"])[0])
         chunk = matches[page * self.page_size:(page + 1) * self.page_size]
