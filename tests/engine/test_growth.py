@@ -87,7 +87,7 @@ def test_ten_times_the_values_cost_at_most_fifteen_times_the_operations(ruleset,
             assert len(excluded) == n
         else:  # one a day: the neighbours are exactly 24 h away, not less, so none is compared
             assert excluded == []
-    # measured 9.0-9.5x without conflicts, 13.2x for a burst in conflict (each weight's partner is
+    # measured 7.2-9.2x without a burst in conflict, 13.2x with one (each weight's partner is
     # found in a tree of minima and maxima: n log n); a pairwise same_day check made 60-100x
     assert large <= 15 * small, (small, large)
 
