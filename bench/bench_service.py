@@ -218,6 +218,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (default 1: gunicorn's sync worker, as serve --threads 1)")
     parser.add_argument("--algs", default="RS384,ES384", help="JWT algorithms to run the service with (comma-separated)")
+    parser.add_argument("--baseline", type=Path,
+                        help="a checkout of another version (e.g. `git archive main | tar -x -C DIR`) run as a third "
+                             "target in the same rounds, for a before/after ratio on the same machine")
     parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
                         help="load generator (default: wrk when installed: apt-get install wrk)")
     args = parser.parse_args()
@@ -235,10 +238,20 @@ def main() -> int:
     if args.workers > 1:
         env["SARCOPENIA_CDS_REDIS__URL"] = "redis://127.0.0.1:6379/0"
     service = serve(service_port, args.workers, args.threads, env, work)
+    baseline = baseline_port = None
+    if args.baseline is not None:
+        baseline_port = free_port()
+        (work / "baseline").mkdir()
+        baseline = serve(baseline_port, args.workers, args.threads,
+                         {**env, "PYTHONPATH": str(args.baseline.resolve()),
+                          "SARCOPENIA_CDS_BASE_URL": f"http://127.0.0.1:{baseline_port}",
+                          "SARCOPENIA_CDS_DATABASE__URL": f"sqlite:///{work / 'baseline' / 'bench.db'}"}, work / "baseline")
     echo = gunicorn("echo_app:app", echo_port, args.workers, args.threads, {**env, "PYTHONPATH": str(ROOT / "bench")}, work)
     try:
         wait_ready(service_port, "/healthz")
         wait_ready(echo_port, "/")
+        if baseline_port is not None:
+            wait_ready(baseline_port, "/healthz")
         discovery = http.client.HTTPConnection("127.0.0.1", service_port, timeout=5)
         discovery.request("GET", "/cds-services", headers={"Authorization": f"Bearer {tokens.token(base + '/cds-services')}"})
         templates = next(s for s in json.loads(discovery.getresponse().read())["services"]
@@ -249,13 +262,16 @@ def main() -> int:
         # warm-up: every worker thread, both algorithms
         for alg in algs:
             load(service_port, body, TokenPool(audience, 3000, alg).headers, 2, 2.0)
+            if baseline_port is not None:
+                load(baseline_port, body, TokenPool(f"http://127.0.0.1:{baseline_port}{PATH}", 3000, alg).headers, 2, 2.0)
         load(echo_port, body, plain, 2, 2.0)
         body_file = work / "body.json"
         body_file.write_bytes(body)
 
         def measure(port: int, alg: str | None, concurrency: int, seconds: float) -> dict:
             """One slice: load, plus the server's CPU time and the machine's stolen ticks meanwhile."""
-            process = service if port == service_port else echo
+            process = service if port == service_port else baseline if port == baseline_port else echo
+            audience = f"http://127.0.0.1:{port}{PATH}"
             # the tokens are signed first: signing is the client's work, outside the readings
             if args.client == "python":
                 headers = TokenPool(audience, int(seconds * 1500) + 3000, alg).headers if alg else plain
@@ -276,6 +292,8 @@ def main() -> int:
 
         machine_probe = MachineProbe()
         targets = [*((f"service {a}", service_port, a) for a in algs), ("echo", echo_port, None)]
+        if baseline_port is not None:
+            targets += [(f"baseline {a}", baseline_port, a) for a in algs]
         slice_seconds = args.seconds / args.rounds
         print(f"body {len(body)} bytes, {args.workers} gunicorn workers x {args.threads} threads, {args.seconds:.0f} s per run "
               f"in {args.rounds} slices taking turns, client {args.client}, {os.cpu_count()} cores, "
@@ -304,9 +322,16 @@ def main() -> int:
                       f"p99 {s['p99_ms'] / e['p99_ms']:.2f}x  throughput {e['rps'] / s['rps']:.2f}x  CPU/request {s['cpu_ms'] / e['cpu_ms']:.2f}x"
                       f"  (rounds: throughput {min(r[0] for r in rounds):.2f}-{max(r[0] for r in rounds):.2f}x, "
                       f"CPU/request {min(r[1] for r in rounds):.2f}-{max(r[1] for r in rounds):.2f}x)")
+                if baseline_port is not None:
+                    b = pooled(slices[(f"baseline {alg}", concurrency)])
+                    print(f"{alg} c={concurrency}: baseline/echo CPU/request {b['cpu_ms'] / e['cpu_ms']:.2f}x, "
+                          f"service/baseline CPU/request {s['cpu_ms'] / b['cpu_ms']:.2f}x, "
+                          f"throughput {s['rps'] / b['rps']:.2f}x, p99 {s['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms")
         return 0
     finally:
-        for process in (service, echo):
+        for process in (service, echo, baseline):
+            if process is None:
+                continue
             process.terminate()
             process.wait(timeout=20)
 

@@ -40,7 +40,7 @@ def main() -> None:
     for kind, times in sorted(by_type.items()):
         print(f"  {kind:<18} {statistics.median(times) * 1e6:7.1f} µs  ({len(times)} resources)")
     relevant = [r for r in resources if ruleset.relevant(r)]
-    forgetful = Verdicts(size=0)
+    forgetful = Verdicts(size=0, most=0)
     everything = per_call(lambda: validate_resources(resources, lambda _r: True, forgetful), 50)
     needed = per_call(lambda: validate_resources(resources, ruleset.relevant, forgetful), 50)
     remembered = Verdicts()

@@ -18,7 +18,7 @@ from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
 from cds_service.api import discovery, feedback, openapi, ops, services
-from cds_service.api.http import error_response
+from cds_service.api.http import COLLECTOR, GC_PAUSE_BYTES, error_response
 from cds_service.config import load_config
 from cds_service.engine import EngineSettings, RuleSetHolder
 from cds_service.fhir import FhirClient
@@ -189,6 +189,14 @@ def _install_request_metrics(app: Flask, state: ServiceState) -> None:
     @app.before_request
     def start_timer():
         g.cds_started = time.perf_counter()
+        if (request.content_length or 0) >= GC_PAUSE_BYTES:  # resumed at teardown (CollectorPause)
+            COLLECTOR.pause()
+            g.cds_collector_paused = True
+
+    @app.teardown_request
+    def resume_collector(_error):
+        if g.pop("cds_collector_paused", False):
+            COLLECTOR.resume()
 
     @app.after_request
     def observe(response):

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
-from jwt.exceptions import ExpiredSignatureError, InvalidSignatureError, PyJWTError
 
 from cds_service.auth.audience import audience_matches, expected_audience
 from cds_service.auth.errors import AuthError
@@ -160,8 +159,8 @@ class Authenticator:
                 if (k := key_for(jwk, alg)) is not None]
         if not keys:
             raise AuthError("unknown kid")
-        claims = self._decode(token, keys, alg, iss)
-        self._check_claims(claims, issuer, audience)
+        claims = self._decode(token, keys, header, unverified)
+        self._check_claims(claims, issuer, audience)  # (the same claims, at the time now)
         ttl = min(max(claims["exp"] + self.skew - time.time(), 1.0), self.replay_window)
         if not self._replay.add(replay_key(iss, claims["jti"]), ttl):
             raise AuthError("jti replayed")
@@ -183,21 +182,43 @@ class Authenticator:
             raise AuthError("crit header not supported")
         return alg, kid
 
-    def _decode(self, token: str, keys: list[jwt.PyJWK], alg: str, iss: str) -> dict[str, Any]:
+    def _decode(self, token: str, keys: list[jwt.PyJWK], header: Mapping[str, Any],
+                payload: dict[str, Any]) -> dict[str, Any]:
+        """The claims once one of ``keys`` verifies the signature; raises AuthError.
+
+        What ``jwt.decode`` checks, in its order and with its outcomes, on the header and payload
+        already parsed by ``_unverified`` (the same bytes, parsed by the same json.loads): each
+        segment canonical base64url, no detached payload (``b64``), the key's own algorithm,
+        its minimum size, the signature with PyJWT's algorithm object, then the claims
+        ``jwt.decode`` adds to ``_check_claims``: ``exp`` as PyJWT compares it (whole seconds,
+        expired at equality) and ``sub`` a string. Parsing the token a second time cost
+        about 45 µs of a call's 70 µs with RS384."""
+        segments = token.split(".")
+        for segment in segments:
+            if base64.urlsafe_b64encode(_base64url(segment)).rstrip(b"=") != segment.encode("ascii"):
+                raise AuthError("token rejected (DecodeError)")  # a non-canonical encoding
+        if header.get("b64", True) is False:
+            raise AuthError("token rejected (DecodeError)")  # a payload segment given anyway
+        signing_input = f"{segments[0]}.{segments[1]}".encode("ascii")
+        signature = _base64url(segments[2])
         for key in keys:
-            try:
-                return jwt.decode(
-                    token, key=key, algorithms=[alg], issuer=iss, leeway=self.skew,
-                    options={"require": list(REQUIRED_CLAIMS), "verify_aud": False,
-                             "enforce_minimum_key_length": True},
-                )
-            except InvalidSignatureError:
-                continue
-            except ExpiredSignatureError:
-                raise AuthError("token expired") from None
-            except PyJWTError as exc:
-                raise AuthError(f"token rejected ({type(exc).__name__})") from None
-        raise AuthError("signature invalid")
+            if header.get("alg") != key.algorithm_name:
+                raise AuthError("token rejected (InvalidAlgorithmError)")
+            algorithm = key.Algorithm
+            prepared = algorithm.prepare_key(key.key)
+            if algorithm.check_key_length(prepared):
+                raise AuthError("token rejected (InvalidKeyError)")
+            if algorithm.verify(signing_input, prepared, signature):
+                break
+        else:
+            raise AuthError("signature invalid")
+        if "nbf" in payload and payload["nbf"] is None:
+            raise AuthError("token rejected (DecodeError)")  # (PyJWT reads any nbf present)
+        if int(payload["exp"]) <= time.time() - self.skew:
+            raise AuthError("token expired")
+        if "sub" in payload and not isinstance(payload["sub"], str):
+            raise AuthError("token rejected (InvalidSubjectError)")
+        return payload
 
     def _check_claims(self, claims: Mapping[str, Any], issuer: TrustedIssuer,
                       audience: str | None) -> None:

@@ -438,35 +438,19 @@ class Run:
                 return items
             limit = p.value * units.factor(p.unit, "1" if relative else fact.unit)
 
-        def disagree(high, low):
-            spread = high.value - low.value
-            if relative:
-                if high.value <= 0:
-                    return False
-                spread = spread / high.value
-            return gt(spread, limit)
+        from . import conflicts  # (imports this module)
 
         bad: dict[int, str] = {}  # id(item) -> reason
         if scope == "any":
             high = max(items, key=_value_key)
             low = min(items, key=_value_key)
-            if disagree(high, low):
+            if conflicts.disagree(high.value, low.value, relative, limit):
                 reason = _conflict_text(fact, high, low, relative, limit)
                 bad = {id(item): reason for item in items}
         else:
             dated = sorted((i for i in items if i.date is not None), key=_date_key)
-            first = 0
-            for j, later in enumerate(dated):
-                while later.ts - dated[first].ts >= DAY:
-                    first += 1
-                for earlier in dated[first:j]:
-                    high, low = (
-                        (earlier, later) if earlier.value >= later.value else (later, earlier)
-                    )
-                    if disagree(high, low):
-                        reason = _conflict_text(fact, high, low, relative, limit)
-                        bad.setdefault(id(earlier), reason)
-                        bad.setdefault(id(later), reason)
+            for key, (high, low) in conflicts.same_day(dated, relative, limit).items():
+                bad[key] = _conflict_text(fact, high, low, relative, limit)
         if not bad:
             return items
         kept = []

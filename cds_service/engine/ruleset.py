@@ -186,7 +186,7 @@ class RuleSet:
             return True
         for code_get, exact, patterns in entry:
             for pair in _codings_fast(code_get, resource):
-                if pair in exact or any(vs.matches(*pair) for vs in patterns):
+                if pair in exact or (patterns and any(vs.matches(*pair) for vs in patterns)):
                     return True
         return False
 

@@ -149,12 +149,14 @@ def gather(
 
     seen: set[tuple[str, str]] = set()
     for key, value in raw.items():
+        append = result.resources.append
         for resource in _flatten(value, key, result.warnings):
-            ident = (str(resource.get("resourceType")), str(resource.get("id")))
-            if resource.get("id") is not None and ident in seen:
+            kind, own = resource.get("resourceType"), resource.get("id")
+            ident = (kind if kind.__class__ is str else str(kind), own if own.__class__ is str else str(own))
+            if own is not None and ident in seen:
                 continue
             seen.add(ident)
-            result.resources.append(resource)
+            append(resource)
     return result
 
 

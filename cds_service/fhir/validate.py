@@ -19,8 +19,10 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-#: how many resource verdicts one process remembers (a digest and a few short strings each)
+#: how many resource verdicts one process remembers at least (a digest and a few short strings each)
 VERDICTS_KEPT = 4096
+#: and at most, however large the requests (about 200 bytes each: 13 MB)
+VERDICTS_MOST = 65536
 
 
 def _problems(error: ValidationError) -> list[str]:
@@ -37,12 +39,27 @@ class Verdicts:
 
     The EHR sends the same resources again and again (each chart opening fires patient-view,
     each change to an order order-select), and checking one against its model costs 50–500 µs.
-    Only a digest is kept, never the resource, and the problem lines never echo values."""
+    Only a digest is kept, never the resource, and the problem lines never echo values.
 
-    def __init__(self, size: int = VERDICTS_KEPT) -> None:
+    The memory grows with the requests (`fit`): it holds twice the largest request seen, so a
+    request larger than the memory does not push out its own verdicts before it comes again
+    (with 4,096 verdicts and 4,347 resources every call checked every resource again)."""
+
+    def __init__(self, size: int = VERDICTS_KEPT, most: int = VERDICTS_MOST) -> None:
         self._size = size
+        self._most = max(size, most)
         self._known: OrderedDict[bytes, list[str]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """How many verdicts are kept at most, now."""
+        return self._size
+
+    def fit(self, count: int) -> None:
+        """Make room for the verdicts of two requests of `count` resources (up to the most kept)."""
+        if 2 * count > self._size:
+            self._size = min(self._most, 2 * count)
 
     def problems(self, resource: dict[str, Any], check: Callable[[], list[str]]) -> list[str]:
         """check()'s answer for this resource, from memory when the same content was checked before."""
@@ -169,9 +186,10 @@ def validate_resources(
     repaired copy is among the valid ones) and each repair is appended to `lenient`."""
     valid: list[dict[str, Any]] = []
     invalid: list[dict[str, Any]] = []
+    verdicts = verdicts or VERDICTS
+    verdicts.fit(len(resources))
     for resource in resources:
         kind = resource.get("resourceType")
-        reference = f"{kind}/{resource.get('id', '?')}"
         if not isinstance(kind, str) or not kind:
             invalid.append({"reference": f"(resource)/{resource.get('id', '?')}",
                             "problems": ["resourceType: not a resource type name"]})
@@ -182,7 +200,8 @@ def validate_resources(
             wanted = True  # malformed where the rules look: the model check below says what is wrong
         if not wanted:
             continue
-        problems = (verdicts or VERDICTS).problems(resource, lambda: model_problems(kind, resource))
+        reference = f"{kind}/{resource.get('id', '?')}"
+        problems = verdicts.problems(resource, lambda: model_problems(kind, resource))
         if problems and lenient is not None:
             repaired, notes = lenient_read(kind, resource, list(problems), reference)
             if repaired is not None:

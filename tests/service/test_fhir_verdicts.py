@@ -69,3 +69,23 @@ def test_nothing_of_the_resource_is_kept_but_a_digest():
     verdicts.problems(PATIENT, Counting([]))
     (key,) = verdicts._known
     assert isinstance(key, bytes) and len(key) == 20
+
+
+def test_a_request_larger_than_the_memory_is_checked_once_and_then_remembered(monkeypatch):
+    from cds_service.fhir import validate
+
+    calls = []
+    monkeypatch.setattr(validate, "model_problems", lambda kind, resource: calls.append(1) or [])
+    verdicts = Verdicts(size=100)
+    patients = [{**PATIENT, "id": f"p{k}"} for k in range(5000)]
+    validate_resources(patients, lambda _r: True, verdicts)
+    assert len(calls) == 5000
+    valid, invalid = validate_resources([copy.deepcopy(p) for p in patients], lambda _r: True, verdicts)
+    assert len(calls) == 5000  # all 5,000 remembered (before: the 100 newest, so none in time)
+    assert (len(valid), invalid, verdicts.size) == (5000, [], 10000)
+
+
+def test_the_memory_grows_no_further_than_its_most():
+    verdicts = Verdicts(size=10, most=50)
+    verdicts.fit(1000)
+    assert verdicts.size == 50
