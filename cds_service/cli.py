@@ -1,4 +1,4 @@
-"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, and the rules tools."""
+"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, the rules tools, call and dev-key."""
 
 from __future__ import annotations
 
@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
         add_rules_commands = None
     if add_rules_commands is not None:
         add_rules_commands(commands)
+    from cds_service.cli_call import add_call_commands
+
+    add_call_commands(commands)
     return parser
 
 
@@ -164,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             from cds_service.cli_rules import run_rules
 
             return run_rules(args)
+        if args.command in ("call", "dev-key"):
+            from cds_service.cli_call import run_call_commands
+
+            return run_call_commands(args)
     except ConfigError as exc:
         print(f"sarcopenia-cds: configuration error: {exc}", file=sys.stderr)
         return 2
