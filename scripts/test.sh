@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
+step() { printf '==> %s\n' "$*" >&2; }
+
 start_postgres() {
   if command -v pg_isready >/dev/null && pg_isready -h 127.0.0.1 -p 5432 -q; then return; fi
   if [ -d /etc/postgresql ]; then
@@ -26,21 +28,29 @@ start_redis() {
   echo "warning: Redis is not running on 127.0.0.1:6379; Redis tests will fail" >&2
 }
 
+step "PostgreSQL on 127.0.0.1:5432"
 start_postgres
+step "Redis on 127.0.0.1:6379"
 start_redis
+step "Chromium for the browser tests"
 command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 || echo "warning: could not install Debian chromium (apt-get install -y chromium chromium-driver); browser tests skip locally and fail under CI=true" >&2
 
 if [ ! -x "$VENV/bin/python" ]; then
+  step "virtual environment $VENV ($PYTHON)"
   "$PYTHON" -m venv "$VENV"
 fi
+step "pip install -e .[dev] into $VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
 
 export PATH="$PWD/$VENV/bin:$PATH"
 if [ "$#" -gt 0 ]; then
+  step "pytest -n 2 --dist loadfile $*"
   exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@"
 fi
 # Everything in parallel, then the tests that restart PostgreSQL on their own (a restart in the
 # middle of another worker's PostgreSQL test would fail that test).
+step "pytest: the whole suite on 2 workers, except the tests that restart PostgreSQL (several minutes)"
 "$VENV/bin/python" -m pytest -n 2 --dist loadfile -m "not pg_restart"
+step "pytest: the tests that restart PostgreSQL, alone"
 exec "$VENV/bin/python" -m pytest -m pg_restart
