@@ -155,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the service with synthetic patients and the EHR-simulator page")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--locale", choices=["en", "zh-CN"], default=None,
+                      help="language of the cards, the demo page and the trend view (default: configuration 'locale', en)")
 
     commands.add_parser("migrate", help="bring the database schema to the latest version")
     commands.add_parser("check-config", help="validate the configuration and print it (secrets masked)")
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from cds_service.demo import run_demo
 
-            return run_demo(host=args.host, port=args.port)
+            return run_demo(host=args.host, port=args.port, locale=args.locale)
         if args.command == "migrate":
             from cds_service.store import Store
 
