@@ -34,7 +34,8 @@ step "Redis on 127.0.0.1:6379"
 start_redis
 step "docker-compose for the deployment-kit test (validates deploy/docker-compose.yml, no engine needed)"
 command -v docker-compose >/dev/null || (docker compose version >/dev/null 2>&1) || { apt-get update -qq && apt-get install -y -qq docker-compose; } >/dev/null 2>&1 || echo "warning: could not install Debian docker-compose; the deployment-kit test skips locally and fails under CI=true" >&2
-step "Chromium for the browser tests"
+step "Chromium and a CJK font for the browser tests (the zh-CN screenshots)"
+{ command -v fc-list >/dev/null && fc-list :lang=zh | grep -q .; } || { apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei; } >/dev/null 2>&1 || echo "warning: could not install a CJK font (apt-get install -y fonts-wqy-microhei); zh-CN screenshots show boxes" >&2
 command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 || echo "warning: could not install Debian chromium (apt-get install -y chromium chromium-driver); browser tests skip locally and fail under CI=true" >&2
 
 if [ ! -x "$VENV/bin/python" ]; then

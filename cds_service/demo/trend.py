@@ -18,7 +18,7 @@ from flask import Blueprint, abort, current_app, render_template
 from markupsafe import Markup, escape
 
 from cds_service.demo import ruleview
-from cds_service.demo.i18n import gender, t, texts
+from cds_service.demo.i18n import gender, scenario, t, texts
 
 bp = Blueprint("trend", __name__, template_folder="templates")
 
@@ -189,7 +189,7 @@ def _mark_excluded(points: list[Point], reasons: dict[str, str], locale: str) ->
         reason = reasons.get(point.reference)
         if reason:
             point.plausible = False
-            point.note = f"{t(locale, 'trend.excluded')}: {reason}"
+            point.note = t(locale, "trend.excluded_because", reason=reason)
 
 
 def _mark_plausibility(ruleset: Any, fact: str | None, points: list[Point], unit: str,
@@ -208,7 +208,7 @@ def _mark_plausibility(ruleset: Any, fact: str | None, points: list[Point], unit
             point.plausible = False
             point.implausible = True
             if not point.note:
-                point.note = f"{t(locale, 'trend.excluded')}: " + _outside_text(limits, fact_unit, locale)
+                point.note = t(locale, "trend.excluded_because", reason=_outside_text(limits, fact_unit, locale))
 
 
 def _outside_text(limits: dict[str, float], unit: str | None, locale: str) -> str:
@@ -331,13 +331,8 @@ def _weight_loss_line(
     locale = settings.get("locale", "en")
     _symbol, finding = ruleview.cutoff_meaning(ruleset, "cachexia_weight_loss", locale, settings.get("profile"))
     relative = t(locale, "trend.weight_loss", loss=f"{loss.value:g}", reference=f"{reference.value:g}",
-                 date=reference.when.date().isoformat())
-    return CutoffLine(
-        "cachexia_weight_loss",
-        value,
-        f"{finding + ': ' if finding else ''}{relative} = {value:.1f} kg{source}",
-        "relative",
-    )
+                 date=reference.when.date().isoformat(), value=f"{value:.1f}")
+    return CutoffLine("cachexia_weight_loss", value, f"{finding + ': ' if finding else ''}{relative}{source}", "relative")
 
 
 def build_charts(
@@ -516,7 +511,8 @@ def render_svg(chart: Chart, markers: list[Marker], start: datetime, end: dateti
             f'data-value="{_fmt(line.value)}" x1="{LEFT}" x2="{plot_right}" y1="{ly}" y2="{ly}">'
             f"<title>{escape(line.label)}{escape(' — ' + line.note) if line.note else ''}</title></line>"
             f'<text class="cutoff-label" data-parameter="{escape(line.parameter)}" x="{plot_right + 6}" y="{row}">'
-            f"{_fmt(line.value)} {escape(unit)}<title>{escape(line.label)}</title></text>"
+            f"{f'{line.value:.1f}' if line.kind == 'relative' else _fmt(line.value)} {escape(unit)}"
+            f"<title>{escape(line.label)}</title></text>"
         )
     good = [p for p in chart.points if p.plausible]
     if len(good) > 1:
@@ -581,12 +577,15 @@ def trend(patient_id: str):
     settings = state.engine_settings
     now = state.clock()
     charts, markers, facts = charts_for(state, ruleset, patient.resources, now)
+    summary = patient.summary()
+    if settings.locale != "en":  # the demo's scenario in the page's language (the record's text is English)
+        summary["cancer"] = scenario(settings.locale, patient.number, summary["cancer"])
     return render_template(
         "demo/trend.html",
         tx=texts(settings.locale),
         lang=settings.locale,
         gender=gender(settings.locale, patient.gender),
-        patient=patient.summary(),
+        patient=summary,
         charts=charts,
         markers=markers,
         facts=facts,

@@ -210,7 +210,7 @@
     el.className = "card indicator-" + card.indicator;
     el.setAttribute("data-card-uuid", card.uuid || "");
     el.setAttribute("data-indicator", card.indicator);
-    var html = '<header><span class="badge">' + esc(card.indicator) + '</span><h3 class="summary">' + esc(card.summary) + "</h3></header>";
+    var html = '<header><span class="badge" data-indicator="' + esc(card.indicator) + '">' + esc(T("indicator." + card.indicator)) + '</span><h3 class="summary">' + esc(card.summary) + "</h3></header>";
     if (card.source) {
       var label = esc(card.source.label || "");
       html += '<div class="source">' + esc(T("source")) + ": " + (card.source.url && /^https?:/.test(card.source.url)
