@@ -229,3 +229,22 @@ def test_trend_view_has_no_english_under_zh_cn(zh_demo, patient):
     problems = [(text, english_words(text, allowed)) for text in visible_text(page) + svg_text
                 if english_words(text, allowed)]
     assert problems == []
+
+
+def test_smart_trend_error_page_under_zh_cn(tmp_path):
+    from cds_service.app import create_app
+
+    app = create_app({"locale": "zh-CN", "database": {"url": f"sqlite:///{tmp_path / 'cds.db'}"},
+                      "auth": {"required": False}, "rules": {"watch": False},
+                      "smart": {"enabled": True, "client_id": "trend", "allowed_issuers": ["https://ehr.example.org/fhir"]}})
+    try:
+        answer = app.test_client().get("/trend/launch")
+        page = answer.get_data(as_text=True)
+        assert answer.status_code == 400 and '<html lang="zh-CN">' in page
+        assert "无法接受此次启动：请从电子病历中重新打开趋势图。" in page
+        shown = [text for text in visible_text(page) if 'lang="en"' not in text]
+        technical = re.search(r'<span lang="en">(.*?)</span>', page, re.S).group(1)
+        problems = [t for t in shown if t != technical.strip() and english_words(t)]
+        assert problems == [], problems
+    finally:
+        app.extensions["cds"].store.dispose()
