@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
-from cds_service.api import discovery, feedback, openapi, ops, services
+from cds_service.api import discovery, feedback, home, openapi, ops, services
 from cds_service.api.http import COLLECTOR, GC_PAUSE_BYTES, error_response
 from cds_service.config import load_config
 from cds_service.engine import EngineSettings, RuleSetHolder
@@ -116,7 +116,7 @@ def create_app(
     app.extensions["cds"] = state
     rules.warm(state.engine_settings)  # no-op when serve warmed them before the fork
     _install_auth(app, state)
-    for blueprint in (discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
+    for blueprint in (home.bp, discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_smart(app, settings)
     _install_error_handlers(app, settings)

@@ -1,4 +1,4 @@
-"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, and the rules tools."""
+"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, the rules tools, call and dev-key."""
 
 from __future__ import annotations
 
@@ -29,6 +29,40 @@ def close_store(_server: Any, worker: Any) -> None:
     state = getattr(app, "extensions", {}).get("cds")
     if state is not None:
         state.store.dispose()
+
+
+def announce_when_serving(announcement: str) -> Any:
+    """gunicorn's post_worker_init: the first worker to start (age 1) prints `announcement` once it
+    has loaded the app, that is when a connection is answered, not when the master starts booting."""
+
+    def post_worker_init(worker: Any) -> None:
+        freeze_startup_objects(worker)
+        if getattr(worker, "age", None) == 1:
+            print(announcement, file=sys.stderr, flush=True)
+
+    return post_worker_init
+
+
+def database_unreachable(exc: BaseException, url: str) -> str | None:
+    """One line for a database that cannot be reached (password hidden), or None for other errors."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return None
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = "the configured database.url"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"sarcopenia-cds: cannot reach the database {shown}: {reason[0][:300] if reason else type(exc).__name__}"
+
+
+def disable_control_socket(cfg: Any) -> None:
+    """No gunicorn control socket (gunicorn ≥ 25.1 would open one shared by every instance of the
+    user, ~/.gunicorn/gunicorn.ctl; the service does not use gunicornc)."""
+    if "control_socket_disable" in cfg.settings:
+        cfg.set("control_socket_disable", True)
 
 
 def worker_class(threads: int) -> str:
@@ -74,7 +108,9 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)
-            self.cfg.set("post_worker_init", freeze_startup_objects)
+            self.cfg.set("post_worker_init", announce_when_serving(
+                f"sarcopenia-cds: listening on http://{host}:{port} (CDS Hooks discovery at {config['base_url']}/cds-services)"))
+            disable_control_socket(self.cfg)
             self.cfg.set("worker_exit", close_store)
 
         def load(self):
@@ -100,7 +136,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
                 except ProcessLookupError:
                     pass
 
-    print(f"sarcopenia-cds: serving CDS Hooks at {config['base_url']}/cds-services on {host}:{port}", file=sys.stderr, flush=True)
+    print(f"sarcopenia-cds: starting on {host}:{port} (rule packs {rules.current.version})", file=sys.stderr, flush=True)
     Server().run()
     return 0
 
@@ -119,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the service with synthetic patients and the EHR-simulator page")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--locale", choices=["en", "zh-CN"], default=None,
+                      help="language of the cards, the demo page and the trend view (default: configuration 'locale', en)")
 
     commands.add_parser("migrate", help="bring the database schema to the latest version")
     commands.add_parser("check-config", help="validate the configuration and print it (secrets masked)")
@@ -129,6 +167,9 @@ def _parser() -> argparse.ArgumentParser:
         add_rules_commands = None
     if add_rules_commands is not None:
         add_rules_commands(commands)
+    from cds_service.cli_call import add_call_commands
+
+    add_call_commands(commands)
     return parser
 
 
@@ -149,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from cds_service.demo import run_demo
 
-            return run_demo(host=args.host, port=args.port)
+            return run_demo(host=args.host, port=args.port, locale=args.locale)
         if args.command == "migrate":
             from cds_service.store import Store
 
@@ -164,9 +205,19 @@ def main(argv: list[str] | None = None) -> int:
             from cds_service.cli_rules import run_rules
 
             return run_rules(args)
+        if args.command in ("call", "dev-key"):
+            from cds_service.cli_call import run_call_commands
+
+            return run_call_commands(args)
     except ConfigError as exc:
         print(f"sarcopenia-cds: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        line = database_unreachable(exc, load_config()["database"]["url"]) if args.command in ("serve", "migrate") else None
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
     return 1
 
 

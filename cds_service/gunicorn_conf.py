@@ -15,6 +15,7 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = None
 errorlog = "-"
+control_socket_disable = True  # gunicorn >= 25.1; older versions ignore the name (see cli.disable_control_socket)
 
 
 def post_worker_init(worker):

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import NotFound
 
 from cds_service.auth.cors import init_cors
 from cds_service.auth.errors import AuthError
@@ -16,7 +17,8 @@ from cds_service.auth.verify import Authenticator, token_hints
 log = logging.getLogger("cds_service.auth")
 
 #: Paths that never need a token (exact) and path prefixes that never need one.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
+                          "/favicon.ico", "/favicon.svg"})
 PUBLIC_PREFIXES = ("/static/", "/demo", "/trend")
 DISCOVERY_PATH = "/cds-services"
 
@@ -33,12 +35,16 @@ def unauthorized() -> Response:
                     headers={"WWW-Authenticate": "Bearer"})
 
 
+def _dot_segments(path: str) -> bool:
+    return any(segment in (".", "..") for segment in path.split("/"))
+
+
 def is_public(method: str, path: str, discovery_public: bool,
               extra_public: Iterable[str] = ()) -> bool:
     """True for requests that pass without a token; every other path needs one (fail closed)."""
     if method == "OPTIONS":
         return True
-    if any(segment in (".", "..") for segment in path.split("/")):
+    if _dot_segments(path):
         return False
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path in extra_public:
         return True
@@ -63,6 +69,8 @@ def init_auth(app: Flask, auth: Authenticator | None, config: dict[str, Any],
         g.jwt_claims = None
         if not required or is_public(request.method, request.path, discovery_public, extra):
             return None
+        if isinstance(request.routing_exception, NotFound) and not _dot_segments(request.path):
+            return None  # no such route: the 404 handler answers (a token would not change that)
         header = request.headers.get("Authorization")
         try:
             g.jwt_claims = auth.verify(header, request.path)

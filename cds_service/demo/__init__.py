@@ -100,11 +100,11 @@ def create_demo_app(
     return app
 
 
-def run_demo(host: str = "127.0.0.1", port: int = 8080) -> int:
+def run_demo(host: str = "127.0.0.1", port: int = 8080, locale: str | None = None) -> int:
     """Serve the demo (werkzeug, threaded: the service may call the demo FHIR source in the same process)."""
     from werkzeug.serving import make_server
 
-    app = create_demo_app(host, port)
+    app = create_demo_app(host, port, overrides={"locale": locale} if locale else None)
     try:
         server = make_server(host, port, app, threaded=True)
     except OSError as exc:

@@ -85,10 +85,11 @@ def threshold(
             for item in chosen["bands"]:
                 if "below" not in item or fact_value < item["below"]:
                     value = item["value"]
+                    by_label = short_label(fact_label(ruleset, by, locale) or by)
                     band = (
-                        f"{by} < {item['below']:g}"
+                        f"{by_label} < {item['below']:g}"
                         if "below" in item
-                        else f"{by} ≥ {chosen['bands'][-2]['below']:g}"
+                        else f"{by_label} ≥ {chosen['bands'][-2]['below']:g}"
                     )
                     break
         else:
@@ -104,6 +105,14 @@ def threshold(
         band,
         spec.get("note"),
     )
+
+
+def short_label(label: str) -> str:
+    """A fact label without its explanation in brackets: "BMI (current weight / height²)" → "BMI"."""
+    for bracket in (" (", "（"):
+        if bracket in label:
+            return label.split(bracket, 1)[0]
+    return label
 
 
 def value_set_matches(
@@ -154,3 +163,80 @@ def title_of(ruleset: Any, kind: str, key: str, locale: str = "en") -> str:
             pass
     entry = (getattr(ruleset, kind, None) or {}).get(key) or {}
     return _text(entry.get("title"), locale) or key
+
+
+#: the packs' comparison operators, as the cut-off labels write them
+SYMBOLS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
+
+
+def _comparisons_in(node: Any, conditions: dict[str, Any], seen: set[str], found: list[tuple[str, str, str]],
+                    profile: str | None = None) -> None:
+    """Every (fact, operator, parameter) of a condition tree for this profile, named conditions followed once."""
+    if isinstance(node, list):
+        for item in node:
+            _comparisons_in(item, conditions, seen, found, profile)
+        return
+    if not isinstance(node, dict):
+        return
+    fact = node.get("fact")
+    for op in SYMBOLS:
+        if isinstance(fact, str) and isinstance(node.get(op), str):
+            found.append((fact, op, node[op]))
+    name = node.get("condition")
+    if isinstance(name, str) and name not in seen:
+        seen.add(name)
+        _comparisons_in(conditions.get(name), conditions, seen, found, profile)
+    if profile and isinstance(node.get("all"), list) and any(
+            isinstance(item, dict) and isinstance(item.get("profile"), list) and profile not in item["profile"]
+            for item in node["all"]):
+        return  # a branch of another profile
+    for key in ("all", "any", "not"):
+        if key in node:
+            _comparisons_in(node[key], conditions, seen, found, profile)
+
+
+def cutoff_meaning(ruleset: Any, parameter: str, locale: str = "en",
+                   profile: str | None = None) -> tuple[str | None, str | None]:
+    """How the rules use a parameter: (the comparison symbol, the finding's display when one finding
+    alone compares against it), from the rule packs' conditions; (None, None) when no rule does."""
+    conditions = getattr(ruleset, "_conditions_raw", None) or {}
+    symbols: set[str] = set()
+    findings: set[str] = set()
+    for rule in getattr(ruleset, "rules", ()) or ():
+        if profile and getattr(rule, "profiles", None) and profile not in rule.profiles:
+            continue
+        found: list[tuple[str, str, str]] = []
+        _comparisons_in(getattr(rule, "when_raw", None), conditions, set(), found, profile)
+        hits = [op for _, op, param in found if param == parameter]
+        if hits:
+            symbols.update(SYMBOLS[op] for op in hits)
+            findings.add(getattr(rule, "finding", None))
+    symbol = symbols.pop() if len(symbols) == 1 else None
+    finding = None
+    if len(findings) == 1:
+        code = findings.pop()
+        texts = (getattr(ruleset, "finding_texts", None) or {}).get(code)
+        finding = _text(texts, locale) if texts else None
+    return symbol, finding
+
+
+def excluded_by_rules(ruleset: Any, resources: list[dict[str, Any]], *, now: Any, profile: str,
+                      ct_cutoffs: str, locale: str = "en") -> dict[str, str]:
+    """Resource reference → the engine's reason, for every value the rule engine sets aside
+    (implausible, or contradicting another value) when it reads the patient's facts: what the
+    cards leave out is what the trend marks as excluded."""
+    from cds_service.engine import EngineSettings
+    from cds_service.engine.facts import Run
+
+    settings = EngineSettings(profile=profile, ct_cutoffs=ct_cutoffs, locale=locale)
+    run = Run(ruleset, resources, [], "patient-view", {}, now, settings, False)
+    for name in getattr(ruleset, "facts", {}) or {}:
+        try:
+            run.fact(name)
+        except Exception:  # noqa: BLE001 - a fact that needs what a trend page has not (orders)
+            continue
+    reasons: dict[str, str] = {}
+    for entry in run.data_quality:
+        if entry.get("resource") and entry.get("reason"):
+            reasons.setdefault(entry["resource"], entry["reason"])
+    return reasons

@@ -18,11 +18,14 @@ from flask import Blueprint, abort, current_app, render_template
 from markupsafe import Markup, escape
 
 from cds_service.demo import ruleview
+from cds_service.demo.i18n import gender, scenario, t, texts
 
 bp = Blueprint("trend", __name__, template_folder="templates")
 
-W, H = 760, 230
-LEFT, RIGHT, TOP, BOTTOM = 64, 24, 18, 34
+#: the drawing's own coordinates; the SVG scales to the page's width (CSS width: 100%). The
+#: cut-off values are written in the right margin, outside the plot, so they never cover the data.
+W, H = 1100, 250
+LEFT, RIGHT, TOP, BOTTOM = 64, 132, 18, 34
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class SeriesSpec:
     """One chart: which value set feeds it, which fact gives its plausibility limits, which cut-offs."""
 
     key: str
-    title: str
+    title: str  # English; the page shows t(locale, "chart.<key>")
     unit: str
     value_set: str | None
     fact: str | None
@@ -70,8 +73,9 @@ class Point:
     when: datetime
     value: float
     reference: str
-    plausible: bool = True
+    plausible: bool = True  # False: excluded (implausible, or contradicting another value)
     note: str = ""
+    implausible: bool = False  # outside the fact's plausibility limits: never sets the axis
 
 
 @dataclass
@@ -89,6 +93,9 @@ class Chart:
     points: list[Point] = field(default_factory=list)
     cutoffs: list[CutoffLine] = field(default_factory=list)
     svg: Markup = Markup("")
+    title: str = ""
+    locale: str = "en"
+    off_scale: list[Point] = field(default_factory=list)  # excluded values outside the drawn axis
 
 
 @dataclass
@@ -175,8 +182,20 @@ def _day_max(points: list[Point]) -> list[Point]:
     return sorted(list(best.values()) + excluded, key=lambda p: p.when)
 
 
-def _mark_plausibility(ruleset: Any, fact: str | None, points: list[Point], unit: str) -> None:
-    """Flag values outside the fact's plausibility limits (compared in the fact's own unit)."""
+def _mark_excluded(points: list[Point], reasons: dict[str, str], locale: str) -> None:
+    """Flag the values the rule engine set aside for this patient (implausible, or contradicting
+    another value, such as a same-day weight pair), with the engine's reason."""
+    for point in points:
+        reason = reasons.get(point.reference)
+        if reason:
+            point.plausible = False
+            point.note = t(locale, "trend.excluded_because", reason=reason)
+
+
+def _mark_plausibility(ruleset: Any, fact: str | None, points: list[Point], unit: str,
+                       locale: str = "en") -> None:
+    """Flag values outside the fact's plausibility limits (compared in the fact's own unit), also
+    those the engine did not read (older than its windows)."""
     limits = ruleview.plausible_limits(ruleset, fact) if fact else {}
     fact_unit = ruleview.fact_unit(ruleset, fact) if fact else None
     factor = _factor(unit, fact_unit) if fact_unit else 1.0
@@ -187,7 +206,19 @@ def _mark_plausibility(ruleset: Any, fact: str | None, points: list[Point], unit
             and not ruleview.is_plausible(point.value * factor, limits)
         ):
             point.plausible = False
-            point.note = "excluded: outside the plausibility limits of the rule set"
+            point.implausible = True
+            if not point.note:
+                point.note = t(locale, "trend.excluded_because", reason=_outside_text(limits, fact_unit, locale))
+
+
+def _outside_text(limits: dict[str, float], unit: str | None, locale: str) -> str:
+    from cds_service.engine.messages import phrase
+    from cds_service.engine.units import display
+
+    parts = [f"{symbol} {limits[key]:g}" for key, symbol in (("above", ">"), ("min", "≥"), ("below", "<"), ("max", "≤"))
+             if key in limits]
+    shown = display(unit, locale) if unit else ""
+    return phrase(locale, "outside", limits=phrase(locale, "and").join(parts) + (f" {shown}" if shown else ""))
 
 
 def _latest(points: list[Point]) -> Point | None:
@@ -195,7 +226,7 @@ def _latest(points: list[Point]) -> Point | None:
     return usable[-1] if usable else None
 
 
-def chemotherapy(ruleset: Any, resources: list[dict[str, Any]]) -> list[Marker]:
+def chemotherapy(ruleset: Any, resources: list[dict[str, Any]], locale: str = "en") -> list[Marker]:
     """MedicationRequests whose medication is in the packs' antineoplastic value set (ATC L01…)."""
     markers = []
     for resource in resources:
@@ -214,7 +245,7 @@ def chemotherapy(ruleset: Any, resources: list[dict[str, Any]]) -> list[Marker]:
             (c.get("display") for c in concept.get("coding") or [] if c.get("display")), ""
         )
         markers.append(
-            Marker(when, name or "chemotherapy", f"MedicationRequest/{resource.get('id')}")
+            Marker(when, name or t(locale, "trend.chemotherapy_default"), f"MedicationRequest/{resource.get('id')}")
         )
     return sorted(markers, key=lambda m: m.when)
 
@@ -237,6 +268,7 @@ def _cutoff(
     sex: str | None,
     settings: dict[str, str],
     facts: dict[str, float],
+    fact: str | None = None,
 ) -> CutoffLine | None:
     found = ruleview.threshold(ruleset, name, sex=sex, facts=facts, **settings)
     if found is None:
@@ -245,14 +277,34 @@ def _cutoff(
     if factor is None:
         return None
     value = found.value * factor
-    source = f" ({found.source})" if found.source else ""
-    band = f", {found.band}" if found.band else ""
-    return CutoffLine(
-        name,
-        value,
-        f"{found.label}: {value:g} {UNIT_DISPLAY.get(unit, unit)}{band}{source}",
-        note=found.note,
-    )
+    # a pack's note is written for its authors, in English: shown only to English readers
+    note = found.note if settings.get("locale", "en") == "en" else None
+    return CutoffLine(name, value, _cutoff_label(ruleset, found, value, unit, fact, settings), note=note)
+
+
+def _cutoff_label(ruleset: Any, found: Any, value: float, unit: str, fact: str | None,
+                  settings: dict[str, str]) -> str:
+    """A cut-off in words, as the rules apply it: "Sarcopenic obesity: BMI ≥ 30 kg/m² (…)" or
+    "Grip strength (max, latest session) < 16 kg (EWGSOP2 2019)"; the parameter's own label
+    when the packs give it one."""
+    locale = settings.get("locale", "en")
+    symbol, finding = ruleview.cutoff_meaning(ruleset, found.name, locale, settings.get("profile"))
+    measured = (ruleview.fact_label(ruleset, fact, locale) if fact else None) or ""
+    if found.label != found.name.replace("_", " "):  # a label from the packs
+        head = found.label
+    elif finding:
+        head = f"{finding}: {_short(measured)}".rstrip(": ")
+    else:
+        head = _short(measured) or t(locale, "trend.legend.cutoff")
+    text = f"{head} {symbol or ''} {value:g} {UNIT_DISPLAY.get(unit, unit)}".replace("  ", " ")
+    if found.band:
+        text += f", {found.band}"
+    return text + (f" ({found.source})" if found.source else "")
+
+
+def _short(label: str) -> str:
+    """A fact label without its explanation in brackets: "BMI (current weight / height²)" → "BMI"."""
+    return ruleview.short_label(label)
 
 
 def _weight_loss_line(
@@ -276,13 +328,11 @@ def _weight_loss_line(
     fraction = loss.value * (_factor(loss.unit, "1") or 0.01)
     value = reference.value * (1 - fraction)
     source = f" ({loss.source})" if loss.source else ""
-    return CutoffLine(
-        "cachexia_weight_loss",
-        value,
-        f"{loss.value:g} % below {reference.value:g} kg of {reference.when.date().isoformat()}: "
-        f"{value:.1f} kg{source}",
-        "relative",
-    )
+    locale = settings.get("locale", "en")
+    _symbol, finding = ruleview.cutoff_meaning(ruleset, "cachexia_weight_loss", locale, settings.get("profile"))
+    relative = t(locale, "trend.weight_loss", loss=f"{loss.value:g}", reference=f"{reference.value:g}",
+                 date=reference.when.date().isoformat(), value=f"{value:.1f}")
+    return CutoffLine("cachexia_weight_loss", value, f"{finding + ': ' if finding else ''}{relative}{source}", "relative")
 
 
 def build_charts(
@@ -298,14 +348,18 @@ def build_charts(
     settings = {"profile": profile, "ct_cutoffs": ct_cutoffs, "locale": locale}
     patient = next((r for r in resources if r.get("resourceType") == "Patient"), {})
     sex = patient.get("gender")
+    reasons = ruleview.excluded_by_rules(ruleset, resources, now=now, profile=profile, ct_cutoffs=ct_cutoffs,
+                                         locale=locale)
     heights = observations(ruleset, resources, "body-height", "m")
-    _mark_plausibility(ruleset, "height", heights, "m")
+    _mark_excluded(heights, reasons, locale)
+    _mark_plausibility(ruleset, "height", heights, "m", locale)
     height = _latest(heights)
-    charts = {spec.key: Chart(spec) for spec in CHARTS}
+    charts = {spec.key: Chart(spec, title=t(locale, f"chart.{spec.key}"), locale=locale) for spec in CHARTS}
     for spec in CHARTS:
         if spec.value_set:
             points = observations(ruleset, resources, spec.value_set, spec.unit)
-            _mark_plausibility(ruleset, spec.fact, points, spec.unit)
+            _mark_excluded(points, reasons, locale)
+            _mark_plausibility(ruleset, spec.fact, points, spec.unit, locale)
             charts[spec.key].points = _day_max(points) if spec.per_day_max else points
     if height is not None:
         for weight in charts["weight"].points:
@@ -315,7 +369,8 @@ def build_charts(
                     weight.value / height.value**2,
                     weight.reference,
                     weight.plausible,
-                    weight.note or f"weight / height² ({height.value * 100:g} cm)",
+                    weight.note or t(locale, "trend.bmi_note", height=f"{height.value * 100:g}"),
+                    weight.implausible,
                 )
             )
         smi_days = {p.when.date() for p in charts["smi"].points}
@@ -326,11 +381,11 @@ def build_charts(
                         area.when,
                         area.value / height.value**2,
                         area.reference,
-                        note=f"L3 area / height² ({height.value * 100:g} cm)",
+                        note=t(locale, "trend.smi_note", height=f"{height.value * 100:g}"),
                     )
                 )
         charts["smi"].points.sort(key=lambda p: p.when)
-        _mark_plausibility(ruleset, "l3_smi", charts["smi"].points, "cm2/m2")
+        _mark_plausibility(ruleset, "l3_smi", charts["smi"].points, "cm2/m2", locale)
     latest_weight = _latest(charts["weight"].points)
     facts: dict[str, float] = {}
     if latest_weight is not None and height is not None:
@@ -340,11 +395,11 @@ def build_charts(
             line = (
                 _weight_loss_line(ruleset, charts["weight"].points, now, settings)
                 if name == "cachexia_weight_loss"
-                else _cutoff(ruleset, name, spec.unit, sex, settings, facts)
+                else _cutoff(ruleset, name, spec.unit, sex, settings, facts, spec.fact)
             )
             if line is not None:
                 charts[spec.key].cutoffs.append(line)
-    markers = chemotherapy(ruleset, resources)
+    markers = chemotherapy(ruleset, resources, locale)
     return (
         list(charts.values()),
         markers,
@@ -365,37 +420,66 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def render_svg(chart: Chart, markers: list[Marker], start: datetime, end: datetime) -> Markup:
-    spec = chart.spec
-    unit = UNIT_DISPLAY.get(spec.unit, spec.unit)
-    span_s = max((end - start).total_seconds(), 1.0)
-
-    def x(moment: datetime) -> float:
-        return round(LEFT + (W - LEFT - RIGHT) * (moment - start).total_seconds() / span_s, 2)
-
-    values = [p.value for p in chart.points if p.plausible] + [c.value for c in chart.cutoffs]
+def _axis(chart: Chart) -> tuple[float, float, float]:
+    """(y_min, y_max, step) covering the values (excluded contradicting ones too, not implausible
+    ones) and the cut-offs. An axis of quantities that
+    cannot be negative never goes below 0; an empty chart shows its cut-offs, or 0–1."""
+    values = [p.value for p in chart.points if not p.implausible] + [c.value for c in chart.cutoffs]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    pad = (high - low) * 0.12 or max(abs(high) * 0.1, 1.0)
+    pad = (high - low) * 0.12 or max(abs(high) * 0.1, 1.0 if values else 0.0)
     step = _nice_step(high - low + 2 * pad)
     y_min = math.floor((low - pad) / step) * step
     y_max = math.ceil((high + pad) / step) * step
+    if low >= 0 and y_min < 0:
+        y_min = 0.0
+    return y_min, y_max, step
+
+
+def _label_rows(wanted: list[float], height: float = 13.0) -> list[float]:
+    """Text baselines near the wanted heights, at least `height` apart (labels never overlap)."""
+    placed: list[float] = []
+    for y_wanted in sorted(wanted):
+        placed.append(max(y_wanted, placed[-1] + height) if placed else y_wanted)
+    order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+    result = [0.0] * len(wanted)
+    for rank, index in enumerate(order):
+        result[index] = placed[rank]
+    return result
+
+
+def render_svg(chart: Chart, markers: list[Marker], start: datetime, end: datetime) -> Markup:
+    spec = chart.spec
+    locale = chart.locale
+    title = chart.title or spec.title
+    unit = UNIT_DISPLAY.get(spec.unit, spec.unit)
+    span_s = max((end - start).total_seconds(), 1.0)
+    plot_right = W - RIGHT
+
+    def x(moment: datetime) -> float:
+        return round(LEFT + (plot_right - LEFT) * (moment - start).total_seconds() / span_s, 2)
+
+    y_min, y_max, step = _axis(chart)
 
     def y(value: float) -> float:
-        clamped = min(max(value, y_min), y_max)
-        return round(TOP + (H - TOP - BOTTOM) * (y_max - clamped) / (y_max - y_min), 2)
+        return round(TOP + (H - TOP - BOTTOM) * (y_max - value) / (y_max - y_min), 2)
 
+    def on_scale(value: float) -> bool:
+        return y_min <= value <= y_max
+
+    chart.off_scale = [p for p in chart.points if not on_scale(p.value)]
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
-        f'class="trend-chart" data-chart="{spec.key}" data-unit="{escape(spec.unit)}" '
-        f'data-y-min="{_fmt(y_min)}" data-y-max="{_fmt(y_max)}" aria-label="{escape(spec.title)} over time">',
-        f"<title>{escape(spec.title)} ({escape(unit)})</title>",
-        f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" height="{H - TOP - BOTTOM}"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="100%" role="img" '
+        f'preserveAspectRatio="xMinYMin meet" class="trend-chart" data-chart="{spec.key}" data-unit="{escape(spec.unit)}" '
+        f'data-y-min="{_fmt(y_min)}" data-y-max="{_fmt(y_max)}" data-plot-right="{plot_right}" '
+        f'aria-label="{escape(title)} {escape(t(locale, "trend.over_time"))}">',
+        f"<title>{escape(title)} ({escape(unit)})</title>",
+        f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{plot_right - LEFT}" height="{H - TOP - BOTTOM}"/>',
     ]
     tick = y_min
     while tick <= y_max + step / 1000:
         ty = y(tick)
         out.append(
-            f'<line class="grid" x1="{LEFT}" x2="{W - RIGHT}" y1="{ty}" y2="{ty}"/>'
+            f'<line class="grid" x1="{LEFT}" x2="{plot_right}" y1="{ty}" y2="{ty}"/>'
             f'<text class="tick" x="{LEFT - 6}" y="{ty + 4}" text-anchor="end">{_fmt(tick)}</text>'
         )
         tick += step
@@ -410,27 +494,33 @@ def render_svg(chart: Chart, markers: list[Marker], start: datetime, end: dateti
             )
         month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
     out.append(f'<text class="unit" x="{LEFT}" y="{TOP - 5}">{escape(unit)}</text>')
+    chemo = t(locale, "trend.chemotherapy")
     for marker in markers:
         mx = x(marker.when)
         out.append(
             f'<line class="chemo" data-reference="{escape(marker.reference)}" x1="{mx}" x2="{mx}" y1="{TOP}" '
-            f'y2="{H - BOTTOM}"><title>Chemotherapy: {escape(marker.label)} '
+            f'y2="{H - BOTTOM}"><title>{escape(chemo)}: {escape(marker.label)} '
             f"({marker.when.date().isoformat()}, {escape(marker.reference)})</title></line>"
             f'<text class="chemo-label" x="{mx + 3}" y="{TOP + 10}">{escape(marker.label.split(" ")[0])}</text>'
         )
-    for line in chart.cutoffs:
+    rows = _label_rows([y(line.value) + 4 for line in chart.cutoffs])
+    for line, row in zip(chart.cutoffs, rows):
         ly = y(line.value)
         out.append(
             f'<line class="cutoff {line.kind}" data-parameter="{escape(line.parameter)}" '
-            f'data-value="{_fmt(line.value)}" x1="{LEFT}" x2="{W - RIGHT}" y1="{ly}" y2="{ly}">'
+            f'data-value="{_fmt(line.value)}" x1="{LEFT}" x2="{plot_right}" y1="{ly}" y2="{ly}">'
             f"<title>{escape(line.label)}{escape(' — ' + line.note) if line.note else ''}</title></line>"
-            f'<text class="cutoff-label" x="{W - RIGHT - 4}" y="{ly - 4}" text-anchor="end">{escape(line.label)}</text>'
+            f'<text class="cutoff-label" data-parameter="{escape(line.parameter)}" x="{plot_right + 6}" y="{row}">'
+            f"{f'{line.value:.1f}' if line.kind == 'relative' else _fmt(line.value)} {escape(unit)}"
+            f"<title>{escape(line.label)}</title></text>"
         )
     good = [p for p in chart.points if p.plausible]
     if len(good) > 1:
         points = " ".join(f"{x(p.when)},{y(p.value)}" for p in good)
         out.append(f'<polyline class="series" data-series="{spec.key}" points="{points}"/>')
     for p in chart.points:
+        if not on_scale(p.value):
+            continue  # listed under the chart instead of being drawn at the edge as if measured there
         css = "point" if p.plausible else "point excluded"
         note = f" — {escape(p.note)}" if p.note else ""
         out.append(
@@ -439,9 +529,10 @@ def render_svg(chart: Chart, markers: list[Marker], start: datetime, end: dateti
             f'cy="{y(p.value)}" r="{4 if p.plausible else 5}"><title>{p.when.date().isoformat()}: '
             f"{_fmt(p.value)} {escape(unit)} ({escape(p.reference)}){note}</title></circle>"
         )
-    if not chart.points:
+    if not good:
+        empty = t(locale, "trend.no_values" if not chart.points else "trend.no_usable")
         out.append(
-            f'<text class="empty" x="{(W + LEFT) / 2}" y="{H / 2}" text-anchor="middle">no values on record</text>'
+            f'<text class="empty" x="{(plot_right + LEFT) / 2}" y="{H / 2}" text-anchor="middle">{escape(empty)}</text>'
         )
     out.append("</svg>")
     return Markup("".join(out))
@@ -486,9 +577,15 @@ def trend(patient_id: str):
     settings = state.engine_settings
     now = state.clock()
     charts, markers, facts = charts_for(state, ruleset, patient.resources, now)
+    summary = patient.summary()
+    if settings.locale != "en":  # the demo's scenario in the page's language (the record's text is English)
+        summary["cancer"] = scenario(settings.locale, patient.number, summary["cancer"])
     return render_template(
         "demo/trend.html",
-        patient=patient.summary(),
+        tx=texts(settings.locale),
+        lang=settings.locale,
+        gender=gender(settings.locale, patient.gender),
+        patient=summary,
         charts=charts,
         markers=markers,
         facts=facts,

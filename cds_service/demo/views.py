@@ -8,6 +8,7 @@ import re
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
 import hooks as hook_registry
+from cds_service.demo.i18n import gender, scenario, texts
 
 bp = Blueprint(
     "demo",
@@ -44,10 +45,22 @@ def _state():
 def page():
     """The EHR simulator."""
     state = _state()
-    patients = [p.summary() for p in state.data.patients.values()]
+    locale = current_app.config["CDS"].get("locale", "en")
+    patients = []
+    for patient in state.data.patients.values():
+        summary = patient.summary()
+        summary["scenario"] = scenario(locale, patient.number, summary["scenario"])
+        # the record's cancer text in English; the scenario (with the cancer) in Chinese
+        summary["headline"] = summary["cancer"] if locale == "en" else summary["scenario"]
+        summary["gender_short"] = gender(locale, patient.gender) if locale != "en" else patient.gender[:1].upper()
+        patients.append(summary)
     services = {hook: module.SERVICE_ID for hook, module in hook_registry.HOOKS.items()}
+    tx = texts(locale)
     return render_template(
         "demo/ehr.html",
+        tx=tx,
+        lang=locale,
+        js_texts={k[3:]: v for k, v in tx.items() if k.startswith("js.")},
         patients=patients,
         services=services,
         fhir_base=state.fhir_base,

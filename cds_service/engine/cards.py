@@ -193,10 +193,10 @@ def _resolver(rs, run, finding, coding):
             if attr == "unit":
                 from .units import display
 
-                return display(p.unit)
+                return display(p.unit, locale)
             if attr == "source":
                 return rs.short_citation(p.source) or ""
-            return format_quantity(p.value, p.unit, None)
+            return format_quantity(p.value, p.unit, None, locale)
         if base == "profile":
             return rs.profile_title(run.settings.profile, locale)
         if base == "ct_cutoffs":
@@ -220,7 +220,7 @@ def _fact_text(rs, run, name, attr, locale) -> str:
     if attr == "unit":
         from .units import display
 
-        return display(fact.unit)
+        return display(fact.unit, locale)
     if fv is None or fv.item is None:
         return CHROME.get(locale, CHROME["en"])["missing"]
     item = fv.item
@@ -231,7 +231,7 @@ def _fact_text(rs, run, name, attr, locale) -> str:
     if fact.type == "quantity":
         if attr == "value":
             return format_number(item.value, fact.precision)
-        return format_quantity(item.value, fact.unit, fact.precision)
+        return format_quantity(item.value, fact.unit, fact.precision, locale)
     if fact.type == "date":
         return format_date(item.value)
     return str(item.value)
@@ -257,7 +257,7 @@ def _detail(rs, run, members, locale) -> str:
                     continue
                 label = _fact_label(rs, entry["fact"], locale)
                 cite = entry.get("source") and rs.short_citation(entry["source"])
-                line = f"{label} {entry['comparison']} {_unit(entry['unit'])}".rstrip()
+                line = f"{label} {entry['comparison']} {_unit(entry['unit'], locale)}".rstrip()
                 line += f" ({cite})" if cite else ""
                 if line not in seen_lines:
                     seen_lines.add(line)
@@ -305,10 +305,10 @@ def _fact_label(rs, name, locale) -> str:
     return label.get(locale) or label.get("en") or name
 
 
-def _unit(unit) -> str:
+def _unit(unit, locale="en") -> str:
     from .units import display
 
-    return display(unit)
+    return display(unit, locale)
 
 
 def _open_order(run, valueset) -> bool:

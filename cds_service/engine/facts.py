@@ -7,6 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from . import units
+from .messages import phrase
 from .dates import as_datetime, stamped
 from .render_values import format_date
 from .valuesets import codings
@@ -419,8 +420,8 @@ class Run:
                     item.reference,
                     item.raw_value,
                     item.raw_unit,
-                    "outside plausible limits "
-                    + _limits_text_cached(tuple(sorted(limits.items())), fact.unit),
+                    phrase(self.settings.locale, "outside", limits=_limits_text_cached(
+                        tuple(sorted(limits.items())), fact.unit, self.settings.locale)),
                     item,
                 )
             else:
@@ -445,12 +446,12 @@ class Run:
             high = max(items, key=_value_key)
             low = min(items, key=_value_key)
             if conflicts.disagree(high.value, low.value, relative, limit):
-                reason = _conflict_text(fact, high, low, relative, limit)
+                reason = _conflict_text(fact, high, low, relative, limit, self.settings.locale)
                 bad = {id(item): reason for item in items}
         else:
             dated = sorted((i for i in items if i.date is not None), key=_date_key)
             for key, (high, low) in conflicts.same_day(dated, relative, limit).items():
-                bad[key] = _conflict_text(fact, high, low, relative, limit)
+                bad[key] = _conflict_text(fact, high, low, relative, limit, self.settings.locale)
         if not bad:
             return items
         kept = []
@@ -901,7 +902,7 @@ def _value_key(item):
     return item.value
 
 
-def _conflict_text(fact, high, low, relative, limit):
+def _conflict_text(fact, high, low, relative, limit, locale="en"):
     def one(item):
         if item.date is None:
             when = ""
@@ -909,10 +910,11 @@ def _conflict_text(fact, high, low, relative, limit):
             when = f" ({item.date.strftime('%Y-%m-%d %H:%M')})"
         else:
             when = f" ({format_date(item.date)})"
-        return f"{item.value:.{fact.precision}f} {fact.unit}{when}"
+        return f"{item.value:.{fact.precision}f} {unit}{when}"
 
-    allowed = f"{limit * 100:g} %" if relative else f"{limit:g} {fact.unit}"
-    return f"conflicting values {one(high)} and {one(low)} differ by more than {allowed}"
+    unit = units.display(fact.unit, locale) if locale != "en" else fact.unit
+    allowed = f"{limit * 100:g} %" if relative else f"{limit:g} {unit}"
+    return phrase(locale, "conflict", first=one(high), second=one(low), allowed=allowed)
 
 
 def _contained_medication_code(resource):
@@ -944,13 +946,14 @@ def _num(value):
 
 
 @lru_cache(maxsize=1024)
-def _limits_text_cached(items, unit):
-    return _limits_text(dict(items), unit)
+def _limits_text_cached(items, unit, locale="en"):
+    return _limits_text(dict(items), unit, locale)
 
 
-def _limits_text(limits, unit):
+def _limits_text(limits, unit, locale="en"):
     parts = []
     for key, symbol in (("above", ">"), ("min", "≥"), ("below", "<"), ("max", "≤")):
         if key in limits:
             parts.append(f"{symbol} {limits[key]:g}")
-    return " and ".join(parts) + (f" {unit}" if unit else "")
+    shown = unit if locale == "en" else units.display(unit, locale)
+    return phrase(locale, "and").join(parts) + (f" {shown}" if shown else "")

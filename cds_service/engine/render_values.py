@@ -20,8 +20,9 @@ def format_number(value: float, precision: int | None) -> str:
     return f"{value:.{precision}f}"
 
 
-def format_quantity(value: float, unit: str | None, precision: int | None) -> str:
-    shown = unit_display(unit)
+def format_quantity(value: float, unit: str | None, precision: int | None, locale: str = "en") -> str:
+    """A number with its unit as the locale writes it (68 years, 68 岁; 54.0 kg in both)."""
+    shown = unit_display(unit, locale)
     number = format_number(value, precision)
     return f"{number} {shown}" if shown else number
 

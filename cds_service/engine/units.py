@@ -149,12 +149,23 @@ _DISPLAY_ATOMS = {
 }
 
 
+#: Time units written as words differ by language; symbols (kg, cm²/m², mg/L) are the same in both.
+#: "a" is shown as an age (岁): in the packs a year unit is only used for the patient's age.
+_LOCALE_ATOMS = {
+    "zh-CN": {"a": "岁", "mo": "个月", "wk": "周", "d": "天", "h": "小时", "min": "分钟"},
+}
+
+
 @lru_cache(maxsize=512)
-def display(code: str | None) -> str:
-    """A readable UCUM code for texts: cm2/m2 → cm²/m², [lbf_av] → lbf, {score} → ''."""
+def display(code: str | None, locale: str = "en") -> str:
+    """A readable UCUM code for texts: cm2/m2 → cm²/m², [lbf_av] → lbf, {score} → '';
+    time units as words of the locale (d → days, 天)."""
     if not code:
         return ""
     text = _ANNOTATION.sub("", code)
+    words = _LOCALE_ATOMS.get(locale)
+    if words and text in words:
+        return words[text]
     if text in _DISPLAY_ATOMS:
         return _DISPLAY_ATOMS[text]
     out = []

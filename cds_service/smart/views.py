@@ -27,6 +27,7 @@ from flask import (
 )
 
 from cds_service.demo import ruleview
+from cds_service.demo.i18n import gender, texts
 from cds_service.demo.trend import charts_for
 from cds_service.logs import log_event
 from cds_service.smart import oauth
@@ -71,9 +72,17 @@ def _error(
         **fields,
     )
     response = make_response(
-        render_template("smart/error.html", status=status, message=message), status
+        render_template("smart/error.html", status=status, message=message, tx=_texts(), lang=_locale()), status
     )
     return _headers(response)
+
+
+def _locale() -> str:
+    return current_app.config["CDS"].get("locale", "en")
+
+
+def _texts() -> dict[str, str]:
+    return texts(_locale())
 
 
 def _cookie_name(state: str) -> str:
@@ -276,9 +285,13 @@ def _callback(session: dict[str, Any], state: str, sid: str) -> Response:
     engine = state_obj.engine_settings
     now = state_obj.clock()
     charts, markers, facts = charts_for(state_obj, ruleset, record.resources, now)
+    summary = _summary(ruleset, record.resources)
     page = render_template(
         "smart/trend.html",
-        patient=_summary(ruleset, record.resources),
+        tx=texts(engine.locale),
+        lang=engine.locale,
+        gender=gender(engine.locale, summary["gender"]),
+        patient=summary,
         charts=charts,
         markers=markers,
         facts=facts,

@@ -60,16 +60,15 @@ def browser(chromium_path: str):
         instance.close()
 
 
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """`sarcopenia-cds demo --port N` as a real process in a temp dir; yields (base_url, workdir)."""
+def _demo(tmp_path_factory, *extra: str) -> Iterator[tuple[str, Path]]:
+    """`sarcopenia-cds demo --port N [extra]` as a real process in a temp dir; yields (base_url, workdir)."""
     workdir = tmp_path_factory.mktemp("demo")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOPENIA_CDS_")}
     log = (workdir / "demo.log").open("w")
     process = subprocess.Popen(
-        [*command(), "demo", "--port", str(port)],
+        [*command(), "demo", "--port", str(port), *extra],
         cwd=workdir,
         env=env,
         stdout=log,
@@ -101,6 +100,18 @@ def demo_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """The demo in English."""
+    yield from _demo(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def demo_server_zh(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """The demo with `--locale zh-CN`: cards, demo page and trend view in Chinese."""
+    yield from _demo(tmp_path_factory, "--locale", "zh-CN")
 
 
 @pytest.fixture()

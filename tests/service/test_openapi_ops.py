@@ -14,14 +14,17 @@ def test_openapi_is_served_without_a_token_and_embeds_the_project_schemas(app):
     assert response.status_code == 200
     document = response.get_json()
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/cds-services", "/cds-services/{id}", "/cds-services/{id}/feedback",
-                                      "/healthz", "/readyz", "/metrics", "/openapi.json"}
-    assert document["paths"]["/cds-services/{id}"]["post"]["parameters"][0]["schema"]["enum"] == [
+    services = ["/cds-services/sarcopenia-patient-view", "/cds-services/sarcopenia-order-select",
+                "/cds-services/sarcopenia-order-sign"]
+    assert set(services) | {"/cds-services", "/cds-services/{id}/feedback", "/healthz", "/readyz", "/metrics",
+                            "/openapi.json", "/trend/launch", "/trend/callback"} <= set(document["paths"])
+    assert document["paths"]["/cds-services/{id}/feedback"]["post"]["parameters"][0]["schema"]["enum"] == [
         "sarcopenia-order-select", "sarcopenia-order-sign", "sarcopenia-patient-view"]
     for name in ("Discovery", "Request", "Response", "Feedback", "OperationOutcome"):
         jsonschema.Draft202012Validator.check_schema(document["components"]["schemas"][name])
-    assert set(document["paths"]["/cds-services/{id}"]["post"]["responses"]) == {
-        "200", "400", "401", "404", "405", "412", "413", "415", "500"}
+    for path in services:
+        assert set(document["paths"][path]["post"]["responses"]) == {
+            "200", "400", "401", "404", "405", "412", "413", "415", "500"}
 
 
 def test_error_bodies_match_the_operation_outcome_schema(ehr):

@@ -4,6 +4,13 @@
   "use strict";
 
   var config = JSON.parse(document.getElementById("demo-config").textContent);
+  var TX = config.tx || {};
+  // the page's words in the service's locale (cds_service/demo/i18n.py), {name} filled in
+  function T(key, values) {
+    var text = TX[key] !== undefined ? TX[key] : key;
+    Object.keys(values || {}).forEach(function (name) { text = text.split("{" + name + "}").join(String(values[name])); });
+    return text;
+  }
   var USER = "Practitioner/demo-clinician";
   var FINDINGS_EXT = "org.sarcopenia-cds.findings";
   var $ = function (id) { return document.getElementById(id); };
@@ -49,21 +56,21 @@
 
   // ---- the EHR's credentials ----------------------------------------------------------------
   async function signedFetch(method, path, body) {
-    var signed = await plainFetch("POST", "/demo/token", { path: path }, null, "JWT for " + path);
-    if (signed.status !== 200) throw new Error("the demo could not sign a token: " + JSON.stringify(signed.json));
-    return plainFetch(method, path, body, { Authorization: "Bearer " + signed.json.token }, "signed ES384 JWT");
+    var signed = await plainFetch("POST", "/demo/token", { path: path }, null, "JWT · " + path);
+    if (signed.status !== 200) throw new Error(T("err.sign") + ": " + JSON.stringify(signed.json));
+    return plainFetch(method, path, body, { Authorization: "Bearer " + signed.json.token }, T("note.jwt"));
   }
 
   async function fhirAuthorization(patientId) {
-    var grant = await plainFetch("POST", "/demo/fhir-authorization", { patient: patientId }, null, "FHIR access token");
-    if (grant.status !== 200) throw new Error("no FHIR access token: " + JSON.stringify(grant.json));
+    var grant = await plainFetch("POST", "/demo/fhir-authorization", { patient: patientId }, null, T("note.fhir_token"));
+    if (grant.status !== 200) throw new Error(T("err.fhir_token") + ": " + JSON.stringify(grant.json));
     return grant.json;
   }
 
   async function getDiscovery() {
     if (!discovery) {
       var answer = await signedFetch("GET", "/cds-services");
-      if (answer.status !== 200) throw new Error("discovery failed with HTTP " + answer.status + ": " + outcomeText(answer.json));
+      if (answer.status !== 200) throw new Error(T("err.discovery") + " HTTP " + answer.status + ": " + outcomeText(answer.json));
       discovery = answer.json;
     }
     return discovery;
@@ -91,7 +98,7 @@
       var url = "/demo/fhir/" + query;  // same origin as the page; config.fhirBase is what the service uses
       var page = await fhirGet(url, grant.access_token);
       if (page.status === 404 && query.indexOf("?") === -1) { prefetch[key] = null; continue; }
-      if (page.status !== 200) throw new Error("FHIR " + query + " answered " + page.status);
+      if (page.status !== 200) throw new Error("FHIR " + query + " → HTTP " + page.status);
       var result = page.json;
       if (result.resourceType === "Bundle") {
         var entries = (result.entry || []).slice();
@@ -135,16 +142,16 @@
     var patient = currentPatient(), hook = currentHook(), mode = currentMode();
     $("fire").disabled = true;
     $("created").hidden = true;
-    setStatus("calling " + hook + "…", "busy");
+    setStatus(T("calling") + " " + hook + "…", "busy");
     try {
       var doc = await getDiscovery();
       var service = doc.services.filter(function (s) { return s.hook === hook; })[0];
-      if (!service) throw new Error("the service offers no " + hook + " service");
+      if (!service) throw new Error(T("no_service", { hook: hook }));
       var context = { userId: USER, patientId: patient.id };
       if (hook !== "patient-view") {
         var key = $("order").value;
-        if (!key) throw new Error("this patient has no draft-order scenario");
-        var orders = await plainFetch("GET", "/demo/api/orders/" + encodeURIComponent(patient.id) + "/" + encodeURIComponent(key), undefined, null, "draft orders");
+        if (!key) throw new Error(T("no_scenario"));
+        var orders = await plainFetch("GET", "/demo/api/orders/" + encodeURIComponent(patient.id) + "/" + encodeURIComponent(key), undefined, null, T("note.orders"));
         context.draftOrders = orders.json;
         if (hook === "order-select") {
           context.selections = (orders.json.entry || []).map(function (e) { return e.resource.resourceType + "/" + e.resource.id; });
@@ -168,7 +175,7 @@
         return;
       }
       var cards = answer.json.cards || [];
-      setStatus(cards.length + " card" + (cards.length === 1 ? "" : "s") + " · " + hook + " · " + (mode === "prefetch" ? "prefetch" : "fhirServer"), "done");
+      setStatus(cards.length + " " + T(cards.length === 1 ? "card_one" : "card_many") + " · " + hook + " · " + T(mode === "prefetch" ? "mode.prefetch" : "mode.fhirServer"), "done");
       renderCards(cards, patient, answer.json.systemActions);
     } catch (error) {
       setStatus(String(error.message || error), "error");
@@ -188,7 +195,7 @@
     var box = $("cards");
     box.innerHTML = "";
     if (!cards.length) {
-      box.innerHTML = '<p class="placeholder">No cards for this patient and hook.</p>';
+      box.innerHTML = '<p class="placeholder">' + esc(T("no_cards")) + "</p>";
     }
     cards.forEach(function (card) { box.appendChild(renderCard(card, patient)); });
     if (systemActions && systemActions.length) {
@@ -203,10 +210,10 @@
     el.className = "card indicator-" + card.indicator;
     el.setAttribute("data-card-uuid", card.uuid || "");
     el.setAttribute("data-indicator", card.indicator);
-    var html = '<header><span class="badge">' + esc(card.indicator) + '</span><h3 class="summary">' + esc(card.summary) + "</h3></header>";
+    var html = '<header><span class="badge" data-indicator="' + esc(card.indicator) + '">' + esc(T("indicator." + card.indicator)) + '</span><h3 class="summary">' + esc(card.summary) + "</h3></header>";
     if (card.source) {
       var label = esc(card.source.label || "");
-      html += '<div class="source">Source: ' + (card.source.url && /^https?:/.test(card.source.url)
+      html += '<div class="source">' + esc(T("source")) + ": " + (card.source.url && /^https?:/.test(card.source.url)
         ? '<a href="' + esc(card.source.url) + '" target="_blank" rel="noopener noreferrer">' + label + "</a>" : label);
       if (card.source.topic) html += ' · <span class="topic" title="' + esc(card.source.topic.system || "") + '">' + esc(card.source.topic.display || card.source.topic.code) + "</span>";
       html += "</div>";
@@ -237,7 +244,7 @@
       links.className = "links";
       card.links.forEach(function (link) {
         var a = document.createElement("a");
-        a.textContent = link.label + (link.type === "smart" ? " (SMART app)" : "");
+        a.textContent = link.label + (link.type === "smart" ? " (" + T("smart_app") + ")" : "");
         a.target = "_blank"; a.rel = "noopener noreferrer";
         // The demo has no SMART launch server: a smart link opens the trend view directly.
         a.href = link.type === "smart" ? "/trend/" + encodeURIComponent(patient.id) : link.url;
@@ -249,16 +256,16 @@
     var actions = document.createElement("div");
     actions.className = "card-actions";
     var dismiss = document.createElement("button");
-    dismiss.type = "button"; dismiss.className = "override-open"; dismiss.textContent = "Dismiss…";
+    dismiss.type = "button"; dismiss.className = "override-open"; dismiss.textContent = T("dismiss");
     actions.appendChild(dismiss);
     var form = document.createElement("form");
     form.className = "override"; form.hidden = true;
     var reasons = card.overrideReasons || [];
-    form.innerHTML = '<label>Reason <select name="reason">' + reasons.map(function (r, i) {
+    form.innerHTML = "<label>" + esc(T("reason")) + ' <select name="reason">' + reasons.map(function (r, i) {
       return '<option value="' + i + '">' + esc(r.display || r.code) + "</option>";
-    }).join("") + (reasons.length ? "" : '<option value="">(no reason offered)</option>') + "</select></label>" +
-      '<label>Comment <input name="comment" maxlength="400" placeholder="optional"></label>' +
-      '<button type="submit" class="override-send">Override</button>';
+    }).join("") + (reasons.length ? "" : '<option value="">' + esc(T("no_reason")) + "</option>") + "</select></label>" +
+      "<label>" + esc(T("comment")) + ' <input name="comment" maxlength="400" placeholder="' + esc(T("optional")) + '"></label>' +
+      '<button type="submit" class="override-send">' + esc(T("send_override")) + "</button>";
     dismiss.addEventListener("click", function () { form.hidden = !form.hidden; });
     form.addEventListener("submit", function (event) {
       event.preventDefault();
@@ -281,16 +288,17 @@
       var code = f.code || {};
       rows.push('<tr class="finding"><th colspan="5">' + esc(code.display || code.code || "") + ' <small>' + esc(code.code || "") + "</small></th></tr>");
       (f.evidence || []).forEach(function (e) {
-        var name = e.parameter ? e.parameter : (e.fact || (e.finding ? "finding: " + e.finding : ""));
-        var value = e.value !== undefined && e.value !== null ? (typeof e.value === "number" ? Number(e.value.toFixed(2)) : String(e.value)) : (e.missing ? "missing" : "");
+        var name = e.label || (e.parameter ? e.parameter : (e.fact || (e.finding ? T("finding_prefix") + ": " + e.finding : "")));
+        var value = e.value !== undefined && e.value !== null ? (typeof e.value === "number" ? Number(e.value.toFixed(2)) : String(e.value)) : (e.missing ? T("missing") : "");
         var where = e.resource || (e.resources || []).slice(0, 3).join(", ") || (e.source || "");
-        rows.push("<tr" + (e.excluded ? ' class="excluded"' : "") + "><td>" + esc(name) + "</td><td>" + esc(e.comparison || (e.excluded ? "excluded" : "")) +
+        rows.push("<tr" + (e.excluded ? ' class="excluded"' : "") + "><td>" + esc(name) + "</td><td>" + esc(e.comparison || (e.excluded ? T("excluded") : "")) +
           "</td><td>" + esc(String(value)) + " " + esc(e.unit || "") + "</td><td>" + esc(e.date || "") + "</td><td>" + esc(where) +
           (e.reason ? " — " + esc(e.reason) : "") + "</td></tr>");
       });
     });
-    details.innerHTML = "<summary>Evidence (" + findings.length + " finding" + (findings.length === 1 ? "" : "s") + ")</summary>" +
-      '<table><thead><tr><th>fact / threshold</th><th>test</th><th>value</th><th>date</th><th>record / source</th></tr></thead><tbody>' + rows.join("") + "</tbody></table>";
+    details.innerHTML = "<summary>" + esc(T("evidence")) + " (" + findings.length + " " + esc(T(findings.length === 1 ? "finding" : "findings")) + ")</summary>" +
+      "<table><thead><tr><th>" + [T("th.fact"), T("th.test"), T("th.value"), T("th.date"), T("th.record")].map(esc).join("</th><th>") +
+      "</th></tr></thead><tbody>" + rows.join("") + "</tbody></table>";
     return details;
   }
 
@@ -304,14 +312,14 @@
     if (answer.status === 200) {
       button.classList.add("accepted");
       button.textContent = "✓ " + suggestion.label;
-      state.textContent = "Accepted: feedback sent (stored " + answer.json.stored + ", duplicates " + answer.json.duplicates + ").";
+      state.textContent = T("accepted", { stored: answer.json.stored, duplicates: answer.json.duplicates });
       var resources = (suggestion.actions || []).map(function (a) { return a.resource || { type: a.type, description: a.description, resourceId: a.resourceId }; });
       $("created-json").textContent = JSON.stringify(resources.length === 1 ? resources[0] : resources, null, 2);
       $("created").hidden = false;
       $("created").scrollIntoView({ block: "nearest" });
     } else {
       button.disabled = false;
-      state.textContent = "Feedback failed: HTTP " + answer.status + " " + outcomeText(answer.json);
+      state.textContent = T("feedback_failed") + " " + answer.status + " " + outcomeText(answer.json);
     }
   }
 
@@ -327,10 +335,9 @@
       el.classList.add("overridden");
       el.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
       el.querySelector("form.override").hidden = true;
-      state.textContent = "Overridden" + (reason ? " (" + (reason.display || reason.code) + ")" : "") +
-        ": feedback sent. Fire the hook again: the service suppresses this finding for this patient.";
+      state.textContent = T("overridden") + (reason ? " (" + (reason.display || reason.code) + ")" : "") + T("override_sent");
     } else {
-      state.textContent = "Feedback failed: HTTP " + answer.status + " " + outcomeText(answer.json);
+      state.textContent = T("feedback_failed") + " " + answer.status + " " + outcomeText(answer.json);
     }
   }
 
@@ -338,7 +345,7 @@
   function refreshControls() {
     var patient = currentPatient();
     var hook = currentHook();
-    $("patient-scenario").textContent = "Scenario: " + patient.scenario;
+    $("patient-scenario").textContent = T("scenario") + ": " + patient.scenario;
     $("trend-link").href = "/trend/" + encodeURIComponent(patient.id);
     var select = $("order");
     select.innerHTML = "";
@@ -356,7 +363,7 @@
   $("patient").addEventListener("change", function () {
     history.replaceState(null, "", "?patient=" + encodeURIComponent($("patient").value));
     refreshControls();
-    $("cards").innerHTML = '<p class="placeholder">Pick a hook, then <b>Fire hook</b>.</p>';
+    $("cards").innerHTML = '<p class="placeholder">' + esc(T("pick_hook")) + "</p>";
     setStatus("");
   });
   document.querySelectorAll("input[name=hook]").forEach(function (r) { r.addEventListener("change", refreshControls); });
