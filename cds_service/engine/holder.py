@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 from .diagnostics import PackErrors
-from .load import load_ruleset, pack_files
+from .load import BUNDLED_NAME, is_bundled, load_ruleset, pack_files, resolve_files
 
 
 class RuleSetHolder:
@@ -22,6 +22,10 @@ class RuleSetHolder:
         self._stop = threading.Event()
         #: the engine settings whose plans each set loaded from now on is warmed for (see warm)
         self._warm_settings = None
+        # override files alone are loaded on top of the bundled packs: watch those too
+        self._with_bundled = bool(paths) and any(is_bundled(f) for f in resolve_files(paths)) and not any(
+            is_bundled(f) or str(f) == BUNDLED_NAME for f in pack_files(paths)
+        )
         self.current = load_ruleset(paths)
         self.loaded_at = datetime.now(UTC)
         self._mtimes = self._snapshot()
@@ -54,7 +58,10 @@ class RuleSetHolder:
 
     def _snapshot(self) -> dict[str, float]:
         out = {}
-        for path in pack_files(self.paths):
+        files = pack_files(self.paths)
+        if self._with_bundled:
+            files = pack_files([BUNDLED_NAME]) + files
+        for path in files:
             try:
                 out[str(path)] = path.stat().st_mtime
             except OSError:
