@@ -29,11 +29,20 @@ CODES = (
 )
 
 
-def did_you_mean(name: str, candidates, what: str) -> str:
-    """'unknown <what> 'x'; did you mean 'y'?' with the closest existing names (difflib), if any."""
-    from difflib import get_close_matches
+def close_names(name: str, candidates) -> list[str]:
+    """The existing names nearest to `name` (difflib), best first: those within 0.1 of the best."""
+    from difflib import SequenceMatcher, get_close_matches
 
-    close = get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    close = get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.7)
+    if not close:
+        return []
+    best = SequenceMatcher(None, name, close[0]).ratio()
+    return [c for c in close if SequenceMatcher(None, name, c).ratio() >= best - 0.1]
+
+
+def did_you_mean(name: str, candidates, what: str) -> str:
+    """'unknown <what> 'x'; did you mean 'y'?' with the closest existing names, if any."""
+    close = close_names(name, candidates)
     text = f"unknown {what} {name!r}"
     if close:
         text += "; did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -58,12 +58,18 @@ def is_bundled(path: Path) -> bool:
 
 
 def is_override(data) -> bool:
-    """A hospital override pack: it says `extends:`, or has neither facts nor rules of its own
-    (it cannot stand alone: it changes names of the packs it is loaded on top of)."""
+    """A hospital override pack: it says `extends:`, overrides a rule (`override: true`), or has
+    neither facts nor rules of its own (it cannot stand alone: it changes the packs it is loaded
+    on top of)."""
     if not isinstance(data, dict):
         return False
     meta = data.get("pack") if isinstance(data.get("pack"), dict) else {}
-    return bool(meta.get("extends")) or not (data.get("rules") or data.get("facts"))
+    rules = data.get("rules") if isinstance(data.get("rules"), list) else []
+    return (
+        bool(meta.get("extends"))
+        or not (rules or data.get("facts"))
+        or any(isinstance(r, dict) and r.get("override") for r in rules)
+    )
 
 
 def resolve_files(paths=None) -> list[Path]:

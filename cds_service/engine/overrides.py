@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from difflib import get_close_matches
-
-from .diagnostics import REFERENCE_ERROR, UNUSED_ERROR
+from .diagnostics import REFERENCE_ERROR, UNUSED_ERROR, close_names
 
 # sections where a new name that nothing reads does nothing at all (a typo of an existing name,
 # most likely). References, code systems, profiles, CT sets and finding texts are exempt: an
@@ -42,7 +40,7 @@ def check_override_names(c) -> None:
         else:
             existing = [n for n, x in c.defs[section].items() if x.pack != d.pack]
             existing += [k for (s, k), x in c.replaced.items() if s == section]
-        close = get_close_matches(name, sorted(set(existing)), n=3, cutoff=0.6)
+        close = close_names(name, existing)
         if close:
             message = (
                 f"unknown {what} {name!r}; did you mean "
