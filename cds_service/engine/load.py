@@ -100,11 +100,8 @@ def display_name(path: Path) -> str:
         return str(path)
 
 
-def load_ruleset(paths=None) -> RuleSet:
-    """Load and compile packs (None: the bundled packs; override files alone are loaded on top
-    of them, see resolve_files). Raises PackErrors."""
-    files = resolve_files(paths)
-    out = Collector()
+def read_sources(files, out: Collector) -> list:
+    """Read and schema-check files; their YAML and schema errors go to `out`."""
     sources = []
     for path in files:
         src, errors = read_source(path, display_name(path))
@@ -115,6 +112,15 @@ def load_ruleset(paths=None) -> RuleSet:
             continue
         if check_schema(src, out) and not errors:
             sources.append(src)
+    return sources
+
+
+def load_ruleset(paths=None) -> RuleSet:
+    """Load and compile packs (None: the bundled packs; override files alone are loaded on top
+    of them, see resolve_files). Raises PackErrors."""
+    files = resolve_files(paths)
+    out = Collector()
+    sources = read_sources(files, out)
     out.raise_if_any()
     compiled = compile_sources(sources, out)
     return RuleSet(*compiled, files=[str(f.resolve()) for f in files])
