@@ -101,6 +101,7 @@ def _diff(args, out, err) -> int:
 
 
 def _test(args, out, err) -> int:
+    from cds_service.engine.load import display_name
     from cds_service.engine.testcases import pack_root_of
     from cds_service.engine.testcases import CaseError, case_files, read_cases, run_case
 
@@ -137,7 +138,7 @@ def _test(args, out, err) -> int:
                 failures = [f"rule_test_error: {exc}"]
             if failures:
                 failed += 1
-                print(f"FAIL {case.file}:{case.line}: {case.name}", file=out)
+                print(f"FAIL {display_name(Path(case.file))}:{case.line}: {case.name}", file=out)
                 for f in failures:
                     print(f"     {f}", file=out)
             else:
