@@ -93,6 +93,13 @@ MISTAKES = [
          "'grip_max'? (no pack that 'hospital-x' builds on defines 'grip_maxx', and nothing reads it)"],
     ),
     (
+        "named condition typo",
+        GOOD + "conditions:\n  activ_cancer: {profile: [ewgsop2]}\n",
+        [f"{F}:18:3: rule_reference_error: $.conditions.activ_cancer: unknown condition 'activ_cancer'; "
+         "did you mean 'active_cancer'? (no pack that 'hospital-x' builds on defines 'activ_cancer', "
+         "and nothing reads it)"],
+    ),
+    (
         "reference name typo in a source",
         edit("source: hospital-x-nc12}", "source: hospital-x-nc21}"),
         [f"{F}:15:47: rule_reference_error: $.parameters.grip_low.profiles.ewgsop2.source: unknown "
