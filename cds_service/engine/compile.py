@@ -97,6 +97,11 @@ class Compiler:
         self.first_pack: str | None = None
 
     def error(self, src, path, code, message, value=True):
+        finding = re.match(r"^finding '([^']+)' is not in findings\.md$", message)
+        if finding:
+            close = did_you_mean(finding.group(1), self.catalog, "finding")
+            if "did you mean" in close:
+                message += close[close.index(";"):]
         match = _UNKNOWN.match(message)
         if match and "did you mean" not in message:
             names = self.names_of(match.group(1))

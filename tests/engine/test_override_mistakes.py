@@ -100,6 +100,12 @@ MISTAKES = [
          "and nothing reads it)"],
     ),
     (
+        "finding code typo in a display",
+        GOOD + "findings:\n  probable-sarcopnia: {display: {en: Probable sarcopenia (Hospital X)}}\n",
+        [f"{F}:18:3: rule_reference_error: $.findings.probable-sarcopnia: finding 'probable-sarcopnia' "
+         "is not in findings.md; did you mean 'probable-sarcopenia'?"],
+    ),
+    (
         "reference name typo in a source",
         edit("source: hospital-x-nc12}", "source: hospital-x-nc21}"),
         [f"{F}:15:47: rule_reference_error: $.parameters.grip_low.profiles.ewgsop2.source: unknown "
