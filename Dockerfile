@@ -20,7 +20,8 @@ RUN pip install . \
  && chown cds /var/lib/sarcopenia-cds /tmp/prometheus
 
 # Hospital rule packs and overrides: mount read-only and list them in rules.paths, e.g.
-#   -v /etc/sarcopenia-cds/rules:/rules:ro -e SARCOPENIA_CDS_RULES__PATHS='["/app/rules", "/rules"]'
+#   -v /etc/sarcopenia-cds/rules:/rules:ro -e SARCOPENIA_CDS_RULES__PATHS='["bundled", "/rules"]'
+# (`bundled`: the packs installed with the service; override files alone are loaded on top of them)
 VOLUME ["/var/lib/sarcopenia-cds"]
 USER cds
 EXPOSE 8080

@@ -114,6 +114,7 @@ def create_app(
         clock=clock or services.utcnow,
     )
     app.extensions["cds"] = state
+    rules.refused_listeners.append(lambda trigger, _exc: state.metrics.reloads_refused.labels(trigger=trigger).inc())
     rules.warm(state.engine_settings)  # no-op when serve warmed them before the fork
     _install_auth(app, state)
     for blueprint in (home.bp, discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
@@ -140,10 +141,7 @@ def install_reload_signal(app: Flask) -> None:
 
 
 def _reload(holder: RuleSetHolder) -> None:
-    before = holder.current.version
-    ok = holder.reload()
-    log_event(logging.INFO if ok else logging.ERROR, "rule packs reloaded" if ok else "rule pack reload refused",
-              trigger="SIGHUP", pack_version=holder.current.version, previous_version=before)
+    holder.reload(trigger="SIGHUP")  # logs the outcome (a refused set at ERROR, with its diagnostics)
 
 
 def _install_auth(app: Flask, state: ServiceState) -> None:

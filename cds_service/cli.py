@@ -90,6 +90,9 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
 
     merged = {"host": host, "port": port, **(overrides or {})}
     config = load_config(overrides=merged)
+    from cds_service.logs import setup_logging
+
+    setup_logging(config["logging"])  # the master logs too (a refused reload, with its diagnostics)
     store = Store(config["database"]["url"], config["privacy"]["pseudonym_key"])
     store.migrate()
     store.dispose()
@@ -126,7 +129,7 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
         pack set with errors is refused and the last good one keeps serving."""
 
         def handle_hup(self) -> None:
-            reloaded = rules.reload()  # what workers started from now on inherit
+            reloaded = rules.reload(trigger="SIGHUP")  # what workers started from now on inherit
             self.log.info("SIGHUP: rule packs %s in the master (%s); reloading them in %d worker(s)",
                           "reloaded" if reloaded else "refused, last good set kept", rules.current.version,
                           len(self.WORKERS))

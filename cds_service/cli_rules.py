@@ -16,7 +16,12 @@ def add_rules_commands(subparsers) -> argparse.ArgumentParser:
     rules = subparsers.add_parser("rules", help="validate, test, explain and document rule packs")
     sub = rules.add_subparsers(dest="rules_command", required=True)
     validate = sub.add_parser("validate", help="check rule packs; print every diagnostic")
-    validate.add_argument("paths", nargs="*", help="pack files or folders (default: bundled packs)")
+    validate.add_argument(
+        "paths",
+        nargs="*",
+        help="pack files or folders (default: bundled packs); override files alone are checked "
+        "on top of the bundled packs; `bundled` names them",
+    )
     test = sub.add_parser("test", help="run the packs' YAML test cases")
     test.add_argument(
         "paths", nargs="*", help="pack folders or test files (default: bundled packs)"
@@ -39,6 +44,13 @@ def add_rules_commands(subparsers) -> argparse.ArgumentParser:
     explain.add_argument("--locale", default="en")
     explain.add_argument("--now", default=None, help="ISO date-time (default: current time)")
     explain.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+    diff = sub.add_parser(
+        "diff",
+        help="every threshold, code and text an override changes against the bundled packs, "
+        "old → new with sources (for sign-off)",
+    )
+    diff.add_argument("paths", nargs="+", help="override files or folders (loaded on top of the bundled packs)")
+    diff.add_argument("--locale", default="en")
     docs = sub.add_parser("docs", help="Markdown table of every rule, threshold, unit and source")
     docs.add_argument("--packs", nargs="*", help="pack files or folders (default: bundled packs)")
     docs.add_argument("--locale", default="en")
@@ -49,7 +61,7 @@ def add_rules_commands(subparsers) -> argparse.ArgumentParser:
 def run_rules(args, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    handler = {"validate": _validate, "test": _test, "explain": _explain, "docs": _docs}[
+    handler = {"validate": _validate, "test": _test, "explain": _explain, "docs": _docs, "diff": _diff}[
         args.rules_command
     ]
     return handler(args, out, err)
@@ -80,7 +92,17 @@ def _validate(args, out, err) -> int:
     return EXIT_OK
 
 
+def _diff(args, out, err) -> int:
+    from cds_service.engine.diff import diff_text
+
+    if _load(args.paths, err) is None:  # only a set that loads is worth signing off
+        return EXIT_ERRORS
+    out.write(diff_text(args.paths, args.locale))
+    return EXIT_OK
+
+
 def _test(args, out, err) -> int:
+    from cds_service.engine.load import display_name
     from cds_service.engine.testcases import pack_root_of
     from cds_service.engine.testcases import CaseError, case_files, read_cases, run_case
 
@@ -94,10 +116,11 @@ def _test(args, out, err) -> int:
         if args.packs:
             key = tuple(args.packs)
         else:
-            root = pack_root_of(path)
-            from cds_service.engine.load import BUNDLED
+            from cds_service.engine.load import is_bundled
 
-            key = None if str(root.resolve()).startswith(str(BUNDLED.resolve())) else (str(root),)
+            root = pack_root_of(path)
+            # a hospital folder's packs are loaded on top of the bundled packs (load_ruleset)
+            key = None if is_bundled(root) else (str(root),)
         if key not in cache:
             cache[key] = _load(list(key) if key else None, err)
         ruleset = cache[key]
@@ -116,7 +139,7 @@ def _test(args, out, err) -> int:
                 failures = [f"rule_test_error: {exc}"]
             if failures:
                 failed += 1
-                print(f"FAIL {case.file}:{case.line}: {case.name}", file=out)
+                print(f"FAIL {display_name(Path(case.file))}:{case.line}: {case.name}", file=out)
                 for f in failures:
                     print(f"     {f}", file=out)
             else:

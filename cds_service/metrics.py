@@ -21,6 +21,9 @@ class Metrics:
         self.cards = Counter("cds_cards_total", "Cards sent, by primary finding", ["finding"], registry=self.registry)
         self.findings = Counter("cds_findings_total", "Findings made", ["finding"], registry=self.registry)
         self.feedback = Counter("cds_feedback_total", "Feedback entries received", ["outcome", "result"], registry=self.registry)
+        self.reloads_refused = Counter("cds_rule_reloads_refused_total",
+                                       "Rule-pack reloads refused (errors in the new set; the last good set keeps serving)",
+                                       ["trigger"], registry=self.registry)
         self.fhir_errors = Counter("cds_fhir_fetch_errors_total", "FHIR fetches that failed", ["reason"], registry=self.registry)
 
     def exposition(self) -> bytes:

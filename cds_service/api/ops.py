@@ -15,14 +15,23 @@ def _rules_status(state) -> dict:
               "loaded_at": holder.loaded_at.isoformat() if getattr(holder, "loaded_at", None) else None}
     if getattr(holder, "last_error", None):
         status["last_error"] = holder.last_error
+        status["errors"] = list(getattr(holder, "last_errors", []) or holder.last_error.splitlines())
+        refused_at = getattr(holder, "refused_at", None)
+        status["refused_at"] = refused_at.isoformat() if refused_at else None
     return {k: v for k, v in status.items() if v is not None}
 
 
 @bp.get("/healthz")
 def healthz():
-    """Liveness: the process answers; shows the active rule packs and the last load error."""
+    """Liveness: the process answers; shows the active rule packs and, after a refused reload
+    (the last good set keeps serving), "status": "degraded" with the error."""
     state = current_app.extensions["cds"]
-    return json_response({"status": "ok", "rules": _rules_status(state)})
+    rules = _rules_status(state)
+    body = {"status": "degraded" if "last_error" in rules else "ok", "rules": rules}
+    if "last_error" in rules:
+        body["error"] = (f"rule pack reload refused ({len(rules['errors'])} error(s)); the last good set "
+                         f"{rules['version']} keeps serving: " + rules["errors"][0])
+    return json_response(body)
 
 
 @bp.get("/readyz")

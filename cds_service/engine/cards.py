@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from itertools import accumulate
 
+from . import provenance
 from .catalog import OPEN_ORDER_STATUSES
 from .render_values import format_date, format_number, format_quantity
 from .templates import Template
@@ -78,12 +79,15 @@ def _card(rs, run, members, behavior, used):
     locale = run.settings.locale
     finding, rule = members[0]
     coding = rs.coding(finding.code, run.settings)
-    resolve = _resolver(rs, run, finding, coding)
+    local = provenance.local_cutoffs(rs, run, members)  # None with the bundled packs alone
+    resolve = _resolver(rs, run, finding, coding, local)
     summary = _text(rule.card.summary, locale).render(resolve)
     if len(summary) > 139:
         summary = summary[:138] + "…"
     indicator = min((r.card.indicator for _, r in members), key=SEVERITY.get)
     source = {"label": _text(rule.card.source_label, locale).render(resolve)}
+    if local is not None:
+        source["label"] = provenance.source_label(rs, source["label"], local, locale)
     url = rule.card.source_url or rs.reference_url(rule.card.source_reference)
     if url:
         source["url"] = url
@@ -94,7 +98,7 @@ def _card(rs, run, members, behavior, used):
         "uuid": new_uuid(),
         "summary": summary,
         "indicator": indicator,
-        "detail": _detail(rs, run, members, locale),
+        "detail": _detail(rs, run, members, locale, local),
         "source": source,
     }
     suggestions, keys = [], {}
@@ -177,7 +181,7 @@ def _text(text, locale) -> Template:
     return text.get(locale) or text.get("en") or next(iter(text.values()))
 
 
-def _resolver(rs, run, finding, coding):
+def _resolver(rs, run, finding, coding, local=None):
     locale = run.settings.locale
 
     def resolve(var: str) -> str:
@@ -198,9 +202,11 @@ def _resolver(rs, run, finding, coding):
                 return rs.short_citation(p.source) or ""
             return format_quantity(p.value, p.unit, None, locale)
         if base == "profile":
-            return rs.profile_title(run.settings.profile, locale)
+            title = rs.profile_title(run.settings.profile, locale)
+            return provenance.profile_title(title, locale) if local and local.profiles else title
         if base == "ct_cutoffs":
-            return rs.ct_title(run.ct_cutoffs, locale)
+            title = rs.ct_title(run.ct_cutoffs, locale)
+            return provenance.profile_title(title, locale) if local and local.ct_cutoffs else title
         if base == "context":
             return str(run.context.get(attr, ""))
         if base == "finding":
@@ -237,11 +243,11 @@ def _fact_text(rs, run, name, attr, locale) -> str:
     return str(item.value)
 
 
-def _detail(rs, run, members, locale) -> str:
+def _detail(rs, run, members, locale, local=None) -> str:
     chrome = CHROME.get(locale, CHROME["en"])
     parts = []
     for index, (finding, rule) in enumerate(members):
-        resolve = _resolver(rs, run, finding, None)
+        resolve = _resolver(rs, run, finding, None, local)
         text = _text(rule.card.detail, locale).render(resolve) if rule.card.detail else ""
         if index == 0:
             if text:
@@ -257,6 +263,8 @@ def _detail(rs, run, members, locale) -> str:
                     continue
                 label = _fact_label(rs, entry["fact"], locale)
                 cite = entry.get("source") and rs.short_citation(entry["source"])
+                if entry.get("local"):
+                    cite = ", ".join(x for x in (cite, provenance.words(locale)["local"]) if x)
                 line = f"{label} {entry['comparison']} {_unit(entry['unit'], locale)}".rstrip()
                 line += f" ({cite})" if cite else ""
                 if line not in seen_lines:

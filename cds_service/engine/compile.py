@@ -19,10 +19,12 @@ from .diagnostics import (
     UNIT_ERROR,
     Collector,
     Source,
+    did_you_mean,
 )
 from .facts import DEFAULT_CODE_KEY
 from .model import Card, CardGroup, Fact, Link, OverrideReason, Parameter, Rule, Suggestion
 from .templates import Template
+from .overrides import check_override_names
 from .textcheck import check_templates, check_texts
 from .valuesets import ValueSet
 
@@ -53,6 +55,11 @@ OVERRIDABLE = (
     "fragments",
 )
 UNIQUE = ("facts", "conditions")
+# "unknown <kind> 'name'" messages get the nearest existing names of that kind (did_you_mean)
+_UNKNOWN = re.compile(
+    r"^unknown (value set|reference|fact|parameter|condition|profile|CT cut-off set|suggestion|"
+    r"link|override reason|parameter or fact|code system|rule|pack) '([^']+)'"
+)
 
 
 @dataclass
@@ -86,16 +93,57 @@ class Compiler:
         self.conditions_raw: dict[str, Definition] = {}
         self.where_cache: dict[tuple, object] = {}
         self.band_refs: list[tuple] = []
+        #: (section, name) -> the definition of an earlier pack that a later pack replaced
+        self.replaced: dict[tuple[str, str], Definition] = {}
+        #: (section, name) -> a definition first made by a pack that builds on others (overrides)
+        self.new_in_override: dict[tuple[str, str], Definition] = {}
+        self.first_pack: str | None = None
 
     def error(self, src, path, code, message, value=True):
+        finding = re.match(r"^finding '([^']+)' is not in findings\.md$", message)
+        if finding:
+            close = did_you_mean(finding.group(1), self.catalog, "finding")
+            if "did you mean" in close:
+                message += close[close.index(";"):]
+        match = _UNKNOWN.match(message)
+        if match and "did you mean" not in message:
+            names = self.names_of(match.group(1))
+            if names:
+                rest = message[match.end():]
+                message = did_you_mean(match.group(2), names, match.group(1)) + rest
         self.out.add(src, path, code, message, value)
+
+    def names_of(self, kind: str) -> list[str]:
+        """The names defined of one kind, for 'did you mean'."""
+        section = {
+            "value set": None, "reference": "references", "fact": "facts",
+            "parameter": "parameters", "condition": "conditions", "profile": "profiles",
+            "CT cut-off set": "ct_cutoff_sets", "suggestion": "suggestions", "link": "links",
+            "override reason": "override_reasons", "code system": "code_systems",
+        }
+        if kind == "value set":
+            return list(self.value_set_defs)
+        if kind == "parameter or fact":
+            return list(self.defs["parameters"]) + list(self.defs["facts"])
+        if kind == "rule":
+            return [d.name for d in self.rule_defs]
+        if kind == "pack":
+            return list(self.packs)
+        return list(self.defs.get(section.get(kind) or "", {}))
 
     # ---- merging -------------------------------------------------------------------------
     def merge(self) -> None:
         for src in self.sources:
             meta = src.data["pack"]
             pid = meta["id"]
+            if self.first_pack is None:
+                self.first_pack = pid
             known = self.packs.get(pid)
+            for i, base in enumerate(meta.get("extends") or []):
+                if base != "bundled" and (base not in self.packs or base == pid):
+                    self.error(src, ("pack", "extends", i), REFERENCE_ERROR,
+                               f"unknown pack {base!r} (packs loaded before this file: "
+                               f"{', '.join(p for p in self.packs if p != pid) or 'none'})")
             if known is None:
                 self.packs[pid] = dict(meta, files=[src.file])
             else:
@@ -133,7 +181,10 @@ class Compiler:
                         value=False,
                     )
                     continue
-                earlier.append(Definition(name, entries, src, ("value_sets", name), pid))
+                d = Definition(name, entries, src, ("value_sets", name), pid)
+                if not earlier and pid != self.first_pack:
+                    self.new_in_override[("value_sets", name)] = d
+                earlier.append(d)
             for i, rule in enumerate(src.data.get("rules") or []):
                 self.rule_defs.append(Definition(rule["id"], rule, src, ("rules", i), pid))
             for i, group in enumerate(src.data.get("card_groups") or []):
@@ -156,21 +207,56 @@ class Compiler:
             )
             return
         table[name] = Definition(name, data, src, path, pid)
+        if earlier is not None:
+            self.replaced.setdefault((section, name), earlier)
+        elif pid != self.first_pack:
+            self.new_in_override[(section, name)] = table[name]
 
     def _unique_ids(self, defs, what):
         seen: dict[str, Definition] = {}
+        if what == "rule":
+            defs[:] = self._rule_overrides(defs)
         for d in defs:
             if d.name in seen:
                 first = seen[d.name]
+                hint = (
+                    " (to replace it from an override pack, add `override: true` to this rule)"
+                    if what == "rule" and first.pack != d.pack
+                    else ""
+                )
                 self.error(
                     d.src,
                     d.path + ("id",),
                     DUPLICATE_ERROR,
                     f"{what} id {d.name!r} is already used at {first.src.file}:"
-                    f"{first.src.locate(first.path + ('id',))[0]}",
+                    f"{first.src.locate(first.path + ('id',))[0]}{hint}",
                 )
             else:
                 seen[d.name] = d
+
+    def _rule_overrides(self, defs):
+        """Rules marked `override: true` replace, in its place, the rule of that id in an earlier
+        pack; one naming no such rule is an error ('did you mean')."""
+        out: list[Definition] = []
+        for d in defs:
+            if not d.data.get("override"):
+                out.append(d)
+                continue
+            target = next(
+                (i for i, e in enumerate(out) if e.name == d.name and e.pack != d.pack), None
+            )
+            if target is None:
+                self.error(
+                    d.src,
+                    d.path + ("id",),
+                    REFERENCE_ERROR,
+                    did_you_mean(d.name, [e.name for e in out if e.pack != d.pack], "rule")
+                    + ": `override: true` replaces a rule of the packs this one builds on",
+                )
+                continue
+            self.replaced.setdefault(("rules", d.name), out[target])
+            out[target] = d
+        return out
 
     # ---- parts ---------------------------------------------------------------------------
     def locales(self, pid: str) -> list[str]:
@@ -246,7 +332,7 @@ class Compiler:
         for name, d in self.defs["parameters"].items():
             data, src, path = d.data, d.src, d.path
             try:
-                units.check(data["unit"])
+                units.check_ucum(data["unit"])
             except units.UnitError as exc:
                 self.error(src, path + ("unit",), UNIT_ERROR, str(exc))
             selector = (
@@ -283,6 +369,8 @@ class Compiler:
                 data,
                 selector,
                 tuple(sorted({b for b, _ in bands})),
+                pack=d.pack,
+                local=_local_specs(data, selector, self.replaced.get(("parameters", name))),
             )
             self.band_refs.extend((b, src, p) for b, p in bands)
 
@@ -331,7 +419,7 @@ class Compiler:
             )
             if fact.unit is not None:
                 try:
-                    units.check(fact.unit)
+                    units.check_ucum(fact.unit)
                 except units.UnitError as exc:
                     self.error(src, path + ("unit",), UNIT_ERROR, str(exc))
                     fact.unit = None
@@ -1049,6 +1137,28 @@ def _apply_policy(entry, suggestions: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _local_specs(data, selector, replaced) -> frozenset:
+    """The profile / CT-set keys (None: the whole parameter) whose number or source a later pack
+    changed from the definition it replaced: the cut-offs that are local choices."""
+    if replaced is None:
+        return frozenset()
+    old = replaced.data
+
+    def core(spec):
+        if not isinstance(spec, dict):
+            return None
+        return {k: spec.get(k) for k in ("value", "male", "female", "source")}
+
+    if selector is None:
+        if old.get("profiles") or old.get("ct_cutoffs") or core(old) != core(data):
+            return frozenset({None})
+        return frozenset()
+    before = old.get(selector) or {}
+    return frozenset(
+        key for key, spec in data[selector].items() if core(spec) != core(before.get(key))
+    )
+
+
 def _texts(text):
     return None if text is None else {loc: Template(s) for loc, s in text.items()}
 
@@ -1139,6 +1249,7 @@ def compile_sources(sources: list[Source], out: Collector):
     """Run every check and return the parts a RuleSet needs (raises PackErrors at the end)."""
     c = Compiler(sources, out)
     c.merge()
+    check_override_names(c)
     c.compile_value_sets()
     c.compile_profiles()
     c.compile_parameters()

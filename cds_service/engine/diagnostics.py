@@ -13,6 +13,7 @@ TEMPLATE_ERROR = "rule_template_error"
 DUPLICATE_ERROR = "rule_duplicate_error"
 CYCLE_ERROR = "rule_cycle_error"
 TEST_ERROR = "rule_test_error"
+UNUSED_ERROR = "rule_unused_error"
 
 CODES = (
     YAML_ERROR,
@@ -24,7 +25,28 @@ CODES = (
     DUPLICATE_ERROR,
     CYCLE_ERROR,
     TEST_ERROR,
+    UNUSED_ERROR,
 )
+
+
+def close_names(name: str, candidates) -> list[str]:
+    """The existing names nearest to `name` (difflib), best first: those within 0.1 of the best."""
+    from difflib import SequenceMatcher, get_close_matches
+
+    close = get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.7)
+    if not close:
+        return []
+    best = SequenceMatcher(None, name, close[0]).ratio()
+    return [c for c in close if SequenceMatcher(None, name, c).ratio() >= best - 0.1]
+
+
+def did_you_mean(name: str, candidates, what: str) -> str:
+    """'unknown <what> 'x'; did you mean 'y'?' with the closest existing names, if any."""
+    close = close_names(name, candidates)
+    text = f"unknown {what} {name!r}"
+    if close:
+        text += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return text
 
 
 @dataclass(frozen=True, order=True)

@@ -84,6 +84,8 @@ def _n(value) -> str:
 def _evidence(e) -> str:
     if "parameter" in e:
         unit, source = e.get("unit", ""), e.get("source", "")
+        if e.get("local"):  # an override's own cut-off: say which pack supplied it
+            source = f"{source}, local cut-off from pack {e.get('pack')}"
         return f"threshold {e['fact']} {e['comparison']} {unit} ({source}) → {e.get('result')}"
     if "finding" in e:
         return f"finding {e['finding']}"

@@ -68,6 +68,8 @@ class ParamValue:
     value: float
     unit: str
     source: str | None
+    pack: str = ""  # the pack whose definition supplied it
+    local: bool = False  # an override pack's own choice (its number or source), not the bundled one
 
 
 class Run:
@@ -556,7 +558,8 @@ class Run:
         result = None
         if spec is not None:
             if "value" in spec:  # the same for every request with these settings
-                result = ParamValue(float(spec["value"]), p.unit, spec.get("source"))
+                result = ParamValue(float(spec["value"]), p.unit, spec.get("source"), p.pack,
+                                    p.is_local(self.settings.profile, self.ct_cutoffs))
                 if len(self.rs.fixed_params) < 4096:
                     self.rs.fixed_params[key] = result
                     self._fixed()[0][name] = result
@@ -566,7 +569,8 @@ class Run:
                 if isinstance(chosen, dict):
                     chosen = self._band(chosen)
                 if chosen is not None:
-                    result = ParamValue(float(chosen), p.unit, spec.get("source"))
+                    result = ParamValue(float(chosen), p.unit, spec.get("source"), p.pack,
+                                        p.is_local(self.settings.profile, self.ct_cutoffs))
         self.params[name] = result
         return result
 
@@ -725,6 +729,10 @@ class Run:
                 citation = self.rs.citation(p.source)
                 if citation:
                     head["citation"] = citation
+            if p.pack:
+                head["pack"] = p.pack  # the pack that supplied the number
+            if p.local:
+                head["local"] = True
             if len(heads) < 4096 and p.value != 0:  # (0.0 and -0.0 are equal keys, not texts)
                 heads[key] = head
         return head

@@ -63,6 +63,17 @@ class Parameter:
     spec: dict
     selector: str | None  # None, "profiles" or "ct_cutoffs"
     band_facts: tuple[str, ...] = ()
+    pack: str = ""  # the pack whose definition is in force
+    # profile / CT-set keys (None: the whole parameter) that an override pack changed
+    local: frozenset = frozenset()
+
+    def is_local(self, profile: str, ct_cutoffs: str | None) -> bool:
+        """Does the value in force for these settings come from an override's own choice?"""
+        if not self.local:
+            return False
+        if self.selector is None:
+            return None in self.local
+        return (profile if self.selector == "profiles" else ct_cutoffs) in self.local
 
     def spec_for(self, profile: str, ct_cutoffs: str) -> dict | None:
         if self.selector is None:

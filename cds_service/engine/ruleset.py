@@ -35,6 +35,8 @@ class RuleSet:
         self.version = "+".join(f"{pid}@{v}" for pid, v in self.versions.items())
         self.facts = c.facts
         self.params = c.params
+        #: parameters some of whose values an override pack chose (provenance on the cards)
+        self.local_params = frozenset(n for n, p in self.params.items() if p.local)
         self.value_sets = c.value_sets
         #: value sets read by medication facts, with their recognition tables (engine/medications.py)
         self.drug_classes = c.drug_classes

@@ -50,5 +50,14 @@ def _deepest(error):
 
 
 def _message(error) -> str:
+    if (
+        error.validator == "type"
+        and isinstance(error.instance, str)
+        and "number" in ([error.validator_value] if isinstance(error.validator_value, str) else error.validator_value)
+    ):
+        return (
+            f"{error.instance!r} is text, but a number is expected here: write the number alone "
+            "(the unit goes in `unit`)"
+        )
     msg = error.message
     return msg if len(msg) < 300 else msg[:297] + "..."

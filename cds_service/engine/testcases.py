@@ -417,9 +417,11 @@ def is_case_file(path: Path) -> bool:
 
 def case_files(paths=None) -> list[Path]:
     """Test files: rules/**/tests/*.yaml for the packs named (default: bundled packs)."""
-    from .load import BUNDLED
+    from .load import BUNDLED_NAME, _bundled_root
 
-    roots = [BUNDLED] if not paths else [Path(p) for p in paths]
+    roots = [_bundled_root()] if not paths else [
+        _bundled_root() if str(p) == BUNDLED_NAME else Path(p) for p in paths
+    ]
     out = []
     for root in roots:
         if root.is_file():

@@ -279,7 +279,13 @@ def _longest(c, var, locale) -> float:
         return number + (0 if attr == "value" else _unit_len(param.unit))
     if base in ("profile", "ct_cutoffs"):
         section = "profiles" if base == "profile" else "ct_cutoff_sets"
-        return max(
+        selector = "profiles" if base == "profile" else "ct_cutoffs"
+        extra = 0  # ", local cut-off" when an override chose some of these cut-offs
+        if any(p.local and p.selector == selector for p in c.params.values()):
+            from .provenance import profile_title
+
+            extra = len(profile_title("", locale))
+        return extra + max(
             (len(d.data["title"].get(locale, "")) for d in c.defs[section].values()), default=0
         )
     if base == "finding":

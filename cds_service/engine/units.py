@@ -181,3 +181,75 @@ def display(code: str | None, locale: str = "en") -> str:
         atom = {"[lb_av]": "lb", "[lbf_av]": "lbf", "[in_i]": "in", "[ft_i]": "ft"}.get(atom, atom)
         out.append(atom + (exponent.translate(_SUPERSCRIPT) if exponent else ""))
     return "".join(out)
+
+
+# ---- strict UCUM spelling for pack units (data units are read leniently, above) ---------------
+_PREFIXES = ("Y", "Z", "E", "P", "T", "G", "M", "k", "h", "da", "d", "c", "m", "u", "n", "p", "f")
+_METRIC = ("g", "m", "s", "L", "l", "mol", "N", "Pa", "J", "W", "cal", "eq", "U", "kat", "Hz", "V")
+_OTHER = (
+    "[lb_av]", "[lbf_av]", "[in_i]", "[ft_i]", "[oz_av]", "[iU]", "[IU]", "[degF]", "min", "h",
+    "d", "wk", "mo", "a", "%", "Cel", "1", "kcal", "mm[Hg]", "kg", "ug", "mg",
+)
+# common spellings that are not UCUM, with the UCUM code meant
+_MEANT = {
+    "lb": "[lb_av]", "lbs": "[lb_av]", "pound": "[lb_av]", "pounds": "[lb_av]",
+    "lbf": "[lbf_av]", "kgf": "kg", "kilogram": "kg", "kilograms": "kg", "kgs": "kg", "KG": "kg",
+    "Kg": "kg", "gram": "g", "grams": "g", "gm": "g", "in": "[in_i]", "inch": "[in_i]",
+    "inches": "[in_i]", "ft": "[ft_i]", "feet": "[ft_i]", "oz": "[oz_av]", "cms": "cm",
+    "meter": "m", "meters": "m", "metre": "m", "year": "a", "years": "a", "yr": "a", "yrs": "a",
+    "y": "a", "month": "mo", "months": "mo", "week": "wk", "weeks": "wk", "day": "d", "days": "d",
+    "hour": "h", "hours": "h", "hr": "h", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "mins": "min", "minute": "min", "minutes": "min", "percent": "%", "pct": "%", "degC": "Cel",
+    "°C": "Cel", "score": "{score}", "points": "{score}", "kg/m^2": "kg/m2", "kg/m²": "kg/m2",
+    "cm^2/m^2": "cm2/m2", "cm²/m²": "cm2/m2", "cm^2": "cm2", "cm²": "cm2", "m^2": "m2",
+    "mg/l": "mg/L", "g/l": "g/L", "mg/dl": "mg/dL", "g/dl": "g/dL", "kcal/day": "kcal/d",
+    "g/day": "g/d", "g/kg/day": "g/kg/d", "kcal/kg/day": "kcal/kg/d", "m/sec": "m/s",
+}
+ACCEPTED = (
+    "kg", "g", "[lb_av]", "[lbf_av]", "N", "cm", "m", "[in_i]", "cm2", "m2", "m/s", "s", "min",
+    "h", "d", "wk", "mo", "a", "mg/L", "mg/dL", "g/L", "g/dL", "kg/m2", "cm2/m2", "g/d", "kcal/d",
+    "g/kg/d", "kcal/kg/d", "%", "1", "{score}", "Cel",
+)
+
+
+def _ucum_atom(atom: str) -> bool:
+    if atom in _OTHER or atom in _METRIC:
+        return True
+    return any(atom.startswith(p) and atom[len(p):] in _METRIC for p in _PREFIXES)
+
+
+def ucum_problem(code: str) -> str | None:
+    """Why `code` is not a UCUM unit as packs must write it (None when it is one): every term an
+    atom of UCUM (kg, [lb_av], cm2, {score}, 10*3 …); 'did you mean' for common other spellings."""
+    text = _ANNOTATION.sub("1", code.strip()) if code else ""
+    ok = bool(text) and not text.startswith(("/", "."))
+    if ok:
+        for piece in re.split(r"[./]", text):
+            match = _TERM.match(piece)
+            if not match or not (
+                _ucum_atom(match.group(1)) or re.fullmatch(r"10[*^][0-9]+", match.group(1))
+            ):
+                ok = False
+                break
+    if ok:
+        try:
+            parse(code)
+        except UnitError:
+            ok = False
+    if ok:
+        return None
+    from difflib import get_close_matches
+
+    meant = _MEANT.get(code.strip()) or _MEANT.get(code.strip().lower())
+    close = [meant] if meant else get_close_matches(code.strip(), ACCEPTED, n=2, cutoff=0.6)
+    message = f"{code!r} is not a UCUM unit"
+    if close:
+        return message + "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return message + " (write UCUM codes: kg, cm, [lb_av], mg/L, kg/m2, %, d, {score} …)"
+
+
+def check_ucum(code: str) -> None:
+    """Raise UnitError unless `code` is a UCUM unit (pack units: parameters and facts)."""
+    problem = ucum_problem(code)
+    if problem:
+        raise UnitError(problem)
