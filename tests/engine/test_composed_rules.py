@@ -207,7 +207,7 @@ def test_fragment_option_with_an_unknown_condition(tmp_path):
     line = _line("    - when: {condition: slow_chair}")
     assert errors == [
         f"{line}:25: rule_reference_error: $.fragments.strength[1].when.condition: unknown "
-        "condition 'slow_chairs'"
+        "condition 'slow_chairs'; did you mean 'slow_chair'?"
     ]
 
 
