@@ -17,7 +17,8 @@ log = logging.getLogger("cds_service.auth")
 
 #: Paths that never need a token (exact) and path prefixes that never need one.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
-PUBLIC_PREFIXES = ("/static/", "/demo", "/trend")
+#: /admin has a gate of its own (cds_service.auth.admin: operators, not EHRs), off unless configured
+PUBLIC_PREFIXES = ("/static/", "/demo", "/trend", "/admin")
 DISCOVERY_PATH = "/cds-services"
 
 UNAUTHORIZED_BODY = json.dumps(
