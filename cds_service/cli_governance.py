@@ -19,6 +19,11 @@ def _day(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD") from exc
 
 
+def _now() -> datetime:
+    """The operator's clock (UTC)."""
+    return datetime.now(UTC)
+
+
 def add_governance_commands(commands: Any) -> None:
     """Register the governance subcommands on the CLI's subparsers."""
     report = commands.add_parser("report", help="the CDS governance report from the configured database")
@@ -60,7 +65,7 @@ def periods(config: dict[str, Any]) -> tuple[dict[str, int], int, int]:
 def run_governance(args: argparse.Namespace, now: datetime | None = None) -> int:
     """Run one governance command; exit status 0 when it did what was asked."""
     config = load_config()
-    now = now or datetime.now(UTC)
+    now = now or _now()
     store = _store(config)
     actor = getattr(args, "actor", None) or f"cli:{getpass.getuser()}"
     try:

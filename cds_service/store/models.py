@@ -164,7 +164,10 @@ feedback = sa.Table(
     sa.Column("tenant", sa.String, nullable=True),
     # the lift that ended the suppression this entry caused (null: not lifted)
     sa.Column("lift_id", sa.String(64), nullable=True),
-    sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp"),
+    sa.UniqueConstraint(
+        "card_uuid", "outcome", "outcome_timestamp", "service_id", "issuer", "tenant",
+        name="uq_feedback_entry_per_caller",
+    ),
     sa.Index(None, "card_sent_uuid"),
     sa.Index(None, "patient_pseudonym", "outcome", "outcome_timestamp"),
 )

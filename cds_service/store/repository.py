@@ -547,7 +547,7 @@ class Store:
         """Store CDS Hooks 2.0 feedback entries, each once however often it is posted.
 
         An entry is the same entry when its card uuid, outcome and outcomeTimestamp (as an
-        instant) are. An entry is linked to its card only when that card was sent by this
+        instant) are, posted by the same caller to the same service. An entry is linked to its card only when that card was sent by this
         service to this caller (``issuer``, ``tenant``); entries about other cards are stored
         unlinked and reported in ``unknown_cards``. All entries of one call commit together
         or not at all: ``FeedbackRejected`` (nothing stored) for an outcomeTimestamp later

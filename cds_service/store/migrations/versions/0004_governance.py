@@ -10,6 +10,7 @@
   their caller is unknown, so they keep applying to every caller, as they did).
 - ``feedback.lift_id`` and ``suppression_lift``: an operator's audited lift of a suppression.
 - ``admin_audit``: every admin action, without patient data.
+- feedback's unique key gains service, issuer and tenant.
 
 Revision ID: 0004
 Revises: 0003
@@ -28,6 +29,7 @@ depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Instant = sa.DateTime(timezone=True)
+UNIQUE = "uq_feedback_entry_per_caller"
 
 
 def upgrade() -> None:
@@ -91,6 +93,13 @@ def upgrade() -> None:
     op.add_column("feedback", sa.Column("issuer", sa.String, nullable=True))
     op.add_column("feedback", sa.Column("tenant", sa.String, nullable=True))
     op.add_column("feedback", sa.Column("lift_id", sa.String(64), nullable=True))
+    # an entry is the same entry only from the same caller to the same service: another caller
+    # (or service) naming the card cannot pre-empt the real feedback as a "duplicate"
+    with op.batch_alter_table("feedback") as batch:
+        batch.drop_constraint("uq_feedback_card_uuid_outcome_outcome_timestamp", type_="unique")
+        batch.create_unique_constraint(
+            UNIQUE, ["card_uuid", "outcome", "outcome_timestamp", "service_id", "issuer", "tenant"]
+        )
     # the calls behind the cards already stored: one per (hookInstance, service)
     op.execute(
         "INSERT INTO hook_call (id, hook_instance, called_at, service_id, hook, patient_pseudonym,"
@@ -104,6 +113,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("feedback") as batch:
+        batch.drop_constraint(UNIQUE, type_="unique")
+        batch.create_unique_constraint(
+            "uq_feedback_card_uuid_outcome_outcome_timestamp", ["card_uuid", "outcome", "outcome_timestamp"]
+        )
     op.drop_column("feedback", "lift_id")
     op.drop_column("feedback", "tenant")
     op.drop_column("feedback", "issuer")
