@@ -181,7 +181,8 @@ def _svg(figure: Any) -> str:
 
 
 def _plots(report: Report) -> list[tuple[str, str]]:
-    """(title, inline SVG) of each trend: card rate per finding, and response times."""
+    """(title, inline SVG) of each trend: card rate per finding, and response times. One line
+    per finding across months; a dotted vertical line marks the month a pack version began."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,35 +192,43 @@ def _plots(report: Report) -> list[tuple[str, str]]:
     plots = []
     months = sorted({c["month"] for c in report.calls})
     findings = sorted({r["finding"] for r in report.rows})
-    packs = list(dict.fromkeys(c["pack_version"] for c in report.calls))
+    starts: dict[str, str] = {}
+    for c in report.calls:
+        starts.setdefault(c["pack_version"], c["month"])
+
+    def frame(axes, ylabel: str) -> None:
+        for n, (pack, month) in enumerate(starts.items()):
+            if n:
+                axes.axvline(months.index(month) - 0.5, color="#888", linestyle=":", linewidth=1)
+                axes.annotate(pack, (months.index(month) - 0.45, 1.0), xycoords=("data", "axes fraction"),
+                              fontsize=7, va="top", color="#555")
+        axes.set_xticks(range(len(months)), months, rotation=45, ha="right")
+        axes.set_ylabel(ylabel)
+        axes.set_ylim(bottom=0)
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axes.grid(alpha=0.3)
+
     if months and findings:
         figure, axes = plt.subplots(figsize=(8, 3.6))
         for finding in findings:
-            for pack in packs:
-                points = [(r["month"], r["rate_per_1000"]) for r in report.rows
-                          if r["finding"] == finding and r["pack_version"] == pack and r["rate_per_1000"] is not None]
-                if points:
-                    axes.plot([months.index(m) for m, _ in points], [v for _, v in points], marker="o",
-                              label=f"{finding} ({pack})")
-        axes.set_xticks(range(len(months)), months, rotation=45, ha="right")
-        axes.set_ylabel("cards per 1,000 calls")
-        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        axes.grid(alpha=0.3)
-        plots.append(("Cards per 1,000 hook calls, by finding and pack version", _svg(figure)))
+            by_month: dict[str, list[int]] = {}
+            for r in report.rows:
+                if r["finding"] == finding and r["calls"]:
+                    cards_calls = by_month.setdefault(r["month"], [0, 0])
+                    cards_calls[0] += r["cards"]
+                    cards_calls[1] += r["calls"]
+            points = sorted((months.index(m), 1000 * k / n) for m, (k, n) in by_month.items() if m in months)
+            if points:
+                axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=finding)
+        frame(axes, "cards per 1,000 calls")
+        plots.append(("Cards per 1,000 hook calls, by finding (dotted: a new pack version)", _svg(figure)))
         plt.close(figure)
-    timed = [c for c in report.calls if c["p50_ms"] is not None]
+    timed = sorted((months.index(c["month"]), c) for c in report.calls if c["p50_ms"] is not None)
     if timed:
         figure, axes = plt.subplots(figsize=(8, 3.0))
-        for pack in packs:
-            mine = [c for c in timed if c["pack_version"] == pack]
-            if mine:
-                xs = [months.index(c["month"]) for c in mine]
-                axes.plot(xs, [c["p50_ms"] for c in mine], marker="o", label=f"p50 ({pack})")
-                axes.plot(xs, [c["p99_ms"] for c in mine], marker="s", linestyle="--", label=f"p99 ({pack})")
-        axes.set_xticks(range(len(months)), months, rotation=45, ha="right")
-        axes.set_ylabel("ms")
-        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        axes.grid(alpha=0.3)
+        axes.plot([x for x, _ in timed], [c["p50_ms"] for _, c in timed], marker="o", label="p50")
+        axes.plot([x for x, _ in timed], [c["p99_ms"] for _, c in timed], marker="s", linestyle="--", label="p99")
+        frame(axes, "ms")
         plots.append(("Response time of hook calls (p50, p99)", _svg(figure)))
         plt.close(figure)
     return plots
