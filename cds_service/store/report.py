@@ -2,19 +2,22 @@
 
 Each query groups one table by (month, pack version, …) over ``[since, until)`` so the database
 does the counting; Python only joins the small results. Months are UTC calendar months
-(``YYYY-MM``). Response-time percentiles are nearest-rank (the ``ceil(p·n)``-th smallest
-duration), worked out with window functions, so they are exact on both databases.
+(``YYYY-MM``), stored with each call and card so that the GROUP BY streams over an index in its
+order (``ix_hook_call_report``, ``ix_card_sent_report``) instead of sorting every row. Response-time percentiles are nearest-rank (the ``ceil(p·n)``-th smallest
+duration) over a histogram of 0.1 ms buckets (``hook_call.duration_tenths``) that the database counts in
+the same scan as the calls, so they are exact to 0.1 ms (rounded down) on both databases without sorting every call.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from cds_service.store.models import UTCDateTime
 
@@ -53,13 +56,6 @@ class Figures:
     findings: dict[tuple[str, str, str], FindingGroup]
 
 
-def _month(column: str, dialect: str) -> str:
-    """SQL for the UTC month (YYYY-MM) of a timestamp column."""
-    if dialect == "postgresql":
-        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM')"
-    return f"substr({column}, 1, 7)"  # SQLite stores the naive UTC time as text
-
-
 def _accepted_match(dialect: str) -> str:
     """SQL: the suggestion ``s`` is among the ids the feedback ``f`` accepted (a JSON array)."""
     if dialect == "postgresql":
@@ -71,62 +67,68 @@ def figures(engine: Engine, since: datetime, until: datetime) -> Figures:
     """Count calls, cards, feedback, suppressions and undecided findings over [since, until)."""
     dialect = engine.dialect.name
     bind = UTCDateTime().process_bind_param
-    params = {"since": bind(since, engine.dialect), "until": bind(until, engine.dialect)}
+    params = {"since": bind(since, engine.dialect), "until": bind(until, engine.dialect),
+              "first_month": since.astimezone(UTC).strftime("%Y-%m"),
+              "last_month": (until.astimezone(UTC) - timedelta(microseconds=1)).strftime("%Y-%m")}
     calls: dict[tuple[str, str], CallGroup] = defaultdict(CallGroup)
     found: dict[tuple[str, str, str], FindingGroup] = defaultdict(FindingGroup)
     in_period = "{col} >= :since AND {col} < :until"
-    call_month, card_month = _month("c.called_at", dialect), _month("k.sent_at", dialect)
+    call_month, card_month = "c.month", "k.month"
     with engine.connect() as connection:
         def rows(sql: str) -> list[Any]:
             return connection.execute(sa.text(sql), params).all()
 
-        for month, pack, n, errors, first in rows(
-            f"SELECT {call_month} AS m, c.pack_version, count(*), "
+        histograms: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+        for month, pack, bucket, n, errors, first in rows(
+            "SELECT c.month, c.pack_version, c.duration_tenths, count(*), "
             "sum(CASE WHEN c.status >= 500 THEN 1 ELSE 0 END), min(c.called_at) "
-            f"FROM hook_call c WHERE {in_period.format(col='c.called_at')} GROUP BY m, c.pack_version"
+            f"FROM hook_call c WHERE c.month >= :first_month AND c.month <= :last_month "
+            f"AND {in_period.format(col='c.called_at')} GROUP BY c.month, c.pack_version, c.duration_tenths"
         ):
             group = calls[(month, pack)]
-            group.calls, group.errors = n, int(errors or 0)
-            group.first_call = _as_instant(first)
-        for month, pack, rank, value in _percentiles(connection, call_month, in_period, params):
-            group = calls[(month, pack)]
-            if rank == "p50":
-                group.p50_ms = value
-            else:
-                group.p99_ms = value
-        for month, pack, finding, n, unanswered in rows(
-            f"SELECT {card_month} AS m, k.pack_version, k.primary_finding, count(*), "
-            "sum(CASE WHEN NOT EXISTS (SELECT 1 FROM feedback f WHERE f.card_sent_uuid = k.uuid) "
-            "THEN 1 ELSE 0 END) "
-            f"FROM card_sent k WHERE {in_period.format(col='k.sent_at')} "
-            "GROUP BY m, k.pack_version, k.primary_finding"
+            group.calls += n
+            group.errors += int(errors or 0)
+            first = _as_instant(first)
+            if group.first_call is None or first < group.first_call:
+                group.first_call = first
+            if bucket is not None:
+                histograms[(month, pack)].append((int(bucket), n))
+        for key, histogram in histograms.items():
+            calls[key].p50_ms, calls[key].p99_ms = nearest_rank(histogram, 0.50), nearest_rank(histogram, 0.99)
+        for month, pack, finding, n in rows(
+            "SELECT k.month, k.pack_version, k.primary_finding, count(*) FROM card_sent k "
+            "WHERE k.month >= :first_month AND k.month <= :last_month "
+            f"AND {in_period.format(col='k.sent_at')} GROUP BY k.month, k.pack_version, k.primary_finding"
         ):
             group = found[(month, pack, finding)]
-            group.cards, group.no_feedback = n, int(unanswered or 0)
-        for month, pack, finding, outcome, n in rows(
-            f"SELECT {card_month} AS m, k.pack_version, k.primary_finding, f.outcome, "
-            "count(DISTINCT k.uuid) FROM card_sent k JOIN feedback f ON f.card_sent_uuid = k.uuid "
-            f"WHERE {in_period.format(col='k.sent_at')} GROUP BY m, k.pack_version, k.primary_finding, f.outcome"
+            group.cards = group.no_feedback = n
+        # feedback is a few percent of cards: each query starts from it (CROSS JOIN fixes that
+        # order on SQLite; PostgreSQL plans it as the inner join it is) and reaches cards by key
+        for month, pack, finding, answered, accepted, overridden in rows(
+            "SELECT m, pack_version, primary_finding, count(*), sum(acc), sum(ovr) FROM ("
+            f"SELECT {card_month} AS m, k.pack_version, k.primary_finding, k.uuid, "
+            "max(CASE WHEN f.outcome = 'accepted' THEN 1 ELSE 0 END) AS acc, "
+            "max(CASE WHEN f.outcome = 'overridden' THEN 1 ELSE 0 END) AS ovr "
+            "FROM feedback f CROSS JOIN card_sent k WHERE k.uuid = f.card_sent_uuid "
+            f"AND {in_period.format(col='k.sent_at')} GROUP BY {card_month}, k.pack_version, k.primary_finding, k.uuid"
+            ") answered GROUP BY m, pack_version, primary_finding"
         ):
             group = found[(month, pack, finding)]
-            if outcome == "accepted":
-                group.accepted = n
-            elif outcome == "overridden":
-                group.overridden = n
+            group.no_feedback -= answered
+            group.accepted, group.overridden = int(accepted or 0), int(overridden or 0)
         for month, pack, finding, reason, n in rows(
             f"SELECT {card_month} AS m, k.pack_version, k.primary_finding, "
             "coalesce(f.override_reason_code, CASE WHEN f.override_reason_display IS NULL "
             "THEN '(no reason)' ELSE '(display only)' END) AS r, count(DISTINCT k.uuid) "
-            "FROM card_sent k JOIN feedback f ON f.card_sent_uuid = k.uuid "
-            f"WHERE f.outcome = 'overridden' AND {in_period.format(col='k.sent_at')} "
+            "FROM feedback f CROSS JOIN card_sent k WHERE k.uuid = f.card_sent_uuid "
+            f"AND f.outcome = 'overridden' AND {in_period.format(col='k.sent_at')} "
             "GROUP BY m, k.pack_version, k.primary_finding, r"
         ):
             found[(month, pack, finding)].overridden_by_reason[reason] = n
         for month, pack, finding, key, n in rows(
             f"SELECT {card_month} AS m, k.pack_version, k.primary_finding, s.key, count(DISTINCT k.uuid) "
-            "FROM card_sent k JOIN feedback f ON f.card_sent_uuid = k.uuid "
-            "JOIN card_suggestion s ON s.card_uuid = k.uuid "
-            f"WHERE f.outcome = 'accepted' AND {in_period.format(col='k.sent_at')} "
+            "FROM feedback f CROSS JOIN card_sent k JOIN card_suggestion s ON s.card_uuid = k.uuid "
+            f"WHERE k.uuid = f.card_sent_uuid AND f.outcome = 'accepted' AND {in_period.format(col='k.sent_at')} "
             f"AND {_accepted_match(dialect)} GROUP BY m, k.pack_version, k.primary_finding, s.key"
         ):
             found[(month, pack, finding)].accepted_by_suggestion[key] = n
@@ -152,22 +154,16 @@ def _as_instant(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _percentiles(connection: Connection, month: str, in_period: str, params: dict[str, Any]) -> list[Any]:
-    """(month, pack, "p50"|"p99", duration) by nearest rank: the k-th smallest with
-    k = ceil(p·n), which is (n+1)/2 and (99n+99)/100 in integer arithmetic."""
-    sql = (
-        "SELECT m, pack_version, CASE WHEN rn = (n + 1) / 2 THEN 'p50' ELSE 'p99' END, duration_ms, "
-        "rn = (n + 1) / 2 AS is50, rn = (99 * n + 99) / 100 AS is99 FROM ("
-        f"SELECT {month} AS m, c.pack_version, c.duration_ms, "
-        f"row_number() OVER (PARTITION BY {month}, c.pack_version ORDER BY c.duration_ms) AS rn, "
-        f"count(*) OVER (PARTITION BY {month}, c.pack_version) AS n "
-        f"FROM hook_call c WHERE c.duration_ms IS NOT NULL AND {in_period.format(col='c.called_at')}"
-        ") ranked WHERE rn = (n + 1) / 2 OR rn = (99 * n + 99) / 100"
-    )
-    out = []
-    for m, pack, _label, value, is50, is99 in connection.execute(sa.text(sql), params):
-        if is50:
-            out.append((m, pack, "p50", value))
-        if is99:
-            out.append((m, pack, "p99", value))
-    return out
+def nearest_rank(histogram: list[tuple[int, int]], p: float) -> float | None:
+    """The nearest-rank percentile (the ceil(p·n)-th smallest) of durations counted in tenths of
+    a millisecond, in ms: exact to the 0.1 ms the histogram keeps."""
+    total = sum(n for _, n in histogram)
+    if not total:
+        return None
+    rank = max(1, math.ceil(p * total - 1e-9))
+    seen = 0
+    for bucket, n in sorted(histogram):
+        seen += n
+        if seen >= rank:
+            return bucket / 10
+    return sorted(histogram)[-1][0] / 10

@@ -400,6 +400,8 @@ class Store:
             "duration_ms": None if duration_ms is None else float(duration_ms),
             "cards": len(cards),
             "detail": dict(detail or {}),
+            "month": _month(called_at),
+            "duration_tenths": None if duration_ms is None else int(float(duration_ms) * 10),
         }
         state_rows = [
             {"call_id": call_id, "finding": finding, "state": state, "missing": missing}
@@ -419,6 +421,7 @@ class Store:
                 "call_id": call_id,
                 "issuer": issuer,
                 "tenant": tenant,
+                "month": _month(called_at),
             }
             for card in cards
         ]
@@ -985,7 +988,7 @@ def _upsert_nothing(dialect: str, table: sa.Table, *, returning_key: bool = Fals
 
 #: the columns a card journal record (journal.py) holds; a record of another shape is set aside.
 #: Version 1 records (before 0004) hold cards without their call and caller.
-_SCOPE_COLUMNS = {"call_id", "issuer", "tenant"}
+_SCOPE_COLUMNS = {"call_id", "issuer", "tenant", "month"}
 _CARD_COLUMNS = {c.name for c in card_sent.columns}
 _CARD_COLUMNS_V1 = _CARD_COLUMNS - _SCOPE_COLUMNS
 _CARD_TEXT_COLUMNS = _CARD_COLUMNS - {"findings"}
@@ -1026,7 +1029,8 @@ def _journaled_rows(record: Mapping[str, Any]) -> Rows | None:
         sent_at = _instant(row["sent_at"])
         if sent_at is None:
             return None
-        card_rows.append({"call_id": None, "issuer": None, "tenant": None, **row, "sent_at": sent_at})
+        card_rows.append({"call_id": None, "issuer": None, "tenant": None, "month": _month(sent_at),
+                          **row, "sent_at": sent_at})
     for row in suggestions:
         if not isinstance(row, dict) or set(row) != _SUGGESTION_COLUMNS or not all(isinstance(v, str) for v in row.values()):
             return None
@@ -1040,6 +1044,7 @@ def _journaled_rows(record: Mapping[str, Any]) -> Rows | None:
                 "patient_pseudonym": row["patient_pseudonym"], "pack_version": row["pack_version"],
                 "status": 200, "duration_ms": None, "cards": 0,
                 "detail": {"recorded": "journal version 1: cards only"},
+                "month": row["month"], "duration_tenths": None,
             })
             call["cards"] += 1
         return list(calls.values()), [], card_rows, suggestions
@@ -1160,6 +1165,11 @@ _PATIENT_FEEDBACK = (
     )
     .order_by(feedback.c.outcome_timestamp, feedback.c.id)
 )
+
+
+def _month(moment: datetime) -> str:
+    """The UTC month of an instant, YYYY-MM (the report groups by it)."""
+    return moment.astimezone(UTC).strftime("%Y-%m")
 
 
 def _iso(moment: datetime) -> str:

@@ -48,9 +48,13 @@ def upgrade() -> None:
         sa.Column("duration_ms", sa.Float, nullable=True),
         sa.Column("cards", sa.Integer, nullable=False),
         sa.Column("detail", sa.JSON, nullable=False),
+        sa.Column("month", sa.String(7), nullable=False),
+        sa.Column("duration_tenths", sa.Integer, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_hook_call"),
     )
-    op.create_index("ix_hook_call_called_at", "hook_call", ["called_at"])
+    op.create_index(
+        "ix_hook_call_report", "hook_call", ["month", "pack_version", "duration_tenths", "status", "called_at"]
+    )
     op.create_index("ix_hook_call_hook_instance", "hook_call", ["hook_instance"])
     op.create_table(
         "call_finding",
@@ -89,7 +93,15 @@ def upgrade() -> None:
     op.create_index("ix_admin_audit_at", "admin_audit", ["at"])
     for column in ("call_id", "issuer", "tenant"):
         op.add_column("card_sent", sa.Column(column, sa.String, nullable=True))
-    op.create_index("ix_card_sent_sent_at", "card_sent", ["sent_at"])
+    op.add_column("card_sent", sa.Column("month", sa.String(7), nullable=True))
+    month = (
+        "to_char(sent_at AT TIME ZONE 'UTC', 'YYYY-MM')" if op.get_bind().dialect.name == "postgresql"
+        else "substr(sent_at, 1, 7)"  # SQLite holds the naive UTC time as text
+    )
+    op.execute(f"UPDATE card_sent SET month = {month}")
+    op.create_index(
+        "ix_card_sent_report", "card_sent", ["month", "pack_version", "primary_finding", "sent_at"]
+    )
     op.add_column("feedback", sa.Column("issuer", sa.String, nullable=True))
     op.add_column("feedback", sa.Column("tenant", sa.String, nullable=True))
     op.add_column("feedback", sa.Column("lift_id", sa.String(64), nullable=True))
@@ -103,10 +115,10 @@ def upgrade() -> None:
     # the calls behind the cards already stored: one per (hookInstance, service)
     op.execute(
         "INSERT INTO hook_call (id, hook_instance, called_at, service_id, hook, patient_pseudonym,"
-        " pack_version, status, duration_ms, cards, detail)"
+        " pack_version, status, duration_ms, cards, detail, month)"
         " SELECT 'legacy:' || service_id || ':' || hook_instance, hook_instance, min(sent_at),"
         " service_id, min(hook), min(patient_pseudonym), min(pack_version), 200, NULL, count(*),"
-        " '{\"recorded\": \"before 0004: cards only\"}'"
+        " '{\"recorded\": \"before 0004: cards only\"}', min(month)"
         " FROM card_sent GROUP BY service_id, hook_instance"
     )
     op.execute("UPDATE card_sent SET call_id = 'legacy:' || service_id || ':' || hook_instance")
@@ -121,8 +133,8 @@ def downgrade() -> None:
     op.drop_column("feedback", "lift_id")
     op.drop_column("feedback", "tenant")
     op.drop_column("feedback", "issuer")
-    op.drop_index("ix_card_sent_sent_at", table_name="card_sent")
-    for column in ("tenant", "issuer", "call_id"):
+    op.drop_index("ix_card_sent_report", table_name="card_sent")
+    for column in ("month", "tenant", "issuer", "call_id"):
         op.drop_column("card_sent", column)
     op.drop_index("ix_admin_audit_at", table_name="admin_audit")
     op.drop_table("admin_audit")
@@ -130,5 +142,5 @@ def downgrade() -> None:
     op.drop_table("suppression_lift")
     op.drop_table("call_finding")
     op.drop_index("ix_hook_call_hook_instance", table_name="hook_call")
-    op.drop_index("ix_hook_call_called_at", table_name="hook_call")
+    op.drop_index("ix_hook_call_report", table_name="hook_call")
     op.drop_table("hook_call")
