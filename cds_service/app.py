@@ -147,7 +147,11 @@ def _install_auth(app: Flask, state: ServiceState) -> None:
     if settings["auth"]["required"]:
         authenticator = Authenticator(settings["auth"], settings["base_url"], settings["redis"]["url"])
     state.auth = authenticator
-    init_auth(app, authenticator, settings)
+    from cds_service.auth.admin import AdminGate
+
+    # /admin/ has a gate of its own (operators' tokens, not EHRs' JWTs) when it is configured
+    admin_prefixes = ("/admin/",) if AdminGate(settings["admin"]).enabled else ()
+    init_auth(app, authenticator, settings, extra_prefixes=admin_prefixes)
 
 
 def _install_error_handlers(app: Flask, settings: dict[str, Any]) -> None:

@@ -186,9 +186,11 @@ def test_the_cli_lists_lifts_and_explains(app, ehr, config, monkeypatch, capsys,
 
 
 def test_admin_is_off_unless_configured(tmp_path):
+    """Off, /admin is an unknown path behind the CDS Hooks gate: 401 without an EHR's JWT, 404 with one."""
     app = create_app(service_config(tmp_path), clock=lambda: NOW)
     try:
-        response = app.test_client().get("/admin/report", headers=ADMIN)
+        assert app.test_client().get("/admin/report", headers=ADMIN).status_code == 401
+        response = EhrClient(app.test_client(), BASE_URL).get("/admin/report")
         assert response.status_code == 404
     finally:
         app.extensions["cds"].store.dispose()
