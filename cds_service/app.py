@@ -104,6 +104,7 @@ def create_app(
     store = Store(settings["database"]["url"], settings["privacy"]["pseudonym_key"],
                   card_journal=settings["database"]["card_journal"])
     store.migrate()
+    _purge_expired(store, settings)
     state = ServiceState(
         config=settings,
         rules=rules,
@@ -120,12 +121,25 @@ def create_app(
     for blueprint in (home.bp, discovery.bp, services.bp, feedback.bp, ops.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_smart(app, settings)
+    from cds_service.api.admin import init_admin
+
+    init_admin(app, settings)
     _install_error_handlers(app, settings)
     _install_request_metrics(app, state)
     log_event(logging.INFO, "service started", pack_version=rules.current.version,
               profile=settings["rules"]["profile"], ct_cutoffs=settings["rules"]["ct_cutoffs"],
               auth_required=settings["auth"]["required"])
     return app
+
+
+def _purge_expired(store: Store, settings: dict[str, Any]) -> None:
+    """``retention.days``: delete what is older than the limit, once at start-up (each worker
+    start purges again; the delete is idempotent)."""
+    days = settings["retention"]["days"]
+    if days:
+        from datetime import UTC, timedelta
+
+        store.purge(datetime.now(UTC) - timedelta(days=days))
 
 
 def install_reload_signal(app: Flask) -> None:
@@ -152,7 +166,11 @@ def _install_auth(app: Flask, state: ServiceState) -> None:
     if settings["auth"]["required"]:
         authenticator = Authenticator(settings["auth"], settings["base_url"], settings["redis"]["url"])
     state.auth = authenticator
-    init_auth(app, authenticator, settings)
+    from cds_service.auth.admin import AdminGate
+
+    # /admin/ has a gate of its own (operators' tokens, not EHRs' JWTs) when it is configured
+    admin_prefixes = ("/admin/",) if AdminGate(settings["admin"]).enabled else ()
+    init_auth(app, authenticator, settings, extra_prefixes=admin_prefixes)
 
 
 def _install_error_handlers(app: Flask, settings: dict[str, Any]) -> None:

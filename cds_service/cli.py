@@ -1,4 +1,5 @@
-"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, the rules tools, call and dev-key."""
+"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, the rules tools, call and dev-key,
+and governance (report, suppressions, explain)."""
 
 from __future__ import annotations
 
@@ -164,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the database schema to the latest version")
     commands.add_parser("check-config", help="validate the configuration and print it (secrets masked)")
 
+    from cds_service.cli_governance import add_governance_commands
+
+    add_governance_commands(commands)
     try:
         from cds_service.cli_rules import add_rules_commands
     except ImportError:  # pragma: no cover - the engine ships cli_rules
@@ -204,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             print(json.dumps(_masked(load_config()), indent=2))
             return 0
+        if args.command in ("report", "suppressions", "explain"):
+            from cds_service.cli_governance import run_governance
+
+            return run_governance(args)
         if args.command == "rules":
             from cds_service.cli_rules import run_rules
 

@@ -95,6 +95,17 @@ DEFAULTS: dict[str, Any] = {
         "browser_binding": True,
         "session_key_prefix": "sarcopenia-cds:smart:",
     },
+    "admin": {
+        "oidc_issuer": None,
+        "audience": None,
+        "role_claim": "roles",
+        "role": "cds-governance",
+        "tokens": [],
+        "jwks_url": None,
+    },
+    "retention": {
+        "days": None,
+    },
     "logging": {
         "level": "INFO",
         "format": "json",
@@ -170,6 +181,22 @@ _SPECIAL: dict[str, dict[str, Any]] = {
     "suppression.override_days": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
     "fhir.budget_seconds": {"type": "number", "exclusiveMinimum": 0},
     "fhir.open_servers": {"type": "array", "items": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+"}},
+    "admin.oidc_issuer": {"type": ["string", "null"], "pattern": "^https?://"},
+    "admin.audience": {"type": ["string", "null"]},
+    "admin.jwks_url": {"type": ["string", "null"], "pattern": "^https?://"},
+    "admin.tokens": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "sha256"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+        },
+    },
+    "retention.days": {"type": ["integer", "null"], "minimum": 1},
 }
 
 

@@ -36,6 +36,17 @@ class HookOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
     fallback: bool = False
     unavailable: list[str] = field(default_factory=list)
+    #: for the call record (names and codes only, never values): (rule id, finding) of each
+    #: finding made, facts unknown because data was unavailable, findings left undecided for it,
+    #: the resource types that could not be fetched, and findings hidden by earlier feedback
+    rules_fired: list[tuple[str, str]] = field(default_factory=list)
+    unknown_facts: list[str] = field(default_factory=list)
+    undetermined: list[str] = field(default_factory=list)
+    unavailable_types: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)
+    rule_errors: list[str] = field(default_factory=list)
+    #: prefetch key -> why it could not be fetched (the message names no patient data)
+    unavailable_messages: dict[str, str] = field(default_factory=dict)
 
 
 def check_request(body: Any, service_id: str, hook: ModuleType) -> None:
@@ -166,7 +177,16 @@ def answer_hook(
     if extension:
         response["extension"] = extension
 
-    outcome = HookOutcome(body=response, patient_id=context["patientId"], unavailable=sorted(gathered.missing))
+    outcome = HookOutcome(
+        body=response, patient_id=context["patientId"], unavailable=sorted(gathered.missing),
+        rules_fired=sorted((f.rule_id, f.code) for f in evaluation.findings),
+        unknown_facts=sorted(ruleset.unknown_facts(unavailable)) if unavailable else [],
+        undetermined=list(evaluation.undetermined),
+        unavailable_types=sorted(unavailable),
+        suppressed=list(evaluation.suppressed),
+        rule_errors=sorted({e["rule"] for e in evaluation.errors}),
+        unavailable_messages=dict(gathered.missing),
+    )
     problems = validate_response(response)
     if problems:
         outcome.fallback = True

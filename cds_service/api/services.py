@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, g
 
@@ -26,9 +26,16 @@ def known_service(service_id: str) -> str:
     return hook
 
 
+def caller() -> tuple[str, str]:
+    """(issuer, tenant) of the verified JWT of this request; ('', '') without one (auth off)."""
+    claims = g.get("jwt_claims") or {}
+    issuer, tenant = claims.get("iss"), claims.get("tenant")
+    return (issuer if isinstance(issuer, str) else "", tenant if isinstance(tenant, str) else "")
+
+
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str):
-    """Answer one hook call with cards."""
+    """Answer one hook call with cards, and record what it did (also when it fails)."""
     state = current_app.extensions["cds"]
     started = time.perf_counter()
     hook_name = known_service(service_id)
@@ -38,27 +45,57 @@ def call_service(service_id: str):
     g.hook_instance = body["hookInstance"]
     now = state.clock()
     settings = state.config["suppression"]
+    skew = timedelta(seconds=state.config["auth"]["clock_skew_seconds"])
     patient_id = body["context"]["patientId"]
-    suppression = state.store.suppressions(
-        patient_id, now, settings["override_days"], settings["default_override_days"], settings["accepted_referral_days"],
-    )
+    issuer, tenant = caller()
     ruleset = state.rules.current
-    outcome = answer_hook(
-        body,
-        service_id=service_id,
-        ruleset=ruleset,
-        engine_settings=state.engine_settings,
-        config=state.config,
-        client=state.fhir,
-        suppression=suppression,
-        now=now,
-        on_fetch_error=lambda reason: state.metrics.fhir_errors.labels(reason=_reason_label(reason)).inc(),
-    )
-    if outcome.sent:
-        state.store.record_cards(
-            hook_instance=body["hookInstance"], service_id=service_id, hook=hook_name, patient_id=patient_id,
-            pack_version=ruleset.version, cards=outcome.sent, sent_at=now,
+    record = {
+        "hook_instance": body["hookInstance"], "service_id": service_id, "hook": hook_name,
+        "patient_id": patient_id, "pack_version": ruleset.version, "called_at": now,
+        "issuer": issuer, "tenant": tenant,
+    }
+    try:
+        suppression = state.store.suppressions(
+            patient_id, now, settings["override_days"], settings["default_override_days"],
+            settings["accepted_referral_days"], service_id=service_id, issuer=issuer, tenant=tenant,
+            clock_skew=skew,
         )
+        outcome = answer_hook(
+            body,
+            service_id=service_id,
+            ruleset=ruleset,
+            engine_settings=state.engine_settings,
+            config=state.config,
+            client=state.fhir,
+            suppression=suppression,
+            now=now,
+            on_fetch_error=lambda reason: state.metrics.fhir_errors.labels(reason=_reason_label(reason)).inc(),
+        )
+    except ProtocolError as error:
+        _record_failure(state, record, error.status, started)
+        raise
+    except Exception:
+        _record_failure(state, record, 500, started)
+        raise
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    hidden = set(outcome.suppressed)
+    state.store.record_call(
+        **record, cards=outcome.sent, status=200, duration_ms=duration_ms,
+        detail={
+            "rules_fired": [{"rule": rule, "finding": finding} for rule, finding in outcome.rules_fired],
+            "unknown_facts": outcome.unknown_facts,
+            "unavailable": outcome.unavailable_types,
+            "unavailable_reasons": {key: _reason_label(message) for key, message in outcome.unavailable_messages.items()},
+            "undetermined": outcome.undetermined,
+            "suppressed": [r.as_record() for r in suppression.reasons if r.kind == "finding" and r.target in hidden],
+            "suggestions_held_back": sorted(suppression.suggestions),
+            "rule_errors": outcome.rule_errors,
+            "fallback": outcome.fallback,
+            "timings_ms": outcome.timings_ms,
+        },
+        states=[(f, "suppressed", None) for f in outcome.suppressed]
+        + [(f, "undetermined", ",".join(outcome.unavailable_types)) for f in outcome.undetermined],
+    )
     for finding in outcome.findings:
         state.metrics.findings.labels(finding=finding).inc()
     for card in outcome.sent:
@@ -69,9 +106,20 @@ def call_service(service_id: str):
         hookInstance=body["hookInstance"], service=service_id, hook=hook_name, pack_version=ruleset.version,
         findings=outcome.findings, cards=len(outcome.body["cards"]), unavailable=outcome.unavailable,
         timings_ms=outcome.timings_ms,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        duration_ms=duration_ms,
     )
     return json_response(outcome.body)
+
+
+def _record_failure(state, record: dict, status: int, started: float) -> None:
+    """Record a call that was answered with an error (the report counts them); a store that
+    cannot record it is logged, and the call's own answer still goes out."""
+    try:
+        state.store.record_call(**record, status=status,
+                                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                                detail={"error": status})
+    except Exception as exc:  # noqa: BLE001 - the error answer matters more than its record
+        log_event(logging.ERROR, "failed call not recorded", error_type=type(exc).__name__, status=status)
 
 
 def _reason_label(reason: str) -> str:

@@ -40,7 +40,7 @@ def _dot_segments(path: str) -> bool:
 
 
 def is_public(method: str, path: str, discovery_public: bool,
-              extra_public: Iterable[str] = ()) -> bool:
+              extra_public: Iterable[str] = (), extra_prefixes: tuple[str, ...] = ()) -> bool:
     """True for requests that pass without a token; every other path needs one (fail closed)."""
     if method == "OPTIONS":
         return True
@@ -48,12 +48,15 @@ def is_public(method: str, path: str, discovery_public: bool,
         return False
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path in extra_public:
         return True
+    if extra_prefixes and path.startswith(extra_prefixes):
+        return True
     return discovery_public and method in ("GET", "HEAD") and path.rstrip("/") == DISCOVERY_PATH
 
 
 def init_auth(app: Flask, auth: Authenticator | None, config: dict[str, Any],
-              extra_public: Iterable[str] = ()) -> None:
-    """Register CORS and the JWT gate; verified claims land in ``flask.g.jwt_claims``."""
+              extra_public: Iterable[str] = (), extra_prefixes: tuple[str, ...] = ()) -> None:
+    """Register CORS and the JWT gate; verified claims land in ``flask.g.jwt_claims``.
+    ``extra_prefixes``: paths with a gate of their own (``/admin/`` when it is configured)."""
     init_cors(app, config.get("cors") or {})
     auth_cfg = config.get("auth") or {}
     required = bool(auth_cfg.get("required", True)) if auth is None else auth.required
@@ -67,7 +70,7 @@ def init_auth(app: Flask, auth: Authenticator | None, config: dict[str, Any],
     @app.before_request
     def _authenticate() -> Response | None:
         g.jwt_claims = None
-        if not required or is_public(request.method, request.path, discovery_public, extra):
+        if not required or is_public(request.method, request.path, discovery_public, extra, extra_prefixes):
             return None
         if isinstance(request.routing_exception, NotFound) and not _dot_segments(request.path):
             return None  # no such route: the 404 handler answers (a token would not change that)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cds_service.suppression import Suppression  # noqa: F401 - re-exported: one class, one home
+
 from .cards import compose
 from .facts import Run
 from .medications import medications_by_id, prepare
@@ -17,14 +19,6 @@ class EngineSettings:
     ct_cutoffs: str | None = "martin2013"  # None: the profile's default_ct_cutoffs in the packs
     locale: str = "en"
     finding_system: str = "https://sarcopenia-cds.org/CodeSystem/finding"
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """Finding codes and suggestion keys the caller wants hidden (alert-fatigue control)."""
-
-    findings: frozenset[str] = frozenset()
-    suggestions: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -143,11 +143,15 @@ def validate_feedback(body: Any) -> None:
 
 
 def _impossible_timestamp(index: int, stamp: str) -> Issue | None:
+    path = f"$.feedback[{index}].outcomeTimestamp"
     try:
-        datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith(("Z", "z")) else stamp)
+        parsed = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith(("Z", "z")) else stamp)
     except ValueError:
-        path = f"$.feedback[{index}].outcomeTimestamp"
         return Issue("value", f"{path}: {_short(repr(stamp))} is not a valid date and time", path)
+    try:  # an offset can carry a valid local time out of the years 1-9999 once it is in UTC
+        parsed.astimezone(UTC)
+    except OverflowError:
+        return Issue("value", f"{path}: {_short(repr(stamp))} lies outside the years 0001-9999 in UTC", path)
     return None
 
 

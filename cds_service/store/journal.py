@@ -47,8 +47,11 @@ FLUSH_INTERVAL_SECONDS = 0.2
 FAILURE_LOG_SECONDS = 30.0
 #: the suffix of a journal file taken aside by a flush
 FLUSHING = ".flushing"
-#: the format of the records written now; every line starts with it (``{"v":1,``)
-VERSION = 1
+#: the format of the records written now; every line starts with it (``{"v":2,``): a call
+#: with its finding states, cards and suggestions
+VERSION = 2
+#: the versions a flush can read (1: cards only, written before migration 0004)
+READABLE = (1, 2)
 _RECORD_START = b'{"v":'
 
 Batch = list[dict[str, Any]]

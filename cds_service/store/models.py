@@ -63,6 +63,46 @@ service_secret = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+#: one row per answered hook call (0004): what the rules did, without patient data beyond the
+#: pseudonym; ``detail`` holds names and codes only (rules fired, unknown facts, suppressions)
+hook_call = sa.Table(
+    "hook_call",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("hook_instance", sa.String, nullable=False),
+    sa.Column("called_at", UTCDateTime, nullable=False),
+    sa.Column("service_id", sa.String, nullable=False),
+    sa.Column("hook", sa.String, nullable=False),
+    sa.Column("issuer", sa.String, nullable=True),
+    sa.Column("tenant", sa.String, nullable=True),
+    sa.Column("patient_pseudonym", sa.String(64), nullable=True),
+    sa.Column("pack_version", sa.String, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    # null for calls recorded before 0004 (only their cards were stored)
+    sa.Column("duration_ms", sa.Float, nullable=True),
+    sa.Column("cards", sa.Integer, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    # for the report: the UTC month (YYYY-MM) and the duration in whole tenths of a ms, so that
+    # its GROUP BY streams over this index in order, reading no row and sorting nothing
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("duration_tenths", sa.Integer, nullable=True),
+    sa.Index("ix_hook_call_report", "month", "pack_version", "duration_tenths", "status", "called_at"),
+    sa.Index(None, "hook_instance"),
+)
+
+#: the findings of a call that were made but hidden by earlier feedback ("suppressed"), or could
+#: not be decided because data was unavailable ("undetermined", with the missing resource types)
+call_finding = sa.Table(
+    "call_finding",
+    metadata,
+    sa.Column(
+        "call_id", sa.String, sa.ForeignKey("hook_call.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("finding", sa.String, primary_key=True),
+    sa.Column("state", sa.String(16), primary_key=True),
+    sa.Column("missing", sa.String, nullable=True),
+)
+
 card_sent = sa.Table(
     "card_sent",
     metadata,
@@ -75,7 +115,14 @@ card_sent = sa.Table(
     sa.Column("primary_finding", sa.String, nullable=False),
     sa.Column("findings", sa.JSON, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=False),
+    # 0004: the call that sent it, and who called (null: recorded before scoping existed)
+    sa.Column("call_id", sa.String, nullable=True),
+    sa.Column("issuer", sa.String, nullable=True),
+    sa.Column("tenant", sa.String, nullable=True),
     sa.Index(None, "patient_pseudonym"),
+    # for the report, as hook_call.month: its GROUP BY streams over this index
+    sa.Column("month", sa.String(7), nullable=True),
+    sa.Index("ix_card_sent_report", "month", "pack_version", "primary_finding", "sent_at"),
 )
 
 card_suggestion = sa.Table(
@@ -118,7 +165,43 @@ feedback = sa.Table(
     sa.Column("accepted_suggestions", sa.JSON, nullable=False),
     sa.Column("service_id", sa.String, nullable=False),
     sa.Column("received_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp"),
+    # 0004: who posted it ('' without an authenticated issuer; null: posted before 0004)
+    sa.Column("issuer", sa.String, nullable=True),
+    sa.Column("tenant", sa.String, nullable=True),
+    # the lift that ended the suppression this entry caused (null: not lifted)
+    sa.Column("lift_id", sa.String(64), nullable=True),
+    sa.UniqueConstraint(
+        "card_uuid", "outcome", "outcome_timestamp", "service_id", "issuer", "tenant",
+        name="uq_feedback_entry_per_caller",
+    ),
     sa.Index(None, "card_sent_uuid"),
     sa.Index(None, "patient_pseudonym", "outcome", "outcome_timestamp"),
+)
+
+
+#: an operator's lift of a patient's suppressions (0004): who, when, why; the feedback it ended
+#: points back at it through ``feedback.lift_id``
+suppression_lift = sa.Table(
+    "suppression_lift",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("patient_pseudonym", sa.String(64), nullable=False),
+    sa.Column("finding", sa.String, nullable=True),
+    sa.Column("lifted_at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Index(None, "patient_pseudonym"),
+)
+
+#: every admin action (0004): who did what and when, never patient data
+admin_audit = sa.Table(
+    "admin_audit",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index(None, "at"),
 )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import importlib
 import logging
+import uuid
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,8 +32,18 @@ from cds_service.store.compiled import (
     on_driver,
 )
 from cds_service.store.engine import create_engine
-from cds_service.store.models import card_sent, card_suggestion, feedback, service_secret
-from cds_service.store.types import FeedbackResult, Suppression
+from cds_service.store.models import (
+    admin_audit,
+    call_finding,
+    card_sent,
+    card_suggestion,
+    feedback,
+    hook_call,
+    service_secret,
+    suppression_lift,
+)
+from cds_service.store.types import FeedbackResult, LiftResult
+from cds_service.suppression import Suppression, SuppressionReason
 
 log = logging.getLogger("cds_service.store")
 
@@ -46,27 +56,33 @@ _RECONNECT_PAUSE_SECONDS = 0.1
 T = TypeVar("T")
 
 
-@functools.cache
-def _suppression_class() -> type:
-    """The engine's Suppression when the engine defines one, else the store's own."""
-    try:
-        engine = importlib.import_module("cds_service.engine")
-    except ImportError:
-        return Suppression
-    engine_class = getattr(engine, "Suppression", None)
-    if not isinstance(engine_class, type):
-        return Suppression
-    try:
-        engine_class(findings=frozenset(), suggestions=frozenset())
-    except TypeError:  # a different constructor: keep the store's shape
-        log.warning("cds_service.engine.Suppression does not take findings=, suggestions=")
-        return Suppression
-    return engine_class
+def make_suppression(
+    findings: Iterable[str], suggestions: Iterable[str], reasons: Iterable[SuppressionReason] = ()
+) -> Suppression:
+    """A Suppression (``.findings``, ``.suggestions`` frozensets, ``.reasons``)."""
+    return Suppression(frozenset(findings), frozenset(suggestions), tuple(reasons))
 
 
-def make_suppression(findings: Iterable[str], suggestions: Iterable[str]) -> Any:
-    """A Suppression (``.findings``, ``.suggestions`` frozensets), the engine's class if any."""
-    return _suppression_class()(findings=frozenset(findings), suggestions=frozenset(suggestions))
+class FeedbackRejected(ValueError):
+    """A feedback entry that cannot be stored as it is (the whole POST is refused); ``path`` is
+    the JSON path of the offending value, the message says why."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+#: the earliest and latest instants, for suppression windows that would otherwise overflow
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def _plus_days(moment: datetime, days: float) -> datetime:
+    """``moment`` + ``days``, at most the latest instant there is (never OverflowError)."""
+    try:
+        return moment + timedelta(days=days)
+    except OverflowError:
+        return _LATEST if days > 0 else _EARLIEST
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -328,18 +344,69 @@ class Store:
         pack_version: str,
         cards: list[dict[str, Any]],
         sent_at: datetime,
+        issuer: str = "",
+        tenant: str = "",
     ) -> None:
-        """Remember the cards of one response, one row each plus a row per suggestion.
-
-        A card uuid already recorded is left as it was. Feedback that arrived before its card
-        (stored unlinked) is linked now.
-        """
+        """Remember the cards of one response as a call that sent them (no timing, status 200);
+        ``record_call`` records the whole call. Nothing when there are no cards."""
         if not cards:
             return
-        sent_at = _aware(sent_at, "sent_at")
-        patient = self.pseudonymise(patient_id)
-        cards = sorted(cards, key=lambda card: card["uuid"])  # one lock order for all writers
+        self.record_call(
+            hook_instance=hook_instance, service_id=service_id, hook=hook, patient_id=patient_id,
+            pack_version=pack_version, cards=cards, called_at=sent_at, issuer=issuer, tenant=tenant,
+        )
 
+    def record_call(
+        self,
+        *,
+        hook_instance: str,
+        service_id: str,
+        hook: str,
+        patient_id: str | None,
+        pack_version: str,
+        called_at: datetime,
+        cards: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        status: int = 200,
+        duration_ms: float | None = None,
+        detail: Mapping[str, Any] | None = None,
+        states: Iterable[tuple[str, str, str | None]] = (),
+        issuer: str = "",
+        tenant: str = "",
+        call_id: str | None = None,
+    ) -> str:
+        """Remember one answered hook call and its cards: one call row (``detail``: rules fired,
+        facts unknown, suppressions applied, timings; names and codes only), a row per
+        ``states`` entry (finding, "suppressed" or "undetermined", missing resource types), a
+        card row each plus a row per suggestion. The call's id is returned.
+
+        A card uuid already recorded is left as it was. Feedback that arrived before its card
+        (stored unlinked) is linked now, when it came from the same caller and service.
+        """
+        called_at = _aware(called_at, "called_at")
+        call_id = call_id or uuid.uuid4().hex
+        patient = self.pseudonymise(patient_id) if patient_id is not None else None
+        cards = sorted(cards, key=lambda card: card["uuid"])  # one lock order for all writers
+        call_row = {
+            "id": call_id,
+            "hook_instance": hook_instance,
+            "called_at": called_at,
+            "service_id": service_id,
+            "hook": hook,
+            "issuer": issuer,
+            "tenant": tenant,
+            "patient_pseudonym": patient,
+            "pack_version": pack_version,
+            "status": int(status),
+            "duration_ms": None if duration_ms is None else float(duration_ms),
+            "cards": len(cards),
+            "detail": dict(detail or {}),
+            "month": _month(called_at),
+            "duration_tenths": None if duration_ms is None else int(float(duration_ms) * 10),
+        }
+        state_rows = [
+            {"call_id": call_id, "finding": finding, "state": state, "missing": missing}
+            for finding, state, missing in sorted(set(states))
+        ]
         card_rows = [
             {
                 "uuid": card["uuid"],
@@ -350,10 +417,16 @@ class Store:
                 "pack_version": pack_version,
                 "primary_finding": card["primary"],
                 "findings": list(dict.fromkeys([card["primary"], *card.get("findings", [])])),
-                "sent_at": sent_at,
+                "sent_at": called_at,
+                "call_id": call_id,
+                "issuer": issuer,
+                "tenant": tenant,
+                "month": _month(called_at),
             }
             for card in cards
         ]
+        if card_rows and patient is None:
+            raise ValueError("cards need the patient they were sent for")
         suggestion_rows = [
             {"uuid": suggestion_uuid, "card_uuid": card["uuid"], "key": key}
             for card in cards
@@ -361,49 +434,68 @@ class Store:
         ]
 
         if self._journal_appends:
-            self._append_to_journal(card_rows, suggestion_rows)
+            self._append_to_journal(call_row, state_rows, card_rows, suggestion_rows)
         else:
-            self._write_cards(card_rows, suggestion_rows)
+            self._write_cards(card_rows, suggestion_rows, [call_row], state_rows)
         # debug: the "hook answered" line, logged only after this write, has the same fields
         log.debug(
-            "cards recorded",
+            "call recorded",
             extra={"hookInstance": hook_instance, "service": service_id, "cards": len(cards)},
         )
+        return call_id
 
-    def _write_cards(self, card_rows: list[dict[str, Any]], suggestion_rows: list[dict[str, Any]]) -> None:
-        """Insert card and suggestion rows (those already there are left as they were) and link
-        feedback that arrived before its card, in one write transaction."""
+    def _write_cards(
+        self,
+        card_rows: list[dict[str, Any]],
+        suggestion_rows: list[dict[str, Any]],
+        call_rows: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        state_rows: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    ) -> None:
+        """Insert call, finding-state, card and suggestion rows (those already there are left as
+        they were) and link feedback that arrived before its card, in one write transaction."""
         dialect = self.engine.dialect.name
-        upsert_cards = _upsert_nothing(dialect, card_sent)
-        upsert_suggestions = _upsert_nothing(dialect, card_suggestion)
-        if upsert_cards is None or upsert_suggestions is None:  # no ON CONFLICT: row by row
+        tables = (hook_call, call_finding, card_sent, card_suggestion)
+        upserts = [_upsert_nothing(dialect, table) for table in tables]
+        batches = (list(call_rows), list(state_rows), card_rows, suggestion_rows)
+        links = [_link_values(row) for row in card_rows]
+        if any(upsert is None for upsert in upserts):  # no ON CONFLICT: row by row
 
             def write_rows(connection: Connection) -> None:
-                self._insert_many_ignoring_duplicates(connection, card_sent, card_rows)
-                self._insert_many_ignoring_duplicates(connection, card_suggestion, suggestion_rows)
-                connection.execute(_LINK_EARLY_FEEDBACK, [{"card": r["uuid"]} for r in card_rows])
+                for table, rows in zip(tables, batches, strict=True):
+                    self._insert_many_ignoring_duplicates(connection, table, rows)
+                if links:
+                    connection.execute(_LINK_EARLY_FEEDBACK, links)
 
             self._in_write_transaction(write_rows)
             return
-        insert_cards = self._statement(upsert_cards)
-        insert_suggestions = self._statement(upsert_suggestions)
+        inserts = [self._statement(upsert) for upsert in upserts]
         link = self._statement(_LINK_EARLY_FEEDBACK)
 
         def write(driver: Driver) -> None:
-            execute_many(driver, insert_cards, card_rows)
-            execute_many(driver, insert_suggestions, suggestion_rows)
+            for insert, rows in zip(inserts, batches, strict=True):
+                if rows:
+                    execute_many(driver, insert, rows)
             # no check first: finding no unlinked feedback costs the same index probe
-            execute_many(driver, link, [{"card": row["uuid"]} for row in card_rows])
+            if links:
+                execute_many(driver, link, links)
 
         self._write_on_driver(write)
 
     # -- the card journal (SQLite files; see journal.py) -------------------------------------
 
-    def _append_to_journal(self, card_rows: list[dict[str, Any]], suggestion_rows: list[dict[str, Any]]) -> None:
-        """One response's rows, as one journal line (sent_at as ISO 8601 text)."""
+    def _append_to_journal(
+        self,
+        call_row: dict[str, Any],
+        state_rows: list[dict[str, Any]],
+        card_rows: list[dict[str, Any]],
+        suggestion_rows: list[dict[str, Any]],
+    ) -> None:
+        """One response's rows, as one journal line (instants as ISO 8601 text)."""
         assert self._journal is not None
         journal.register(self)  # this process appends: it flushes too
         self._journal.append({
+            "call": {**call_row, "called_at": call_row["called_at"].isoformat()},
+            "states": state_rows,
             "cards": [{**row, "sent_at": row["sent_at"].isoformat()} for row in card_rows],
             "suggestions": suggestion_rows,
         })
@@ -420,6 +512,8 @@ class Store:
     def _write_journaled(self, records: list[dict[str, Any]]) -> None:
         """The rows of journaled responses, in one transaction (cards in uuid order, as
         ``record_cards`` writes them). Records this version cannot read are set aside."""
+        call_rows: dict[str, dict[str, Any]] = {}
+        state_rows: list[dict[str, Any]] = []
         card_rows: list[dict[str, Any]] = []
         suggestion_rows: list[dict[str, Any]] = []
         unreadable = []
@@ -428,28 +522,45 @@ class Store:
             if rows is None:
                 unreadable.append(record)
                 continue
-            card_rows.extend(rows[0])
-            suggestion_rows.extend(rows[1])
+            for call in rows[0]:
+                call_rows.setdefault(call["id"], call)
+            state_rows.extend(rows[1])
+            card_rows.extend(rows[2])
+            suggestion_rows.extend(rows[3])
         if unreadable:
             assert self._journal is not None
-            self._journal.reject(unreadable, f"not a version {journal.VERSION} card record")
-        if card_rows:
+            self._journal.reject(unreadable, f"not a card record of versions {journal.READABLE}")
+        if call_rows or card_rows:
             card_rows.sort(key=lambda row: row["uuid"])
-            self._write_cards(card_rows, suggestion_rows)
+            calls = sorted(call_rows.values(), key=lambda row: row["id"])
+            self._write_cards(card_rows, suggestion_rows, calls, state_rows)
 
     # -- feedback --------------------------------------------------------------------------
 
     def record_feedback(
-        self, service_id: str, entries: list[dict[str, Any]], received_at: datetime
+        self,
+        service_id: str,
+        entries: list[dict[str, Any]],
+        received_at: datetime,
+        *,
+        issuer: str = "",
+        tenant: str = "",
+        clock_skew: timedelta = timedelta(seconds=60),
     ) -> FeedbackResult:
         """Store CDS Hooks 2.0 feedback entries, each once however often it is posted.
 
         An entry is the same entry when its card uuid, outcome and outcomeTimestamp (as an
-        instant) are. Entries about cards this service never recorded are stored unlinked and
-        reported in ``unknown_cards``. All entries of one call commit together or not at all.
+        instant) are, posted by the same caller to the same service. An entry is linked to its card only when that card was sent by this
+        service to this caller (``issuer``, ``tenant``); entries about other cards are stored
+        unlinked and reported in ``unknown_cards``. All entries of one call commit together
+        or not at all: ``FeedbackRejected`` (nothing stored) for an outcomeTimestamp later
+        than ``received_at`` + ``clock_skew`` or earlier than its card was sent (less the skew).
         """
         received_at = _aware(received_at, "received_at")
-        rows = [self._feedback_row(service_id, entry, received_at) for entry in entries]
+        rows = [
+            self._feedback_row(service_id, index, entry, received_at, clock_skew, issuer, tenant)
+            for index, entry in enumerate(entries)
+        ]
         if not rows:
             return FeedbackResult(stored=0, duplicates=0, unknown_cards=[])
         try:
@@ -462,19 +573,30 @@ class Store:
 
         def write(connection: Connection) -> tuple[int, set[str]]:
             uuids = sorted({row["card_uuid"] for row in ordered})
-            patients: dict[str, str] = dict(
-                connection.execute(_CARD_PATIENTS, {"cards": uuids}).all()
-            )
+            cards = {
+                row.uuid: row
+                for row in connection.execute(_CARD_PATIENTS, {"cards": uuids})
+                if row.service_id == service_id
+                and row.issuer in (None, issuer)
+                and row.tenant in (None, tenant)
+            }
             stored = 0
             for row in ordered:
-                linked = row["card_uuid"] in patients
+                card = cards.get(row["card_uuid"])
+                if card is not None and row["outcome_timestamp"] < card.sent_at - clock_skew:
+                    raise FeedbackRejected(
+                        row.pop("_path"),
+                        f"{row['_stamp']!r} is before card {card.uuid} was sent "
+                        f"({_iso(card.sent_at)}, allowing {_seconds(clock_skew)} s of clock skew)",
+                    )
                 values = {
-                    **row,
-                    "card_sent_uuid": row["card_uuid"] if linked else None,
-                    "patient_pseudonym": patients.get(row["card_uuid"]),
+                    k: v for k, v in row.items() if not k.startswith("_")
+                } | {
+                    "card_sent_uuid": card.uuid if card is not None else None,
+                    "patient_pseudonym": card.patient_pseudonym if card is not None else None,
                 }
                 stored += self._insert_ignoring_duplicates(connection, feedback, values)
-            return stored, set(patients)
+            return stored, set(cards)
 
         stored, known = self._in_write_transaction(write)
         unknown = list(dict.fromkeys(r["card_uuid"] for r in rows if r["card_uuid"] not in known))
@@ -492,11 +614,29 @@ class Store:
 
     @staticmethod
     def _feedback_row(
-        service_id: str, entry: Mapping[str, Any], received_at: datetime
+        service_id: str,
+        index: int,
+        entry: Mapping[str, Any],
+        received_at: datetime,
+        clock_skew: timedelta,
+        issuer: str,
+        tenant: str,
     ) -> dict[str, Any]:
         for required in ("card", "outcome", "outcomeTimestamp"):
             if not isinstance(entry.get(required), str) or not entry[required]:
                 raise ValueError(f"feedback entry without {required}")
+        path = f"$.feedback[{index}].outcomeTimestamp"
+        stamp = entry["outcomeTimestamp"]
+        try:
+            at = parse_timestamp(stamp)
+        except (ValueError, OverflowError) as exc:
+            raise FeedbackRejected(path, f"{stamp!r} is not an instant in the years 0001-9999 (UTC)") from exc
+        if at > received_at + clock_skew:
+            raise FeedbackRejected(
+                path,
+                f"{stamp!r} is in the future (the service's clock reads {_iso(received_at)}, "
+                f"allowing {_seconds(clock_skew)} s of clock skew)",
+            )
         override = entry.get("overrideReason") or {}
         reason = override.get("reason") or {}
         accepted = [
@@ -507,7 +647,7 @@ class Store:
         return {
             "card_uuid": entry["card"],
             "outcome": entry["outcome"],
-            "outcome_timestamp": parse_timestamp(entry["outcomeTimestamp"]),
+            "outcome_timestamp": at,
             "override_reason_system": reason.get("system"),
             "override_reason_code": reason.get("code"),
             "override_reason_display": reason.get("display"),
@@ -515,6 +655,10 @@ class Store:
             "accepted_suggestions": accepted,
             "service_id": service_id,
             "received_at": received_at,
+            "issuer": issuer,
+            "tenant": tenant,
+            "_path": path,
+            "_stamp": stamp,
         }
 
     # -- suppressions ----------------------------------------------------------------------
@@ -526,8 +670,14 @@ class Store:
         override_days: Mapping[str, int],
         default_override_days: int,
         accepted_referral_days: int,
-    ) -> Any:
-        """What to hold back for this patient at ``now``.
+        *,
+        service_id: str | None = None,
+        issuer: str | None = None,
+        tenant: str | None = None,
+        clock_skew: timedelta = timedelta(seconds=60),
+    ) -> Suppression:
+        """What to hold back for this patient at ``now``, for a call to ``service_id`` from
+        ``issuer``/``tenant`` (None: every service, every caller — the operator's view).
 
         ``findings``: finding codes (primary and listed) of this patient's cards overridden
         with a reason, while ``now < outcomeTimestamp + period``; the period is
@@ -538,32 +688,222 @@ class Store:
 
         ``suggestions``: keys of this patient's suggestions accepted while
         ``now < outcomeTimestamp + accepted_referral_days``.
+
+        Stored feedback is checked again here: an entry dated after ``now`` + ``clock_skew``
+        or before its card was sent (less the skew) is ignored and logged, and no window can
+        overflow; an entry lifted by an operator (``lift_suppressions``) hides nothing.
+        ``reasons`` says which entry hides what, until when.
         """
         now = _aware(now, "now")
         patient = self.pseudonymise(patient_id)
-        longest = max([default_override_days, *override_days.values()])
-        findings: set[str] = set()
-        suggestions: set[str] = set()
         statement = self._statement(_PATIENT_FEEDBACK)
         values = {
             "patient": patient,
-            "override_since": now - timedelta(days=longest),
-            "accepted_since": now - timedelta(days=accepted_referral_days),
+            "override_since": _plus_days(now, -max(default_override_days, *override_days.values(), 0)),
+            "accepted_since": _plus_days(now, -accepted_referral_days),
+            "service": service_id,
+            "issuer": issuer,
+            "tenant": tenant,
         }
         rows = self._read_on_driver(lambda driver: fetch_all(driver, statement, values))
-        for outcome, at, code, primary, listed, accepted, suggestion, key in rows:
+        reasons: list[SuppressionReason] = []
+        ignored = 0
+        latest = now + clock_skew
+        for (fid, outcome, at, code, primary, listed, accepted, suggestion, key, card, sent, svc) in rows:
+            if at > latest or at < sent - clock_skew:
+                ignored += 1
+                continue
             if outcome == "overridden":
-                days = (
-                    override_days.get(code, default_override_days)
-                    if code
-                    else default_override_days
-                )
-                if now < at + timedelta(days=days):
-                    findings.add(primary)
-                    findings.update(listed or [])
+                days = override_days.get(code, default_override_days) if code else default_override_days
+                until = _plus_days(at, days)
+                if now < until:
+                    for finding in dict.fromkeys([primary, *(listed or [])]):
+                        reasons.append(SuppressionReason(finding, "finding", card, fid, code, at, until, svc))
             elif suggestion in (accepted or ()):
-                suggestions.add(key)
-        return make_suppression(findings, suggestions)
+                until = _plus_days(at, accepted_referral_days)
+                if now < until:
+                    reasons.append(SuppressionReason(key, "suggestion", card, fid, None, at, until, svc))
+        if ignored:
+            log.warning("stored feedback outside its bounds ignored", extra={"entries": ignored})
+        return make_suppression(
+            (r.target for r in reasons if r.kind == "finding"),
+            (r.target for r in reasons if r.kind == "suggestion"),
+            reasons,
+        )
+
+    def lift_suppressions(
+        self,
+        patient_id: str,
+        now: datetime,
+        override_days: Mapping[str, int],
+        default_override_days: int,
+        accepted_referral_days: int,
+        *,
+        actor: str,
+        reason: str,
+        finding: str | None = None,
+    ) -> LiftResult:
+        """End the suppressions in force for this patient (all, or those hiding ``finding``,
+        whose card lists it): the feedback entries behind them stop hiding anything from now
+        on, and the lift is recorded (who, when, why) with an audit row. Nothing is deleted."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("a lift needs a reason")
+        now = _aware(now, "now")
+        active = self.suppressions(
+            patient_id, now, override_days, default_override_days, accepted_referral_days
+        ).reasons
+        if finding is not None:
+            cards = {r.card for r in active if r.kind == "finding" and r.target == finding}
+            active = tuple(r for r in active if r.card in cards)
+        ids = sorted({r.feedback_id for r in active})
+        lift_id = uuid.uuid4().hex
+        result = LiftResult(
+            lift_id=lift_id,
+            entries=len(ids),
+            findings=sorted({r.target for r in active if r.kind == "finding"}),
+            suggestions=sorted({r.target for r in active if r.kind == "suggestion"}),
+        )
+
+        def write(connection: Connection) -> None:
+            connection.execute(suppression_lift.insert().values(
+                id=lift_id, patient_pseudonym=self.pseudonymise(patient_id), finding=finding,
+                lifted_at=now, actor=actor, reason=reason.strip(), entries=len(ids),
+            ))
+            if ids:
+                connection.execute(
+                    feedback.update().where(feedback.c.id.in_(ids)).values(lift_id=lift_id)
+                )
+            connection.execute(admin_audit.insert().values(
+                at=now, actor=actor, action="suppressions.lift",
+                detail={"lift": lift_id, "finding": finding, "entries": len(ids),
+                        "findings": result.findings, "suggestions": result.suggestions},
+            ))
+
+        self._in_write_transaction(write)
+        log.info("suppressions lifted", extra={"lift": lift_id, "entries": len(ids), "finding": finding})
+        return result
+
+    def lifts(self, patient_id: str) -> list[dict[str, Any]]:
+        """This patient's lifts, newest first: id, finding, when, who, why, entries."""
+        patient = self.pseudonymise(patient_id)
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(suppression_lift)
+                .where(suppression_lift.c.patient_pseudonym == patient)
+                .order_by(suppression_lift.c.lifted_at.desc())
+            ).mappings().all()
+        return [
+            {"id": r["id"], "finding": r["finding"], "lifted_at": _iso(r["lifted_at"]),
+             "actor": r["actor"], "reason": r["reason"], "entries": r["entries"]}
+            for r in rows
+        ]
+
+    # -- admin audit, explain, retention ----------------------------------------------------
+
+    def audit(self, actor: str, action: str, detail: Mapping[str, Any], at: datetime) -> None:
+        """Record one admin action (``detail``: codes and counts, never patient data)."""
+        at = _aware(at, "at")
+        self._in_write_transaction(lambda connection: connection.execute(
+            admin_audit.insert().values(at=at, actor=actor, action=action, detail=dict(detail))
+        ))
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest admin actions first."""
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(admin_audit).order_by(admin_audit.c.id.desc()).limit(limit)
+            ).mappings().all()
+        return [{"at": _iso(r["at"]), "actor": r["actor"], "action": r["action"], "detail": r["detail"]}
+                for r in rows]
+
+    def explain_call(self, hook_instance: str) -> list[dict[str, Any]]:
+        """What the store knows of the calls with this hookInstance, oldest first: service,
+        hook, pack version, status, timing, rules fired, facts unknown and why, what was
+        suppressed, the cards sent and the feedback on them (codes only: no patient data, no
+        clinician comments)."""
+        self.flush_journal()
+        with self._read() as connection:
+            calls = connection.execute(
+                sa.select(hook_call).where(hook_call.c.hook_instance == hook_instance)
+                .order_by(hook_call.c.called_at, hook_call.c.id)
+            ).mappings().all()
+            out = []
+            for call in calls:
+                cards = connection.execute(
+                    sa.select(card_sent.c.uuid, card_sent.c.primary_finding, card_sent.c.findings)
+                    .where(card_sent.c.call_id == call["id"]).order_by(card_sent.c.uuid)
+                ).all()
+                uuids = [c.uuid for c in cards]
+                notes = connection.execute(
+                    sa.select(feedback.c.card_uuid, feedback.c.outcome, feedback.c.outcome_timestamp,
+                              feedback.c.override_reason_code, feedback.c.lift_id)
+                    .where(feedback.c.card_sent_uuid.in_(uuids))
+                    .order_by(feedback.c.outcome_timestamp)
+                ).all() if uuids else []
+                states = connection.execute(
+                    sa.select(call_finding.c.finding, call_finding.c.state, call_finding.c.missing)
+                    .where(call_finding.c.call_id == call["id"]).order_by(call_finding.c.finding)
+                ).all()
+                out.append({
+                    "hook_instance": call["hook_instance"],
+                    "called_at": _iso(call["called_at"]),
+                    "service": call["service_id"],
+                    "hook": call["hook"],
+                    "pack_version": call["pack_version"],
+                    "status": call["status"],
+                    "duration_ms": call["duration_ms"],
+                    "detail": call["detail"],
+                    "states": [{"finding": f, "state": st, "missing": m} for f, st, m in states],
+                    "cards": [
+                        {"uuid": c.uuid, "primary": c.primary_finding, "findings": c.findings,
+                         "feedback": [
+                             {"outcome": n.outcome, "at": _iso(n.outcome_timestamp),
+                              "reason": n.override_reason_code, "lifted": n.lift_id is not None}
+                             for n in notes if n.card_uuid == c.uuid
+                         ]}
+                        for c in cards
+                    ],
+                })
+        return out
+
+    def purge(self, before: datetime) -> dict[str, int]:
+        """Delete calls, cards (with their suggestions), feedback, lifts and admin audit rows
+        older than ``before`` (``retention.days``); the number of rows deleted per table."""
+        before = _aware(before, "before")
+        self.flush_journal()
+
+        def work(connection: Connection) -> dict[str, int]:
+            old_cards = sa.select(card_sent.c.uuid).where(card_sent.c.sent_at < before)
+            old_calls = sa.select(hook_call.c.id).where(hook_call.c.called_at < before)
+            counts = {}
+            for name, statement in (
+                ("feedback", feedback.delete().where(feedback.c.received_at < before)),
+                ("card_suggestion", card_suggestion.delete().where(card_suggestion.c.card_uuid.in_(old_cards))),
+                ("card_sent", card_sent.delete().where(card_sent.c.sent_at < before)),
+                ("call_finding", call_finding.delete().where(call_finding.c.call_id.in_(old_calls))),
+                ("hook_call", hook_call.delete().where(hook_call.c.called_at < before)),
+                ("suppression_lift", suppression_lift.delete().where(suppression_lift.c.lifted_at < before)),
+                ("admin_audit", admin_audit.delete().where(admin_audit.c.at < before)),
+            ):
+                counts[name] = connection.execute(statement).rowcount
+            return counts
+
+        counts = self._in_write_transaction(work)
+        log.info("retention purge", extra={"before": _iso(before), **counts})
+        return counts
+
+    def coverage(self) -> tuple[datetime | None, datetime | None]:
+        """The first and last call the store holds (what period a report can cover)."""
+        self.flush_journal()
+        with self._read() as connection:
+            first, last = connection.execute(
+                sa.select(sa.func.min(hook_call.c.called_at), sa.func.max(hook_call.c.called_at))
+            ).one()
+        convert = hook_call.c.called_at.type
+        return (
+            convert.process_result_value(first, self.engine.dialect) if first is not None else None,
+            convert.process_result_value(last, self.engine.dialect) if last is not None else None,
+        )
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -646,47 +986,124 @@ def _upsert_nothing(dialect: str, table: sa.Table, *, returning_key: bool = Fals
     return statement
 
 
-#: the columns a card journal record (journal.py) holds; a record of another shape is set aside
+#: the columns a card journal record (journal.py) holds; a record of another shape is set aside.
+#: Version 1 records (before 0004) hold cards without their call and caller.
+_SCOPE_COLUMNS = {"call_id", "issuer", "tenant", "month"}
 _CARD_COLUMNS = {c.name for c in card_sent.columns}
+_CARD_COLUMNS_V1 = _CARD_COLUMNS - _SCOPE_COLUMNS
 _CARD_TEXT_COLUMNS = _CARD_COLUMNS - {"findings"}
 _SUGGESTION_COLUMNS = {c.name for c in card_suggestion.columns}
+_CALL_COLUMNS = {c.name for c in hook_call.columns}
+_CALL_TEXT_COLUMNS = {"id", "hook_instance", "service_id", "hook", "pack_version"}
+_STATE_COLUMNS = {c.name for c in call_finding.columns}
+
+Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 
 
-def _journaled_rows(record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-    """The card and suggestion rows of one journal record, or None when it is not a record of
-    this version (every column present, text where text is due)."""
-    cards, suggestions = record.get("cards"), record.get("suggestions")
-    if record.get("v") != journal.VERSION or not isinstance(cards, list) or not isinstance(suggestions, list):
+def _instant(text: Any) -> datetime | None:
+    """An aware datetime from journal text, or None."""
+    if not isinstance(text, str):
         return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _journaled_rows(record: Mapping[str, Any]) -> Rows | None:
+    """The call, finding-state, card and suggestion rows of one journal record, or None when
+    it is not a record of a readable version (every column present, text where text is due).
+    A version 1 record (cards only) gets the call its cards imply, as migration 0004 did."""
+    version = record.get("v")
+    cards, suggestions = record.get("cards"), record.get("suggestions")
+    if version not in journal.READABLE or not isinstance(cards, list) or not isinstance(suggestions, list):
+        return None
+    columns = _CARD_COLUMNS if version == journal.VERSION else _CARD_COLUMNS_V1
     card_rows = []
     for row in cards:
-        if not isinstance(row, dict) or set(row) != _CARD_COLUMNS or not isinstance(row["findings"], list):
+        if not isinstance(row, dict) or set(row) != columns or not isinstance(row["findings"], list):
             return None
-        if not all(isinstance(row[k], str) for k in _CARD_TEXT_COLUMNS):
+        if not all(isinstance(row[k], str) for k in _CARD_TEXT_COLUMNS & columns - {"issuer", "tenant"}):
             return None
-        try:
-            sent_at = datetime.fromisoformat(row["sent_at"])
-        except ValueError:
+        sent_at = _instant(row["sent_at"])
+        if sent_at is None:
             return None
-        if sent_at.tzinfo is None:
-            return None
-        card_rows.append({**row, "sent_at": sent_at})
+        card_rows.append({"call_id": None, "issuer": None, "tenant": None, "month": _month(sent_at),
+                          **row, "sent_at": sent_at})
     for row in suggestions:
         if not isinstance(row, dict) or set(row) != _SUGGESTION_COLUMNS or not all(isinstance(v, str) for v in row.values()):
             return None
-    return card_rows, suggestions
+    if version != journal.VERSION:
+        calls: dict[str, dict[str, Any]] = {}
+        for row in card_rows:
+            row["call_id"] = f"legacy:{row['service_id']}:{row['hook_instance']}"
+            call = calls.setdefault(row["call_id"], {
+                "id": row["call_id"], "hook_instance": row["hook_instance"], "called_at": row["sent_at"],
+                "service_id": row["service_id"], "hook": row["hook"], "issuer": None, "tenant": None,
+                "patient_pseudonym": row["patient_pseudonym"], "pack_version": row["pack_version"],
+                "status": 200, "duration_ms": None, "cards": 0,
+                "detail": {"recorded": "journal version 1: cards only"},
+                "month": row["month"], "duration_tenths": None,
+            })
+            call["cards"] += 1
+        return list(calls.values()), [], card_rows, suggestions
+    call, states = record.get("call"), record.get("states")
+    if not isinstance(call, dict) or set(call) != _CALL_COLUMNS or not isinstance(states, list):
+        return None
+    called_at = _instant(call["called_at"])
+    if (
+        called_at is None
+        or not all(isinstance(call[k], str) for k in _CALL_TEXT_COLUMNS)
+        or not isinstance(call["status"], int)
+        or not isinstance(call["cards"], int)
+        or not isinstance(call["detail"], dict)
+        or not (call["duration_ms"] is None or isinstance(call["duration_ms"], (int, float)))
+    ):
+        return None
+    for row in states:
+        if not isinstance(row, dict) or set(row) != _STATE_COLUMNS or row.get("call_id") != call["id"]:
+            return None
+    return [{**call, "called_at": called_at}], states, card_rows, suggestions
 
 
-_CARD_PATIENTS = sa.select(card_sent.c.uuid, card_sent.c.patient_pseudonym).where(
-    card_sent.c.uuid.in_(sa.bindparam("cards", expanding=True))
-)
+def _link_values(card_row: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of ``_LINK_EARLY_FEEDBACK`` for one card row."""
+    return {
+        "card": card_row["uuid"],
+        "service": card_row["service_id"],
+        "issuer": card_row.get("issuer"),
+        "tenant": card_row.get("tenant"),
+    }
+
+
+def _same_caller(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+    """The stored caller ``column`` matches the bound one; a null on either side (a row stored
+    before callers were recorded) matches every caller, as it did then."""
+    value = sa.bindparam(name, type_=sa.String)
+    # (cast: PostgreSQL cannot type a bare parameter tested only for NULL)
+    return sa.or_(column.is_(None), sa.cast(value, sa.String).is_(None), column == value)
+
+
+_CARD_PATIENTS = sa.select(
+    card_sent.c.uuid,
+    card_sent.c.patient_pseudonym,
+    card_sent.c.sent_at,
+    card_sent.c.service_id,
+    card_sent.c.issuer,
+    card_sent.c.tenant,
+).where(card_sent.c.uuid.in_(sa.bindparam("cards", expanding=True)))
 
 #: link feedback that arrived before its card, copying the patient of the card as recorded
-#: (a uuid recorded before keeps its first patient)
+#: (a uuid recorded before keeps its first patient), when it came from the card's caller and
+#: was posted to the card's service
 _LINK_EARLY_FEEDBACK = (
     feedback.update()
     .where(feedback.c.card_uuid == sa.bindparam("card"))
     .where(feedback.c.card_sent_uuid.is_(None))
+    .where(feedback.c.service_id == sa.bindparam("service"))
+    .where(_same_caller(feedback.c.issuer, "issuer"))
+    .where(_same_caller(feedback.c.tenant, "tenant"))
     .values(
         card_sent_uuid=feedback.c.card_uuid,
         patient_pseudonym=sa.select(card_sent.c.patient_pseudonym)
@@ -695,12 +1112,14 @@ _LINK_EARLY_FEEDBACK = (
     )
 )
 
-#: this patient's overrides with a reason and acceptances, each with its card's findings, and
-#: an acceptance once per suggestion of its card. It starts from the feedback index by patient
-#: and reaches cards and suggestions by key, so its cost follows the patient's feedback, not
-#: the number of cards ever sent to them.
+#: this patient's overrides with a reason and acceptances not lifted, each with its card's
+#: findings, and an acceptance once per suggestion of its card; only cards of this service and
+#: caller (a null parameter: any). It starts from the feedback index by patient and reaches cards
+#: and suggestions by key, so its cost follows the patient's feedback, not the number of cards
+#: ever sent to them.
 _PATIENT_FEEDBACK = (
     sa.select(
+        feedback.c.id,
         feedback.c.outcome,
         feedback.c.outcome_timestamp,
         feedback.c.override_reason_code,
@@ -709,6 +1128,9 @@ _PATIENT_FEEDBACK = (
         feedback.c.accepted_suggestions,
         card_suggestion.c.uuid,
         card_suggestion.c.key,
+        card_sent.c.uuid,
+        card_sent.c.sent_at,
+        card_sent.c.service_id,
     )
     .select_from(feedback)
     .join(card_sent, card_sent.c.uuid == feedback.c.card_uuid)
@@ -720,6 +1142,11 @@ _PATIENT_FEEDBACK = (
         ),
     )
     .where(feedback.c.patient_pseudonym == sa.bindparam("patient"))
+    .where(feedback.c.lift_id.is_(None))
+    .where(sa.or_(sa.cast(sa.bindparam("service", type_=sa.String), sa.String).is_(None),
+                  card_sent.c.service_id == sa.bindparam("service", type_=sa.String)))
+    .where(_same_caller(card_sent.c.issuer, "issuer"))
+    .where(_same_caller(card_sent.c.tenant, "tenant"))
     .where(
         sa.or_(
             sa.and_(
@@ -736,4 +1163,21 @@ _PATIENT_FEEDBACK = (
             ),
         )
     )
+    .order_by(feedback.c.outcome_timestamp, feedback.c.id)
 )
+
+
+def _month(moment: datetime) -> str:
+    """The UTC month of an instant, YYYY-MM (the report groups by it)."""
+    return moment.astimezone(UTC).strftime("%Y-%m")
+
+
+def _iso(moment: datetime) -> str:
+    """An instant as RFC 3339 text in UTC with a Z."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _seconds(span: timedelta) -> str:
+    """A clock skew in whole seconds when it is whole."""
+    seconds = span.total_seconds()
+    return str(int(seconds)) if seconds == int(seconds) else str(seconds)

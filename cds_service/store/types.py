@@ -1,20 +1,8 @@
-"""Plain values the store hands back: the suppression set and the result of recording feedback."""
+"""Plain values the store hands back: the results of recording feedback and of a lift."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """What not to show again for one patient: finding codes and suggestion keys.
-
-    The engine defines a class of the same name and shape; the store returns the engine's
-    when it exists (see ``cds_service.store.make_suppression``) and this one otherwise.
-    """
-
-    findings: frozenset[str] = frozenset()
-    suggestions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -28,3 +16,13 @@ class FeedbackResult:
     #: card uuids (first-seen order, no repeats) that name no card this service recorded;
     #: their feedback is stored all the same, unlinked
     unknown_cards: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LiftResult:
+    """What ``Store.lift_suppressions`` ended: the lift's id and the feedback entries it lifted."""
+
+    lift_id: str
+    entries: int
+    findings: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)

@@ -54,7 +54,8 @@ def scenario(base: str, database_url: str) -> None:
     card = cards[0]
     feedback = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
                               "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
-                              "outcomeTimestamp": "2026-11-28T12:05:00Z"}]}
+                              # the real server's clock: feedback lies between the card and now
+                              "outcomeTimestamp": datetime.now(timezone.utc).isoformat()}]}
     for expected in ({"stored": 1, "duplicates": 0}, {"stored": 0, "duplicates": 1}):
         posted = requests.post(base + path + "/feedback", json=feedback, headers=signed(base, path + "/feedback"), timeout=5)
         assert posted.status_code == 200, posted.text

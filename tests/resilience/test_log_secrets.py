@@ -175,7 +175,7 @@ def test_no_secret_reaches_the_logs_on_any_path(make_app, monkeypatch, capture_a
         logging={"level": "DEBUG", "format": "json"}).test_client())
     post("415", PV, data=f"patient={PATIENT_ID}&token={ACCESS_TOKEN}", content_type="application/x-www-form-urlencoded")
     # feedback: stored (override with a reason, accepted), duplicate, and rejected with echoed values
-    override = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-28T12:05:00Z",
+    override = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-28T12:00:30Z",
                 "overrideReason": {"reason": {"system": "https://sarcopenia-cds.org/CodeSystem/override-reason",
                                               "code": "patient-declined", "display": REASON_DISPLAY},
                                    "userComment": USER_COMMENT}}
@@ -243,7 +243,7 @@ def test_no_secret_in_the_real_server_output(tmp_path):
         assert post(PV, missing).status_code == 412
         assert post(PV, data=f"patient={PATIENT_ID}", headers={**rec.headers(base, PV),
                                                               "Content-Type": "text/plain"}).status_code == 415
-        override = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-28T12:05:00Z",
+        override = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                     "overrideReason": {"reason": {"code": "patient-declined", "display": REASON_DISPLAY,
                                                   "system": "https://sarcopenia-cds.org/CodeSystem/override-reason"},
                                        "userComment": USER_COMMENT}}

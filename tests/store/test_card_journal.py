@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from cds_service.store import Store
-from cds_service.store.models import card_sent, card_suggestion, feedback
+from cds_service.store.models import card_sent, card_suggestion, feedback, hook_call
 
 from .helpers import T0, card, count, overridden, record
 
@@ -26,11 +26,21 @@ def journal_files(tmp_path: Path) -> list[str]:
                   if not p.name.endswith("-lock") and p.stat().st_size > 0)
 
 
-def rows(store: Store) -> tuple[list[tuple], list[tuple]]:
+def rows(store: Store) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Cards, suggestions and calls; a call's id (random) is left out, the number of calls and
+    cards it links is kept."""
+    card_columns = [c for c in card_sent.c if c.name != "call_id"]
+    call_columns = [c for c in hook_call.c if c.name != "id"]
     with store.engine.connect() as connection:
-        cards = connection.execute(sa.select(card_sent).order_by(card_sent.c.uuid)).all()
+        cards = connection.execute(sa.select(*card_columns).order_by(card_sent.c.uuid)).all()
         suggestions = connection.execute(sa.select(card_suggestion).order_by(card_suggestion.c.uuid)).all()
-    return [tuple(r) for r in cards], [tuple(r) for r in suggestions]
+        calls = connection.execute(sa.select(*call_columns).order_by(hook_call.c.hook_instance)).all()
+        unlinked = connection.execute(
+            sa.select(sa.func.count()).select_from(card_sent)
+            .where(card_sent.c.call_id.not_in(sa.select(hook_call.c.id)))
+        ).scalar_one()
+    assert unlinked == 0
+    return [tuple(r) for r in cards], [tuple(r) for r in suggestions], [tuple(r) for r in calls]
 
 
 @pytest.fixture
@@ -212,9 +222,9 @@ def test_processes_appending_while_others_flush_lose_and_repeat_nothing(tmp_path
     assert journal_files(tmp_path) == []
     store = Store(url)
     try:
-        cards, suggestions = rows(store)
+        cards, suggestions, calls = rows(store)
         assert sorted(r[0] for r in cards) == sorted(f"card-{w}-{i}" for w in range(workers) for i in range(responses))
-        assert len(suggestions) == workers * responses
+        assert len(suggestions) == len(calls) == workers * responses
     finally:
         store.dispose()
 
@@ -273,7 +283,7 @@ def test_threads_appending_while_another_flushes_lose_nothing(monkeypatch, tmp_p
 def test_a_record_of_another_version_is_set_aside_and_the_rest_written(caplog, tmp_path, journaled):
     record(journaled, "p1", card(card_uuid="card-1"))
     with (tmp_path / "j.db-cards.journal").open("ab") as journal:
-        journal.write(b'{"v": 2, "cards": [], "suggestions": []}\n')
+        journal.write(b'{"v": 3, "cards": [], "suggestions": []}\n')
         journal.write(b'{"v": 1, "cards": [{"uuid": "card-x"}], "suggestions": []}\n')
     record(journaled, "p1", card(card_uuid="card-2"))
     with caplog.at_level(logging.ERROR, logger="cds_service.store"):
@@ -281,11 +291,11 @@ def test_a_record_of_another_version_is_set_aside_and_the_rest_written(caplog, t
     assert sorted(r[0] for r in rows(journaled)[0]) == ["card-1", "card-2"]
     rejected = (tmp_path / "j.db-cards.journal.rejected").read_bytes().splitlines()
     assert [json.loads(line) for line in rejected] == [
-        {"v": 2, "cards": [], "suggestions": []},
+        {"v": 3, "cards": [], "suggestions": []},
         {"v": 1, "cards": [{"uuid": "card-x"}], "suggestions": []},
     ]
     [logged] = [r for r in caplog.records if r.getMessage() == "card journal records set aside"]
-    assert (logged.records, logged.reason) == (2, "not a version 1 card record")
+    assert (logged.records, logged.reason) == (2, "not a card record of versions (1, 2)")
     assert journal_files(tmp_path) == ["j.db-cards.journal.rejected"]
 
 
@@ -343,3 +353,25 @@ def test_a_line_cut_short_by_a_full_disk_loses_only_itself(caplog, tmp_path, jou
         assert journaled.flush_journal() == 2
     assert sorted(r[0] for r in rows(journaled)[0]) == ["card-1", "card-2"]
     assert [(r.getMessage(), r.line) for r in caplog.records] == [("card journal piece skipped", 2)]
+
+
+def test_a_version_1_line_left_by_the_old_release_is_written_with_the_call_its_cards_imply(tmp_path, journaled):
+    """A journal written before 0004 (cards only, "v": 1) is still read after the upgrade."""
+    line = {
+        "v": 1,
+        "cards": [{
+            "uuid": "old-card", "hook_instance": "hi-old", "service_id": "sarcopenia-patient-view",
+            "hook": "patient-view", "patient_pseudonym": "p" * 64, "pack_version": "sarcopenia@0.9.0",
+            "primary_finding": "cachexia", "findings": ["cachexia"], "sent_at": "2026-01-15T09:30:00+00:00",
+        }],
+        "suggestions": [{"uuid": "old-s", "card_uuid": "old-card", "key": "dietitian-referral"}],
+    }
+    (tmp_path / "j.db-cards.journal").write_bytes(json.dumps(line).encode() + b"\n")
+    assert journaled.flush_journal() == 1
+    with journaled.engine.connect() as connection:
+        call = connection.execute(sa.select(hook_call)).one()
+        linked = connection.execute(sa.select(card_sent.c.call_id, card_sent.c.issuer)).one()
+    assert (call.id, call.hook_instance, call.pack_version, call.status, call.cards, call.duration_ms) == (
+        "legacy:sarcopenia-patient-view:hi-old", "hi-old", "sarcopenia@0.9.0", 200, 1, None)
+    assert tuple(linked) == ("legacy:sarcopenia-patient-view:hi-old", None)
+    assert journal_files(tmp_path) == []

@@ -59,7 +59,7 @@ def test_naive_datetime_refused(store):
 
 def test_feedback_before_its_card_is_linked_later(store):
     a = card(suggestions={"s1": "dietitian-referral"})
-    result = store.record_feedback("svc", [accepted(a["uuid"], "s1")], datetime.now(UTC))
+    result = store.record_feedback("sarcopenia-patient-view", [accepted(a["uuid"], "s1")], datetime.now(UTC))
     assert result.unknown_cards == [a["uuid"]]
     record(store, "p1", a)
     with store.engine.connect() as connection:

@@ -59,7 +59,7 @@ def test_suppression_reads_timestamps_and_json_back(store):
     b = card("low-grip-strength", ["low-grip-strength", "weight-loss"])
     record(store, "p1", a, b)
     at = T0.astimezone(timezone(timedelta(hours=-5)))
-    store.record_feedback("svc", [overridden(b["uuid"], at=at), accepted(a["uuid"], "s1")], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(b["uuid"], at=at), accepted(a["uuid"], "s1")], T0)
     # the override ends 10 days after T0: the comparison needs an aware UTC timestamp back
     inside = store.suppressions("p1", T0 + timedelta(days=10) - timedelta(microseconds=1),
                                 {"patient-declined": 10}, 30, 90)
@@ -94,7 +94,7 @@ def test_cursor_events_still_see_the_statements(store):
         store.suppressions("p1", T0, {}, 30, 90)
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", capture)
-    assert seen.count("INSERT") == 2 and "UPDATE" in seen and "SELECT" in seen
+    assert seen.count("INSERT") == 3 and "UPDATE" in seen and "SELECT" in seen  # call, card, suggestion
 
 
 def test_compiled_statement_carries_its_literals(store):

@@ -1,11 +1,18 @@
-"""The names the Flask app imports from cds_service.store stay put."""
+"""The names the Flask app imports from cds_service.store stay put, and the store needs no engine."""
+
+import subprocess
+import sys
 
 import cds_service.store as store_pkg
+from cds_service.engine import Suppression as EngineSuppression
+from cds_service.suppression import Suppression
 
 
 def test_public_names():
     assert set(store_pkg.__all__) == {
+        "FeedbackRejected",
         "FeedbackResult",
+        "LiftResult",
         "Store",
         "Suppression",
         "make_suppression",
@@ -19,30 +26,19 @@ def test_suppression_shape():
     s = store_pkg.make_suppression(["a"], ["b"])
     assert s.findings == frozenset({"a"}) and s.suggestions == frozenset({"b"})
     assert isinstance(s.findings, frozenset) and isinstance(s.suggestions, frozenset)
+    assert s.reasons == ()
 
 
-def test_engine_suppression_used_when_the_engine_defines_one(monkeypatch):
-    import dataclasses
-    import sys
-    import types
+def test_one_suppression_class_for_store_and_engine():
+    assert store_pkg.Suppression is Suppression is EngineSuppression
+    assert type(store_pkg.make_suppression([], [])) is EngineSuppression
 
-    from cds_service.store.repository import _suppression_class
 
-    @dataclasses.dataclass(frozen=True)
-    class EngineSuppression:
-        findings: frozenset[str]
-        suggestions: frozenset[str]
-
-    fake = types.ModuleType("cds_service.engine")
-    fake.Suppression = EngineSuppression
-    monkeypatch.setitem(sys.modules, "cds_service.engine", fake)
-    assert _suppression_class.__wrapped__() is EngineSuppression
-
-    class Different:  # another constructor: the store keeps its own class
-        def __init__(self, suppressed):
-            pass
-
-    fake.Suppression = Different
-    from cds_service.store.types import Suppression
-
-    assert _suppression_class.__wrapped__() is Suppression
+def test_the_store_imports_nothing_from_the_engine():
+    code = (
+        "import sys, cds_service.store\n"
+        "engine = sorted(m for m in sys.modules if m.startswith('cds_service.engine'))\n"
+        "print(engine)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

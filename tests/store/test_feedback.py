@@ -20,8 +20,8 @@ def test_posted_twice_stored_once(store):
     c = card(suggestions={"s1": "dietitian-referral"})
     record(store, "p1", c)
     entries = [overridden(c["uuid"], comment="declined today"), accepted(c["uuid"], "s1")]
-    first = store.record_feedback("svc", entries, NOW)
-    second = store.record_feedback("svc", entries, NOW)
+    first = store.record_feedback("sarcopenia-patient-view", entries, NOW)
+    second = store.record_feedback("sarcopenia-patient-view", entries, NOW)
     assert (first.stored, first.duplicates, first.unknown_cards) == (2, 0, [])
     assert (second.stored, second.duplicates, second.unknown_cards) == (0, 2, [])
     assert count(store, "feedback") == 2
@@ -30,17 +30,17 @@ def test_posted_twice_stored_once(store):
 def test_same_instant_in_another_offset_is_a_duplicate(store):
     c = card()
     record(store, "p1", c)
-    store.record_feedback("svc", [overridden(c["uuid"], at=T0)], NOW)
+    store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"], at=T0)], NOW)
     shifted = overridden(c["uuid"])
     shifted["outcomeTimestamp"] = "2026-01-15T17:30:00+08:00"  # T0, seen from Shanghai
-    assert store.record_feedback("svc", [shifted], NOW).duplicates == 1
+    assert store.record_feedback("sarcopenia-patient-view", [shifted], NOW).duplicates == 1
     later = overridden(c["uuid"], at=T0.replace(second=1))
-    assert store.record_feedback("svc", [later], NOW).stored == 1
+    assert store.record_feedback("sarcopenia-patient-view", [later], NOW).stored == 1
 
 
 def test_duplicate_within_one_post(store):
     c = card()
-    result = store.record_feedback("svc", [overridden(c["uuid"])] * 3, NOW)
+    result = store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"])] * 3, NOW)
     assert (result.stored, result.duplicates) == (1, 2)
 
 
@@ -48,7 +48,7 @@ def test_fields_stored(store):
     c = card(suggestions={"s1": "dietitian-referral", "s2": "pt-referral"})
     record(store, "p1", c)
     store.record_feedback(
-        "sarcopenia-order-sign",
+        "sarcopenia-patient-view",
         [
             overridden(
                 c["uuid"], code="palliative-focus", display="Palliative focus", comment="free text"
@@ -66,14 +66,15 @@ def test_fields_stored(store):
     assert o.override_reason_display == "Palliative focus"
     assert o.user_comment == "free text"
     assert o.outcome_timestamp == T0 and o.received_at == NOW
-    assert o.service_id == "sarcopenia-order-sign"
+    assert o.service_id == "sarcopenia-patient-view"
+    assert (o.issuer, o.tenant, o.lift_id) == ("", "", None)
     assert o.accepted_suggestions == []
     assert a.accepted_suggestions == ["s1", "s2"]
     assert a.override_reason_code is None and a.user_comment is None
 
 
 def test_unknown_card_still_stored(store):
-    result = store.record_feedback("svc", [overridden("never-sent"), accepted("also-unknown")], NOW)
+    result = store.record_feedback("sarcopenia-patient-view", [overridden("never-sent"), accepted("also-unknown")], NOW)
     assert (result.stored, result.duplicates) == (2, 0)
     assert result.unknown_cards == ["never-sent", "also-unknown"]
     with store.engine.connect() as connection:
@@ -88,8 +89,8 @@ def test_user_comment_never_logged(store, caplog):
     c = card()
     record(store, "Patient/raw-id-77", c)
     with caplog.at_level(logging.DEBUG):
-        store.record_feedback("svc", [overridden(c["uuid"], comment=secret)], NOW)
-        store.record_feedback("svc", [overridden("unknown", comment=secret)], NOW)
+        store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"], comment=secret)], NOW)
+        store.record_feedback("sarcopenia-patient-view", [overridden("unknown", comment=secret)], NOW)
         store.suppressions("Patient/raw-id-77", NOW, {}, 30, 90)
     text = "\n".join(
         [r.getMessage() for r in caplog.records] + [repr(r.__dict__) for r in caplog.records]
@@ -102,7 +103,7 @@ def test_bad_timestamp_rejects_the_whole_post(store):
     c = card()
     with pytest.raises(ValueError):
         store.record_feedback(
-            "svc",
+            "sarcopenia-patient-view",
             [overridden(c["uuid"]), {**overridden(c["uuid"]), "outcomeTimestamp": "soon"}],
             NOW,
         )
@@ -126,7 +127,7 @@ def test_concurrent_duplicate_posts_stored_once(make_store):
         barrier.wait()
         try:
             batch = entries[i % 5 :] + entries[: i % 5]  # same entries, different order
-            results.append(workers[i % 4].record_feedback("svc", batch, NOW))
+            results.append(workers[i % 4].record_feedback("sarcopenia-patient-view", batch, NOW))
         except BaseException as exc:  # noqa: BLE001 - asserted below
             errors.append(exc)
 
@@ -158,13 +159,13 @@ def test_entry_without_required_field_is_a_value_error(store, missing):
     entry = overridden("c1")
     del entry[missing]
     with pytest.raises(ValueError, match=missing):
-        store.record_feedback("svc", [entry], NOW)
+        store.record_feedback("sarcopenia-patient-view", [entry], NOW)
 
 
 def test_database_errors_do_not_carry_the_comment(make_store):
     secret = "Mr Example lives at 1 High Street"
     store = make_store(migrate=False)  # no tables: the insert fails inside the database
     with pytest.raises(sa.exc.DBAPIError) as raised:
-        store.record_feedback("svc", [overridden("c1", comment=secret)], NOW)
+        store.record_feedback("sarcopenia-patient-view", [overridden("c1", comment=secret)], NOW)
     assert secret not in str(raised.value)
     assert "hidden due to hide_parameters" in str(raised.value)

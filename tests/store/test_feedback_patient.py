@@ -26,7 +26,7 @@ def feedback_patients(store) -> dict[str, str | None]:
 def test_feedback_on_a_known_card_carries_its_patient(store):
     c = card(suggestions={"s1": "dietitian-referral"})
     record(store, "Patient/a", c)
-    store.record_feedback("svc", [overridden(c["uuid"]), accepted(c["uuid"], "s1")], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"]), accepted(c["uuid"], "s1")], T0)
     assert feedback_patients(store) == {
         "overridden": store.pseudonymise("Patient/a"),
         "accepted": store.pseudonymise("Patient/a"),
@@ -34,13 +34,13 @@ def test_feedback_on_a_known_card_carries_its_patient(store):
 
 
 def test_feedback_on_an_unknown_card_has_no_patient(store):
-    store.record_feedback("svc", [overridden("never-sent")], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden("never-sent")], T0)
     assert feedback_patients(store) == {"overridden": None}
 
 
 def test_feedback_linked_later_suppresses(store):
     early = card("low-smi", suggestions={"s1": "dietitian-referral"})
-    store.record_feedback("svc", [overridden(early["uuid"]), accepted(early["uuid"], "s1")], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(early["uuid"]), accepted(early["uuid"], "s1")], T0)
     assert suppressed(store, "Patient/a").findings == frozenset()
 
     record(store, "Patient/a", early)
@@ -56,7 +56,7 @@ def test_a_card_recorded_again_keeps_its_first_patient(store):
     """A uuid already recorded is left as it was, and so is the patient its feedback gets."""
     c = card("low-smi")
     record(store, "Patient/a", c)
-    store.record_feedback("svc", [overridden(c["uuid"])], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"])], T0)
     record(store, "Patient/b", c)
     assert suppressed(store, "Patient/a").findings == frozenset({"low-smi"})
     assert suppressed(store, "Patient/b").findings == frozenset()
@@ -66,9 +66,10 @@ def test_overrides_and_acceptances_of_several_cards_in_one_read(store):
     a = card("low-smi", ["low-smi", "low-grip-strength"], suggestions={"s1": "dietitian-referral"})
     b = card("low-gait-speed", suggestions={"s2": "physio-referral", "s3": "dietitian-referral"})
     old = card("weight-loss")
-    record(store, "Patient/a", a, b, old)
+    record(store, "Patient/a", a, b)
+    record(store, "Patient/a", old, sent_at=T0 - timedelta(days=201))
     store.record_feedback(
-        "svc",
+        "sarcopenia-patient-view",
         [
             overridden(a["uuid"]),
             accepted(b["uuid"], "s2"),
@@ -84,7 +85,7 @@ def test_overrides_and_acceptances_of_several_cards_in_one_read(store):
 
 def test_early_feedback_on_several_cards_of_one_response_all_linked(store):
     a, b, c = card("low-smi"), card("low-grip-strength"), card("low-gait-speed")
-    store.record_feedback("svc", [overridden(a["uuid"]), overridden(c["uuid"])], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(a["uuid"]), overridden(c["uuid"])], T0)
     record(store, "Patient/a", a, b, c)
     assert suppressed(store, "Patient/a").findings == frozenset({"low-smi", "low-gait-speed"})
     assert store.stats()["feedback_unknown_card"] == 0

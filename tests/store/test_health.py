@@ -38,7 +38,7 @@ def test_stats(store):
     c = card(suggestions={"s1": "dietitian-referral"})
     record(store, "p1", c, card())
     store.record_feedback(
-        "svc",
+        "sarcopenia-patient-view",
         [overridden(c["uuid"]), accepted(c["uuid"], "s1"), overridden("unknown")],
         datetime.now(UTC),
     )
@@ -76,7 +76,7 @@ def test_in_memory_sqlite_shared_across_threads():
         results = []
         t = threading.Thread(
             target=lambda: results.append(
-                store.record_feedback("svc", [overridden(c["uuid"])], datetime.now(UTC))
+                store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"])], datetime.now(UTC))
             )
         )
         t.start()

@@ -15,7 +15,10 @@ from cds_service.store.models import metadata
 
 from .helpers import card, overridden, record
 
-TABLES = {"service_secret", "card_sent", "card_suggestion", "feedback", "alembic_version"}
+TABLES = {
+    "service_secret", "card_sent", "card_suggestion", "feedback", "alembic_version",
+    "hook_call", "call_finding", "suppression_lift", "admin_audit",
+}
 
 
 def test_migrate_is_idempotent(make_store):
@@ -114,7 +117,7 @@ def test_store_works_after_migration_from_0001(make_store):
     store.migrate()
     c = card()
     record(store, "patient-1", c)
-    result = store.record_feedback("svc", [overridden(c["uuid"])], datetime.now(UTC))
+    result = store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"])], datetime.now(UTC))
     assert (result.stored, result.duplicates, result.unknown_cards) == (1, 0, [])
 
 
@@ -172,8 +175,6 @@ def test_0003_backfills_the_patient_of_stored_feedback_and_downgrades(make_store
         ("card-x", "overridden", None),
     ]
     assert _feedback_rows(store) == before
-    now = datetime(2026, 1, 16, tzinfo=UTC)
-    assert store.suppressions("Patient/a", now, {}, 30, 90).findings == frozenset({"low-smi"})
 
     migrator.downgrade(store.engine, "0002")
     columns = {c["name"] for c in sa.inspect(store.engine).get_columns("feedback")}
@@ -182,9 +183,11 @@ def test_0003_backfills_the_patient_of_stored_feedback_and_downgrades(make_store
 
     store.migrate()
     assert [row[2] for row in _patients_by_feedback(store)] == [patient, patient, "other", None]
+    now = datetime(2026, 1, 16, tzinfo=UTC)
+    assert store.suppressions("Patient/a", now, {}, 30, 90).findings == frozenset({"low-smi"})
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
 def test_known_revisions_exist(revision):
     from alembic.script import ScriptDirectory
 

@@ -68,7 +68,7 @@ def test_raw_patient_id_absent_from_every_table(store):
     c = card("low-smi", ["low-smi", "low-grip-strength"], {"sugg-1": "dietitian-referral"})
     record(store, RAW, c)
     store.record_feedback(
-        "svc",
+        "sarcopenia-patient-view",
         [overridden(c["uuid"], comment="clinician note"), accepted(c["uuid"], "sugg-1")],
         datetime.now(UTC),
     )

@@ -29,7 +29,7 @@ def with_feedback(store) -> None:
     a = card("low-smi", suggestions={"s1": "dietitian-referral"})
     b = card("low-grip-strength")
     record(store, PATIENT, a, b)
-    store.record_feedback("svc", [overridden(b["uuid"]), accepted(a["uuid"], "s1")], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(b["uuid"]), accepted(a["uuid"], "s1")], T0)
 
 
 def more_cards(store, n: int) -> None:

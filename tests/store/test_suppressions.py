@@ -23,7 +23,7 @@ def declined(store):
     """A low-SMI card (also listing low grip strength), overridden at T0 as patient-declined."""
     c = card("low-smi", ["low-smi", "low-grip-strength"])
     record(store, PATIENT, c)
-    store.record_feedback("svc", [overridden(c["uuid"], at=T0, code="patient-declined")], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"], at=T0, code="patient-declined")], T0)
     return store
 
 
@@ -64,12 +64,12 @@ def test_override_without_reason_does_not_suppress(store):
     c = card("low-smi")
     record(store, PATIENT, c)
     store.record_feedback(
-        "svc",
+        "sarcopenia-patient-view",
         [
             overridden(c["uuid"], at=T0, code=None),
             overridden(c["uuid"], at=T0 + timedelta(hours=1), code=None, comment="no coded reason"),
         ],
-        T0,
+        T0 + timedelta(hours=1),
     )
     assert suppressed(store, T0 + timedelta(days=1)).findings == frozenset()
 
@@ -85,20 +85,20 @@ def test_override_without_reason_does_not_suppress(store):
 def test_period_by_reason(store, code, display, days):
     c = card("slow-gait")
     record(store, PATIENT, c)
-    store.record_feedback("svc", [overridden(c["uuid"], at=T0, code=code, display=display)], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden(c["uuid"], at=T0, code=code, display=display)], T0)
     assert suppressed(store, T0 + timedelta(days=days - 1)).findings == {"slow-gait"}
     assert suppressed(store, T0 + timedelta(days=days + 1)).findings == frozenset()
 
 
 def test_override_on_unknown_card_suppresses_nothing(store):
-    store.record_feedback("svc", [overridden("not-ours", at=T0)], T0)
+    store.record_feedback("sarcopenia-patient-view", [overridden("not-ours", at=T0)], T0)
     assert suppressed(store, T0 + timedelta(days=1)).findings == frozenset()
 
 
 def test_accepted_suggestion_suppressed_within_referral_days(store):
     c = card("cachexia", suggestions={"s-diet": "dietitian-referral", "s-pt": "pt-referral"})
     record(store, PATIENT, c)
-    store.record_feedback("svc", [accepted(c["uuid"], "s-diet", at=T0)], T0)
+    store.record_feedback("sarcopenia-patient-view", [accepted(c["uuid"], "s-diet", at=T0)], T0)
     for day, expected in [(0, True), (89, True), (90, False), (91, False)]:
         s = suppressed(store, T0 + timedelta(days=day))
         assert s.suggestions == (frozenset({"dietitian-referral"}) if expected else frozenset()), (
@@ -115,7 +115,7 @@ def test_accepted_suggestion_of_another_card_ignored(store):
     b = card("low-smi", suggestions={"s-b": "ct-review"})
     record(store, PATIENT, a, b)
     # the EHR names card a but b's suggestion: nothing to suppress
-    store.record_feedback("svc", [accepted(a["uuid"], "s-b", at=T0)], T0)
+    store.record_feedback("sarcopenia-patient-view", [accepted(a["uuid"], "s-b", at=T0)], T0)
     assert suppressed(store, T0 + timedelta(days=1)).suggestions == frozenset()
 
 

@@ -35,7 +35,7 @@ WORKER = textwrap.dedent(
     random.Random(seed).shuffle(entries)
     stored = duplicates = 0
     for start in range(0, n, 5):
-        result = store.record_feedback("svc", entries[start:start + 5], datetime.now(UTC))
+        result = store.record_feedback("sarcopenia-patient-view", entries[start:start + 5], datetime.now(UTC))
         stored += result.stored
         duplicates += result.duplicates
     print(json.dumps({"stored": stored, "duplicates": duplicates,
