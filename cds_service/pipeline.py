@@ -90,6 +90,42 @@ def add_trend_link(cards: list[dict[str, Any]], context: dict[str, Any], config:
             card["links"] = [*card.get("links", []), dict(link)]
 
 
+@dataclass
+class CheckedEvaluation:
+    """What the rules made of one patient's resources, and the resources set aside as invalid."""
+
+    evaluation: Any
+    invalid: list[dict[str, Any]]
+    validate_seconds: float = 0.0
+
+
+def evaluate_resources(
+    resources: list[dict[str, Any]],
+    *,
+    hook: ModuleType,
+    context: dict[str, Any],
+    ruleset: Any,
+    engine_settings: Any,
+    now: datetime,
+    suppression: Any = None,
+    unavailable: frozenset[str] = frozenset(),
+) -> CheckedEvaluation:
+    """A patient's FHIR resources → validated resources the rules read → the engine's Evaluation.
+
+    The one path from resources to findings: a hook call (answer_hook) and population screening
+    (cds_service.population) both take it, so they cannot disagree."""
+    started = time.perf_counter()
+    valid, invalid = validate_resources(resources, ruleset.relevant)
+    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True)
+    invalid.extend(invalid_orders)
+    validated = time.perf_counter()
+    evaluation = ruleset.evaluate(
+        valid, hook=hook.HOOK, context=context, orders=orders, now=now,
+        settings=engine_settings, suppress=suppression, unavailable=unavailable,
+    )
+    return CheckedEvaluation(evaluation, invalid, validated - started)
+
+
 def answer_hook(
     body: dict[str, Any],
     *,
@@ -127,15 +163,12 @@ def answer_hook(
     fetched = time.perf_counter()
     unavailable = unavailable_types(gathered, templates)
 
-    resources, invalid = validate_resources(gathered.resources, ruleset.relevant)
-    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True)
-    invalid.extend(invalid_orders)
-    validated = time.perf_counter()
-
-    evaluation = ruleset.evaluate(
-        resources, hook=hook.HOOK, context=context, orders=orders, now=now,
-        settings=engine_settings, suppress=suppression, unavailable=unavailable,
+    checked = evaluate_resources(
+        gathered.resources, hook=hook, context=context, ruleset=ruleset, engine_settings=engine_settings,
+        now=now, suppression=suppression, unavailable=unavailable,
     )
+    evaluation, invalid = checked.evaluation, checked.invalid
+    validated = fetched + checked.validate_seconds
     evaluated = time.perf_counter()
 
     if hook.HOOK == "patient-view":
