@@ -1,4 +1,4 @@
-"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, and the rules tools."""
+"""The `sarcopenia-cds` command: serve, demo, migrate, check-config, the rules tools, and screen."""
 
 from __future__ import annotations
 
@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
         add_rules_commands = None
     if add_rules_commands is not None:
         add_rules_commands(commands)
+    from cds_service.cli_screen import add_screen_command
+
+    add_screen_command(commands)
     return parser
 
 
@@ -164,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             from cds_service.cli_rules import run_rules
 
             return run_rules(args)
+        if args.command == "screen":
+            from cds_service.cli_screen import run_screen
+
+            return run_screen(args)
     except ConfigError as exc:
         print(f"sarcopenia-cds: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -101,6 +101,13 @@ DEFAULTS: dict[str, Any] = {
     "demo": {
         "enabled": False,
     },
+    "bulk": {
+        "client_id": None,
+        "private_key_file": None,
+        "algorithm": "ES384",
+        "token_url": None,
+        "kid": None,
+    },
 }
 
 
@@ -167,6 +174,11 @@ _SPECIAL: dict[str, dict[str, Any]] = {
     "logging.format": {"enum": ["json", "text"]},
     "suppression.override_days": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
     "fhir.budget_seconds": {"type": "number", "exclusiveMinimum": 0},
+    "bulk.client_id": {"type": ["string", "null"]},
+    "bulk.private_key_file": {"type": ["string", "null"]},
+    "bulk.algorithm": {"enum": ["ES384", "RS384"]},
+    "bulk.token_url": {"type": ["string", "null"], "pattern": "^https?://"},
+    "bulk.kid": {"type": ["string", "null"]},
 }
 
 

@@ -164,7 +164,7 @@ def _classify_sql(path: Path, plan: ReadPlan, n_buckets: int, file_index: int) -
     code_miss = " OR ".join(code_tests) or "false"
     source = (
         f"read_csv('{_sql_text(str(path))}', columns = {{'j': 'VARCHAR'}}, header = false, delim = '\\x01', "
-        f"quote = '', escape = '', auto_detect = false, compression = 'auto', max_line_size = 268435456, "
+        f"quote = '', escape = '', auto_detect = false, compression = 'auto', max_line_size = 16777216, buffer_size = 33554432, "
         f"strict_mode = false)"
     )
     return f"""

@@ -42,6 +42,7 @@ class RunOptions:
     overrides: dict[str, Any] | None = None
     progress: str = "auto"  # auto | bar | log | none
     memory_limit: str = "1GB"
+    extra_problems: list[dict[str, Any]] = field(default_factory=list)  # e.g. export files not downloaded
 
 
 @dataclass
@@ -251,8 +252,10 @@ def run(options: RunOptions, on_stage: Callable[[str], None] | None = None) -> R
     report = RunReport(now=now, pack_version=engine.ruleset.version)
     report.buckets, report.buckets_skipped = len(todo) + len(finished), len(finished)
     report.not_read, report.read = stats.not_read, stats.as_dict()
-    report.problems = [p.as_dict() for p in stats.problems]
+    report.problems = [p.as_dict() for p in stats.problems] + list(options.extra_problems)
     report.problem_counts = dict(stats.problem_counts)
+    for problem in options.extra_problems:
+        report.problem_counts[problem["reason"]] = report.problem_counts.get(problem["reason"], 0) + 1
     for done in finished + fresh:
         report.patients += done["patients"]
         report.resources += done["resources"]
