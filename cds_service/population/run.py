@@ -141,9 +141,13 @@ def _evaluate_embedded(todo: list[tuple[int, Path, Path, Path]], engine: Engine,
     return results
 
 
-def _evaluate_dask(todo: list[tuple[int, Path, Path, Path]], options: RunOptions, now: datetime, key: str,
-                   progress: Progress) -> list[dict[str, Any]]:
+def _evaluate_dask(todo: list[tuple[int, Path, Path, Path]], options: RunOptions, engine: Engine, now: datetime,
+                   key: str, progress: Progress) -> list[dict[str, Any]]:
+    """Each bucket a task; the workers get this process's whole configuration (packs, profile, CT
+    set, locale), so a remote worker with other environment variables still runs the same settings."""
     from distributed import Client, LocalCluster, as_completed
+
+    config = engine.config
 
     cluster = None
     if options.scheduler:
@@ -154,7 +158,7 @@ def _evaluate_dask(todo: list[tuple[int, Path, Path, Path]], options: RunOptions
         client = Client(cluster)
     try:
         futures = [
-            client.submit(_bucket_task, str(bucket_dir), str(result), str(marker), key, options.overrides,
+            client.submit(_bucket_task, str(bucket_dir), str(result), str(marker), key, config,
                           now.isoformat(), key=f"screen-bucket-{number}-{key[:12]}", pure=False)
             for number, bucket_dir, result, marker in todo
         ]
@@ -193,7 +197,7 @@ def run(options: RunOptions, on_stage: Callable[[str], None] | None = None) -> R
     else:
         now = datetime.now(UTC).replace(microsecond=0)
 
-    partition_key = f"{input_print}-{plan.digest()}"
+    partition_key = f"{input_print}-{plan.digest()}-{options.buckets or 'auto'}"
     marker = _read_json(work / "partition.json")
     parts = work / "buckets"
     if marker and marker.get("key") == partition_key and parts.exists():
@@ -213,6 +217,7 @@ def run(options: RunOptions, on_stage: Callable[[str], None] | None = None) -> R
         con = reader.connect(work, options.memory_limit)
         reader.partition(files, plan, parts, n_buckets, con, stats)
         con.close()
+        shutil.rmtree(parts / "bucket=-1", ignore_errors=True)
         shutil.rmtree(work / "duckdb-tmp", ignore_errors=True)
         _write_json(work / "partition.json", {"key": partition_key, "buckets": n_buckets, "stats": stats.as_dict(),
                                               "files": [p.name for p in files]})
@@ -240,7 +245,7 @@ def run(options: RunOptions, on_stage: Callable[[str], None] | None = None) -> R
     t1 = time.perf_counter()
     try:
         if options.engine == "dask":
-            fresh = _evaluate_dask(todo, options, now, key, progress)
+            fresh = _evaluate_dask(todo, options, engine, now, key, progress)
         else:
             fresh = _evaluate_embedded(todo, engine, now, key, progress)
     finally:
