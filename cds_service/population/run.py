@@ -162,7 +162,7 @@ def _evaluate_dask(todo: list[tuple[int, Path, Path, Path]], options: RunOptions
     from distributed import Client, LocalCluster, as_completed
 
     config = engine.config
-
+    started = time.perf_counter()
     cluster = None
     if options.scheduler:
         client = Client(options.scheduler)
