@@ -159,6 +159,8 @@ def _evaluate_dask(todo: list[tuple[int, Path, Path, Path]], options: RunOptions
                    key: str, progress: Progress) -> list[dict[str, Any]]:
     """Each bucket a task; the workers get this process's whole configuration (packs, profile, CT
     set, locale), so a remote worker with other environment variables still runs the same settings."""
+    if not todo:
+        return []
     from distributed import Client, LocalCluster, as_completed
 
     config = engine.config
