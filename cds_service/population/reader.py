@@ -9,6 +9,7 @@ patient-view prefetch asks an EHR for (RuleSet.prefetch_templates), the service'
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs
 
 import duckdb
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
 
 from cds_service.pipeline import template_type
 
@@ -131,7 +133,7 @@ def is_resource_type(name: str) -> bool:
         model = get_fhir_model_class(name)
     except (KeyError, ValueError):
         return False
-    return "resourceType" in getattr(model, "model_fields", {}) or hasattr(model, "get_resource_type")
+    return issubclass(model, Resource)  # a data type (HumanName, Reference …) is not a resource
 
 
 def connect(work: Path, memory_limit: str = "1GB", threads: int = 2) -> duckdb.DuckDBPyConnection:
@@ -215,7 +217,12 @@ def partition(
             )
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0][:200]
-            stats.add_problem(path.name, None, f"not readable as NDJSON ({message}); file skipped")
+            at = re.search(r"Error on Line: (\d+)", message)
+            if at:  # DuckDB's text reader stopped on bytes that are not UTF-8 text
+                stats.add_problem(path.name, int(at.group(1)),
+                                  "not NDJSON text (binary or not UTF-8 from this line on); file skipped")
+            else:
+                stats.add_problem(path.name, None, f"not readable as NDJSON ({message}); file skipped")
             _remove_file_parts(parts, index)
             continue
         if on_file is not None:

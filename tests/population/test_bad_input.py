@@ -40,6 +40,7 @@ def test_each_bad_line_and_file_is_reported_and_the_rest_is_screened(tmp_path, c
     (export / "Condition.ndjson").write_bytes(_lines(
         *[r for r in others if r["resourceType"] == "Condition"],
         {"resourceType": "Conditoin", "id": "typo", "subject": {"reference": "Patient/sev-1"}},  # line 2: unknown type
+        {"resourceType": "HumanName", "id": "datatype", "subject": {"reference": "Patient/sev-1"}},  # line 3: not a resource
         {"resourceType": "Condition", "id": "orphan", "subject": {"reference": "Patient/nobody"},
          "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C18.7"}]}},
     ))
@@ -59,11 +60,11 @@ def test_each_bad_line_and_file_is_reported_and_the_rest_is_screened(tmp_path, c
     assert ("Observation.000.ndjson.gz", "5", "no patient reference (subject / patient) or Patient.id") in found
     assert ("Observation.000.ndjson.gz", "6", "not a JSON object") in found
     assert ("Condition.ndjson", "2", "unknown resource type 'Conditoin'") in found
+    assert ("Condition.ndjson", "3", "unknown resource type 'HumanName'") in found
     assert ("notes.txt", "", "not an NDJSON file (name does not end in .ndjson or .ndjson.gz); not read") in found
-    assert any(f == "Binary.ndjson" and r.startswith("not readable as NDJSON") or f == "Binary.ndjson"
-               and r == "malformed JSON" for f, _, r in found)
+    assert ("Binary.ndjson", "3", "not NDJSON text (binary or not UTF-8 from this line on); file skipped") in found
     orphan = [p for p in _problems(out) if p["patient_id"] == "nobody"]
-    assert orphan and orphan[0]["file"] == "Condition.ndjson" and orphan[0]["line"] == "3"
+    assert orphan and orphan[0]["file"] == "Condition.ndjson" and orphan[0]["line"] == "4"
     assert "no Patient resource" in orphan[0]["reason"]
     assert "Encounter 1" in err  # read but not used by the packs: counted, never silently dropped
 
