@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "out"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--configs", default="embedded,dask-1,dask-2")
+    parser.add_argument("--configs", default="embedded,dask-1,dask-2", help="which runs, in this order")
     args = parser.parse_args()
     out = Path(args.out)
     export = out / f"export-{args.patients}"
@@ -93,7 +93,8 @@ def main() -> int:
     size = sum(p.stat().st_size for p in export.glob("*.ndjson*"))
     print(f"export: {args.patients:,} patients, {lines:,} resources, {size / 1e6:,.0f} MB; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    chosen = [c for c in CONFIGS if c[0] in args.configs.split(",")]
+    by_name = dict(CONFIGS)
+    chosen = [(name, by_name[name]) for name in args.configs.split(",")]  # in the order given
     results: dict[str, list[dict]] = {name: [] for name, _ in chosen}
     for round_number in range(1, args.rounds + 1):
         for name, flags in chosen:

@@ -82,6 +82,9 @@ def engine_for(overrides: dict[str, Any] | None = None) -> Engine:
         settings = engine_settings(config)
         ruleset.warm(settings)
         found = _ENGINES[key] = Engine(ruleset, settings, config)
+        from cds_service.cli import freeze_startup_objects
+
+        freeze_startup_objects()  # as serve does: the packs live as long as the process, out of the collector's way
     return found
 
 
