@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,8 +48,11 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS of the process tree in bytes, exit code) of one command."""
+def measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int, float]:
+    """(wall seconds, peak RSS of the process tree in bytes, exit code, CPU seconds of the tree) of one
+    command. CPU time (user + system of the command and every descendant it waited for, the Dask
+    workers included) says what the work costs when other jobs take the cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     process = psutil.Process(child.pid)
@@ -68,7 +72,9 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
     sampler.join()
     if child.returncode != 0:
         print(err[-2000:], file=sys.stderr)
-    return time.perf_counter() - started, peak[0], child.returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - started, peak[0], child.returncode, cpu
 
 
 def main() -> int:
@@ -103,7 +109,7 @@ def main() -> int:
             argv = [*_command(), "screen", str(export), "--out", str(target), "--now", NOW, "--progress", "none",
                     *flags]
             load_before = os.getloadavg()[0]
-            seconds, peak, code = measured(argv, env)
+            seconds, peak, code, cpu = measured(argv, env)
             if code != 0:
                 print(f"{name}: exit {code}")
                 return 1
@@ -111,13 +117,14 @@ def main() -> int:
             evaluate = run["seconds"]["evaluate"]
             row = {"seconds": seconds, "peak": peak, "patients": run["patients"], "resources": run["resources"],
                    "lines": run["lines_read"], "evaluate": evaluate, "partition": run["seconds"]["partition"],
-                   "load": load_before}
+                   "load": load_before, "cpu": cpu}
             results[name].append(row)
             print(f"round {round_number} {name:8s}: {seconds:7.1f} s end to end, "
                   f"{run['patients'] / seconds:7,.0f} patients/s, {run['lines_read'] / seconds:8,.0f} resources/s read "
                   f"({run['resources'] / seconds:7,.0f}/s evaluated); evaluation phase {evaluate:6.1f} s = "
                   f"{run['patients'] / evaluate:6,.0f} patients/s; DuckDB partition {run['seconds']['partition']:5.1f} s; "
-                  f"peak memory {peak / 2**20:6,.0f} MiB; load average before {load_before:.2f}", flush=True)
+                  f"peak memory {peak / 2**20:6,.0f} MiB; CPU {cpu:6.1f} s = {run['patients'] / cpu:6,.0f} patients "
+                  f"per CPU-second; load average before {load_before:.2f}", flush=True)
             shutil.rmtree(target / "work", ignore_errors=True)
     best = {name: min(rows, key=lambda r: r["seconds"]) for name, rows in results.items()}
     if "dask-1" in best and "dask-2" in best:
