@@ -39,7 +39,8 @@ VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 ARCHETYPES = (
     ("screening-due", 0.22),
     ("ct-unanalysed", 0.12),
-    ("normal-muscle", 0.14),
+    ("normal-muscle", 0.11),
+    ("pre-cachexia", 0.03),
     ("low-grip", 0.10),
     ("sarcopenia", 0.08),
     ("severe-sarcopenia", 0.05),
@@ -158,12 +159,14 @@ class _Patient:
             "meta": {"tag": [{"system": "urn:example:synthetic", "code": "synthetic"}]},
         })
 
-    def condition(self, code: str, display: str, days_ago: float, status: str = "active") -> None:
+    def condition(self, code: str, display: str | None, days_ago: float, status: str = "active",
+                  system: str = ICD10CM) -> None:
+        coding = {"system": system, "code": code, **({"display": display} if display else {})}
         self.resources.append({
             "resourceType": "Condition", "id": self._id("c"),
             "clinicalStatus": {"coding": [{"system": CLINICAL, "code": status}]},
             "verificationStatus": {"coding": [{"system": VERIFICATION, "code": "confirmed"}]},
-            "code": {"coding": [{"system": ICD10CM, "code": code, "display": display}]},
+            "code": {"coding": [coding]},
             "subject": {"reference": f"Patient/{self.pid}"},
             "onsetDateTime": self.when(days_ago)[:10],
         })
@@ -213,6 +216,8 @@ def _plant(p: _Patient, archetype: str, cut: _Cutoffs, rng: random.Random) -> No
     loss = 0.0
     if archetype in ("cachexia", "refractory-cachexia"):
         loss = cut.value("cachexia_weight_loss") + rng.uniform(1, 8)
+    elif archetype == "pre-cachexia":  # some loss, not yet cachexia (Fearon 2011), with anorexia and raised CRP
+        loss = rng.uniform(0.5, cut.value("cachexia_weight_loss_minor") - 0.5)
     elif archetype not in ("screening-due",):
         loss = rng.uniform(-1.5, min(1.5, cut.value("cachexia_weight_loss_minor") - 0.5))
     reference = weight / (1 - loss / 100)
@@ -242,7 +247,10 @@ def _plant(p: _Patient, archetype: str, cut: _Cutoffs, rng: random.Random) -> No
         p.obs("gait-speed", cut.value("gait_slow") - rng.uniform(0.1, 0.3), "m/s", rng.uniform(2, 40))
     elif rng.random() < 0.3:
         p.obs("gait-speed", cut.value("gait_slow") + rng.uniform(0.1, 0.5), "m/s", rng.uniform(2, 40))
-    if archetype == "inflammation":
+    if archetype == "pre-cachexia":
+        system, code = p.code("anorexia")
+        p.condition(code, None, rng.uniform(5, 60), system=system)
+    if archetype in ("inflammation", "pre-cachexia"):
         days = rng.uniform(1, cut.value("lab_window_days") - 5)
         p.obs("crp", cut.value("crp_high") + rng.uniform(5, 60), "mg/L", days)
         p.obs("albumin", cut.value("albumin_low") - rng.uniform(2, 8), "g/L", days)

@@ -49,5 +49,5 @@ def test_every_patient_gets_the_findings_a_patient_view_call_gives(app, export_1
     made = {code for answer in screened.values() for code in answer}
     assert {"sarcopenia-screening-due", "ct-body-composition-available", "probable-sarcopenia", "sarcopenia",
             "severe-sarcopenia", "low-skeletal-muscle-index", "sarcopenic-obesity", "cancer-cachexia",
-            "refractory-cachexia", "systemic-inflammation", "sarcopenia-case-finding-positive",
+            "refractory-cachexia", "pre-cachexia", "systemic-inflammation", "sarcopenia-case-finding-positive",
             "implausible-measurement"} <= made
