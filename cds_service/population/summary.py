@@ -35,10 +35,11 @@ def _age_plot(rows: list[tuple[str, int | None]], findings: list[str]) -> str:
     labels = [band[2] for band in AGE_BANDS]
     figure, axis = plt.subplots(figsize=(9, 4.2))
     bottoms = [0] * len(AGE_BANDS)
-    for finding in findings:
+    palette = plt.get_cmap("tab20").colors  # one colour per finding (tab10 repeats after ten)
+    for index, finding in enumerate(findings):
         counts = [sum(1 for f, age in rows if f == finding and age is not None and lo <= age < hi)
                   for lo, hi, _ in AGE_BANDS]
-        axis.bar(labels, counts, bottom=bottoms, label=finding)
+        axis.bar(labels, counts, bottom=bottoms, label=finding, color=palette[index % len(palette)])
         bottoms = [b + c for b, c in zip(bottoms, counts, strict=True)]
     axis.set_xlabel("age band (years)")
     axis.set_ylabel("patients with the finding")
