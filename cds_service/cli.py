@@ -1,5 +1,5 @@
 """The `sarcopenia-cds` command: serve, demo, migrate, check-config, the rules tools, call and dev-key,
-and governance (report, suppressions, explain)."""
+governance (report, suppressions, explain) and screen."""
 
 from __future__ import annotations
 
@@ -177,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     from cds_service.cli_call import add_call_commands
 
     add_call_commands(commands)
+    from cds_service.cli_screen import add_screen_command
+
+    add_screen_command(commands)
     return parser
 
 
@@ -220,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             from cds_service.cli_call import run_call_commands
 
             return run_call_commands(args)
+        if args.command == "screen":
+            from cds_service.cli_screen import run_screen
+
+            return run_screen(args)
     except ConfigError as exc:
         print(f"sarcopenia-cds: configuration error: {exc}", file=sys.stderr)
         return 2

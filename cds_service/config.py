@@ -113,6 +113,13 @@ DEFAULTS: dict[str, Any] = {
     "demo": {
         "enabled": False,
     },
+    "bulk": {
+        "client_id": None,
+        "private_key_file": None,
+        "algorithm": "ES384",
+        "token_url": None,
+        "kid": None,
+    },
 }
 
 
@@ -197,6 +204,11 @@ _SPECIAL: dict[str, dict[str, Any]] = {
         },
     },
     "retention.days": {"type": ["integer", "null"], "minimum": 1},
+    "bulk.client_id": {"type": ["string", "null"]},
+    "bulk.private_key_file": {"type": ["string", "null"]},
+    "bulk.algorithm": {"enum": ["ES384", "RS384"]},
+    "bulk.token_url": {"type": ["string", "null"], "pattern": "^https?://"},
+    "bulk.kid": {"type": ["string", "null"]},
 }
 
 

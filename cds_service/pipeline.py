@@ -104,6 +104,44 @@ def add_trend_link(cards: list[dict[str, Any]], context: dict[str, Any], config:
             card["links"] = [*card.get("links", []), dict(link)]
 
 
+@dataclass
+class CheckedEvaluation:
+    """What the rules made of one patient's resources, and the resources set aside as invalid."""
+
+    evaluation: Any
+    invalid: list[dict[str, Any]]
+    validate_seconds: float = 0.0
+    lenient: list[Leniency] = field(default_factory=list)
+
+
+def evaluate_resources(
+    resources: list[dict[str, Any]],
+    *,
+    hook: ModuleType,
+    context: dict[str, Any],
+    ruleset: Any,
+    engine_settings: Any,
+    now: datetime,
+    suppression: Any = None,
+    unavailable: frozenset[str] = frozenset(),
+) -> CheckedEvaluation:
+    """A patient's FHIR resources → validated resources the rules read → the engine's Evaluation.
+
+    The one path from resources to findings: a hook call (answer_hook) and population screening
+    (cds_service.population) both take it, so they cannot disagree."""
+    started = time.perf_counter()
+    lenient: list[Leniency] = []
+    valid, invalid = validate_resources(resources, ruleset.relevant, lenient=lenient)
+    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True, lenient=lenient)
+    invalid.extend(invalid_orders)
+    validated = time.perf_counter()
+    evaluation = ruleset.evaluate(
+        valid, hook=hook.HOOK, context=context, orders=orders, now=now,
+        settings=engine_settings, suppress=suppression, unavailable=unavailable,
+    )
+    return CheckedEvaluation(evaluation, invalid, validated - started, lenient)
+
+
 def answer_hook(
     body: dict[str, Any],
     *,
@@ -143,19 +181,15 @@ def answer_hook(
     fetched = time.perf_counter()
     unavailable = unavailable_types(gathered, templates)
 
-    lenient: list[Leniency] = []
-    resources, invalid = validate_resources(gathered.resources, ruleset.relevant, lenient=lenient)
-    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True, lenient=lenient)
-    invalid.extend(invalid_orders)
+    checked = evaluate_resources(
+        gathered.resources, hook=hook, context=context, ruleset=ruleset, engine_settings=engine_settings,
+        now=now, suppression=suppression, unavailable=unavailable,
+    )
+    evaluation, invalid, lenient = checked.evaluation, checked.invalid, checked.lenient
+    validated = fetched + checked.validate_seconds
     for note in lenient:
         log_event(logging.WARNING, "resource read leniently", hookInstance=body.get("hookInstance"),
                   resource=note.reference, path=note.path, problem=note.problem)
-    validated = time.perf_counter()
-
-    evaluation = ruleset.evaluate(
-        resources, hook=hook.HOOK, context=context, orders=orders, now=now,
-        settings=engine_settings, suppress=suppression, unavailable=unavailable,
-    )
     evaluated = time.perf_counter()
 
     if hook.HOOK == "patient-view":
