@@ -21,6 +21,7 @@ from cds_service.api.http import error_response
 from cds_service.config import load_config
 from cds_service.engine import EngineSettings, RuleSetHolder
 from cds_service.fhir import FhirClient
+from cds_service.fhir.egress import EgressPolicy
 from cds_service.logs import log_event, setup_logging
 from cds_service.metrics import Metrics
 from cds_service.protocol import ProtocolError
@@ -88,7 +89,8 @@ def create_app(
         rules=rules,
         engine_settings=engine_settings(settings),
         store=store,
-        fhir=FhirClient({**settings["fhir"], "max_bundle_pages": settings["limits"]["max_bundle_pages"]}),
+        fhir=FhirClient({**settings["fhir"], "max_bundle_pages": settings["limits"]["max_bundle_pages"]},
+                        egress=EgressPolicy(settings["fhir"], settings["auth"]["issuers"])),
         metrics=Metrics(),
         clock=clock or services.utcnow,
     )

@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
         "breaker_failures": 5,
         "breaker_reset_seconds": 30.0,
         "allow_http": True,
+        "allow_private_addresses": False,
     },
     "privacy": {
         "pseudonym_key": None,
@@ -152,6 +153,7 @@ _SPECIAL: dict[str, dict[str, Any]] = {
                 "jku_allowlist": {"type": "array", "items": {"type": "string"}},
                 "algorithms": {"type": "array", "items": {"type": "string"}},
                 "tenants": {"type": "array", "items": {"type": "string"}},
+                "fhir_servers": {"type": "array", "items": {"type": "string", "pattern": "^https?://"}},
             },
         },
     },
