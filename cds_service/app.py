@@ -22,11 +22,12 @@ from cds_service.config import load_config
 from cds_service.engine import EngineSettings, RuleSetHolder
 from cds_service.fhir import FhirClient
 from cds_service.fhir.egress import EgressPolicy
-from cds_service.logs import log_event, setup_logging
+from cds_service.logs import log_event, route_template, setup_logging
 from cds_service.metrics import Metrics
 from cds_service.protocol import ProtocolError
 from cds_service.smart import register_smart
 from cds_service.store import Store
+from cds_service.store.engine import RETRY_AFTER_SECONDS, is_database_outage
 
 
 @dataclass
@@ -142,7 +143,7 @@ def _install_error_handlers(app: Flask, settings: dict[str, Any]) -> None:
     @app.errorhandler(ProtocolError)
     def protocol_error(error: ProtocolError):
         log_event(logging.WARNING if error.status < 500 else logging.ERROR, "request refused",
-                  status=error.status, path=request.path, hookInstance=g.get("hook_instance"),
+                  status=error.status, route=route_template(), hookInstance=g.get("hook_instance"),
                   issues=[i.code for i in error.issues])
         return error_response(error)
 
@@ -158,10 +159,20 @@ def _install_error_handlers(app: Flask, settings: dict[str, Any]) -> None:
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception):
+        if isinstance(error, RecursionError):  # wherever it happens, a structure nested too deeply
+            log_event(logging.WARNING, "request refused", status=400, route=route_template(), issues=["too-costly"])
+            return error_response(ProtocolError.single(
+                400, "too-costly", "the request is nested too deeply to be processed"))
+        if is_database_outage(error):
+            log_event(logging.ERROR, "database unavailable", error_type=type(error).__name__, route=route_template(),
+                      hookInstance=g.get("hook_instance"))
+            return error_response(ProtocolError.single(
+                503, "transient", "the service's database is unavailable; try again shortly"),
+                {"Retry-After": str(RETRY_AFTER_SECONDS)})
         reference = str(uuid.uuid4())
         frames = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in traceback.extract_tb(error.__traceback__)]
         log_event(logging.ERROR, "internal error", error_type=type(error).__name__, frames=frames[-8:],
-                  reference=reference, path=request.path, hookInstance=g.get("hook_instance"))
+                  reference=reference, route=route_template(), hookInstance=g.get("hook_instance"))
         return error_response(ProtocolError.single(
             500, "exception", f"the service failed to process the request; reference {reference}"))
 

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "finding_system": "https://sarcopenia-cds.org/CodeSystem/finding",
     },
     "limits": {
-        "max_body_bytes": 5 * 1024 * 1024,
+        "max_body_bytes": 16 * 1024 * 1024,
         "max_prefetch_resources": 5000,
         "max_bundle_pages": 10,
     },

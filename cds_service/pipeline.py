@@ -82,6 +82,18 @@ def count_prefetch_resources(prefetch: dict[str, Any] | None) -> int:
     return total
 
 
+def check_resource_limit(prefetched: int, fetched: int, draft_orders: int, limit: int) -> None:
+    """ProtocolError 413 when the resources of one request, wherever they came from (the
+    prefetch, the FHIR server, the draft orders), are more than ``limits.max_prefetch_resources``."""
+    total = prefetched + fetched + draft_orders
+    if total > limit:
+        raise ProtocolError.single(
+            413, "too-costly",
+            f"the request brings {total} resources ({prefetched} in the prefetch, {fetched} fetched from "
+            f"fhirServer, {draft_orders} draft orders); the limit is {limit} (limits.max_prefetch_resources)",
+            "$.prefetch")
+
+
 def add_trend_link(cards: list[dict[str, Any]], context: dict[str, Any], config: dict[str, Any]) -> None:
     """Link each card to the muscle and weight trend view (SMART launch; a plain link in the demo)."""
     link = trend_link(context, config, config["locale"])
@@ -107,9 +119,9 @@ def answer_hook(
     hook = hook_registry.HOOKS[hook_registry.SERVICES[service_id]]
     context = body["context"]
     limit = config["limits"]["max_prefetch_resources"]
-    count = count_prefetch_resources(body.get("prefetch"))
-    if count > limit:
-        raise ProtocolError.single(413, "too-costly", f"$.prefetch holds {count} resources; the limit is {limit}", "$.prefetch")
+    draft_orders = hook.orders(context)
+    prefetched = count_prefetch_resources(body.get("prefetch"))
+    check_resource_limit(prefetched, 0, len(draft_orders), limit)
 
     budget = Budget(float(config["fhir"]["budget_seconds"]))
     authorization = body.get("fhirAuthorization") or {}
@@ -125,10 +137,13 @@ def answer_hook(
         on_fetch_error=on_fetch_error,
     )
     fetched = time.perf_counter()
+    # what the FHIR server brought (searches, and further pages of prefetched Bundles) counts too
+    fetched_count = max(0, len(gathered.resources) - prefetched)
+    check_resource_limit(min(prefetched, len(gathered.resources)), fetched_count, len(draft_orders), limit)
     unavailable = unavailable_types(gathered, templates)
 
     resources, invalid = validate_resources(gathered.resources, ruleset.relevant)
-    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True)
+    orders, invalid_orders = validate_resources(draft_orders, lambda _r: True)
     invalid.extend(invalid_orders)
     validated = time.perf_counter()
 

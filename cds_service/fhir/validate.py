@@ -12,6 +12,8 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cds_service.protocol import ProtocolError
+
 #: how many resource verdicts one process remembers (a digest and a few short strings each)
 VERDICTS_KEPT = 4096
 
@@ -93,7 +95,12 @@ def validate_resources(
             wanted = True  # malformed where the rules look: the model check below says what is wrong
         if not wanted:
             continue
-        problems = (verdicts or VERDICTS).problems(resource, lambda: model_problems(kind, resource))
+        try:
+            problems = (verdicts or VERDICTS).problems(resource, lambda: model_problems(kind, resource))
+        except RecursionError:  # the models recurse once per level: 150 nested extensions are too many
+            raise ProtocolError.single(
+                400, "too-costly", f"{reference[:120]} is nested too deeply to be checked (elements or "
+                "extensions more than about 100 levels down); the request was not processed") from None
         if problems:
             invalid.append({"reference": reference, "problems": list(problems)})
         else:

@@ -19,6 +19,25 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 PG_CONNECT_TIMEOUT_SECONDS = 3
 
 
+#: what a 503 for an unavailable database asks the client to wait (PostgreSQL restarts take seconds)
+RETRY_AFTER_SECONDS = 5
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """True for an error that means the database cannot be used right now (PostgreSQL restarting
+    or unreachable, a connection cut, the pool exhausted, SQLite locked past its busy timeout),
+    which the service answers with 503 and Retry-After instead of a 500."""
+    if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
+        return True
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(error, psycopg.OperationalError)
+
+
 def create_engine(database_url: str, **options: Any) -> Engine:
     """An engine for ``database_url``; ``options`` go to ``sqlalchemy.create_engine``."""
     url = make_url(database_url)
