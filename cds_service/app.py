@@ -83,6 +83,7 @@ def create_app(
     if settings["rules"]["watch"]:
         rules.start_watching(settings["rules"]["watch_interval_seconds"])
     store = Store(settings["database"]["url"], settings["privacy"]["pseudonym_key"],
+                  pseudonym_key_file=settings["privacy"]["pseudonym_key_file"],
                   card_journal=settings["database"]["card_journal"])
     store.migrate()
     state = ServiceState(

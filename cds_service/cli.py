@@ -56,7 +56,8 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
 
     merged = {"host": host, "port": port, **(overrides or {})}
     config = load_config(overrides=merged)
-    store = Store(config["database"]["url"], config["privacy"]["pseudonym_key"])
+    store = Store(config["database"]["url"], config["privacy"]["pseudonym_key"],
+                  pseudonym_key_file=config["privacy"]["pseudonym_key_file"])
     store.migrate()
     store.dispose()
     # Loaded once in the master and inherited by every worker it forks: a worker that starts
@@ -136,6 +137,8 @@ def _masked(config: dict[str, Any]) -> dict[str, Any]:
     shown = json.loads(json.dumps(config))
     if shown["privacy"]["pseudonym_key"]:
         shown["privacy"]["pseudonym_key"] = "***"
+    if shown["metrics"]["token"]:
+        shown["metrics"]["token"] = "***"
     return shown
 
 
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             from cds_service.store import Store
 
             config = load_config()
-            Store(config["database"]["url"], config["privacy"]["pseudonym_key"]).migrate()
+            Store(config["database"]["url"], config["privacy"]["pseudonym_key"],
+                  pseudonym_key_file=config["privacy"]["pseudonym_key_file"]).migrate()
             print("database schema is up to date")
             return 0
         if args.command == "check-config":

@@ -70,6 +70,12 @@ DEFAULTS: dict[str, Any] = {
     },
     "privacy": {
         "pseudonym_key": None,
+        "pseudonym_key_file": None,
+    },
+    "metrics": {
+        "token": None,
+        "port": None,
+        "host": "127.0.0.1",
     },
     "suppression": {
         "override_days": {
@@ -136,6 +142,9 @@ _SPECIAL: dict[str, dict[str, Any]] = {
     "rules.ct_cutoffs": {"enum": [None, "martin2013", "prado2008", "zhuang2016"]},
     "rules.paths": {"type": "array", "items": {"type": "string"}},
     "privacy.pseudonym_key": {"type": ["string", "null"]},
+    "privacy.pseudonym_key_file": {"type": ["string", "null"], "minLength": 1},
+    "metrics.token": {"type": ["string", "null"], "minLength": 16},
+    "metrics.port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
     "auth.algorithms": {
         "type": "array",
         "items": {"enum": ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]},

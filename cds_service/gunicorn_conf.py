@@ -35,6 +35,7 @@ def on_starting(server):
     """Bring the database schema to head once, before any worker starts."""
     from cds_service.store import Store
 
-    store = Store(_config["database"]["url"], _config["privacy"]["pseudonym_key"])
+    store = Store(_config["database"]["url"], _config["privacy"]["pseudonym_key"],
+                  pseudonym_key_file=_config["privacy"]["pseudonym_key_file"])
     store.migrate()
     store.dispose()

@@ -42,6 +42,8 @@ def running_service(database_url: str, workdir: Path, *, workers: int = 1, extra
         "SARCOPENIA_CDS_AUTH__ISSUERS": json.dumps([tokens.issuer_config()]),
         "SARCOPENIA_CDS_RULES__WATCH": "false",
         "SARCOPENIA_CDS_FHIR__ALLOW_PRIVATE_ADDRESSES": "true",  # the test FHIR servers are on 127.0.0.1
+        **({} if database_url.startswith("sqlite") else
+           {"SARCOPENIA_CDS_PRIVACY__PSEUDONYM_KEY_FILE": str(workdir / "pseudonym.key")}),
         **(extra_env or {}),
     })
     log = (workdir / f"server-{port}.log").open("wb")
