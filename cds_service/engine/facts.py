@@ -916,9 +916,9 @@ def _entry_key(entry: dict):
 
 
 def _shown_number(number):
-    """A number as evidence shows it: an integer of more than 15 digits in scientific notation
-    (a 310-digit 'grip strength' is not repeated in full on a card)."""
-    if isinstance(number, int) and not isinstance(number, bool) and abs(number) >= 10**15:
+    """A number as evidence shows it: an integer beyond 64 bits in scientific notation (a
+    310-digit 'grip strength' is not repeated in full on a card)."""
+    if isinstance(number, int) and not isinstance(number, bool) and number.bit_length() > 64:
         digits = str(abs(number))
         return f"{'-' if number < 0 else ''}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
     return number
