@@ -44,3 +44,18 @@ def on_starting(server):
                   pseudonym_key_file=_config["privacy"]["pseudonym_key_file"])
     store.migrate()
     store.dispose()
+
+
+if _config["metrics"]["port"] and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    # every worker writes its samples there; the master's metrics.port listener sums them
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sarcopenia-cds-metrics-")
+
+
+def when_ready(server):
+    """Serve /metrics on metrics.port from the master (see cli.serve_metrics)."""
+    if _config["metrics"]["port"]:
+        from cds_service.cli import serve_metrics
+
+        serve_metrics(_config["metrics"]["host"], _config["metrics"]["port"])
