@@ -321,6 +321,15 @@ def test_8_dot_ids_are_refused(ehr, fhir, patient_id):
     assert_next_good_request_answered(ehr)
 
 
+def test_8_a_dot_segment_never_goes_into_a_prefetch_query():
+    """userId 'Practitioner/..' passes the reference pattern; its id never reaches a template."""
+    from cds_service.fhir.templates import render_template
+
+    assert render_template("Practitioner/{{userPractitionerId}}", {"userPractitionerId": ".."}) is None
+    assert render_template("Patient/{{context.patientId}}", {"context.patientId": "."}) is None
+    assert render_template("Patient/{{context.patientId}}", {"context.patientId": "p.1"}) == "Patient/p.1"
+
+
 def test_8_a_401_logs_the_route_never_the_path(app, ehr, caplog):
     client = app.test_client()
     with caplog.at_level(logging.DEBUG):
