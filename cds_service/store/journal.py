@@ -186,11 +186,14 @@ class CardJournal:
                                                            "file": f"{self.path.name}.rejected"})
 
     def close(self) -> None:
-        """Close this process's lock files."""
-        if self._locks_pid == os.getpid():
-            for handle in self._locks.values():
-                handle.close()
-        self._locks, self._locks_pid = {}, None
+        """Close this process's lock files, once no flush of this process uses them (a background
+        round that took the store before it was disposed may still be flushing: closing its lock
+        file under it made it fail with ValueError)."""
+        with self._flush_mutex:
+            if self._locks_pid == os.getpid():
+                for handle in self._locks.values():
+                    handle.close()
+            self._locks, self._locks_pid = {}, None
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ def health(base: str) -> dict:
     return requests.get(base + "/healthz", timeout=5).json()
 
 
-def wait_for(base: str, predicate, seconds: float = 15.0) -> dict:
+def wait_for(base: str, predicate, seconds: float = 60.0) -> dict:  # 15 s failed at load 22 on 2 cores
     deadline = time.monotonic() + seconds
     while True:
         body = health(base)
