@@ -22,11 +22,13 @@ from cds_service.api.http import COLLECTOR, GC_PAUSE_BYTES, error_response
 from cds_service.config import load_config
 from cds_service.engine import EngineSettings, RuleSetHolder
 from cds_service.fhir import FhirClient
-from cds_service.logs import log_event, setup_logging
+from cds_service.fhir.egress import EgressPolicy
+from cds_service.logs import log_event, route_template, setup_logging
 from cds_service.metrics import Metrics
 from cds_service.protocol import ProtocolError
 from cds_service.smart import register_smart
 from cds_service.store import Store
+from cds_service.store.engine import RETRY_AFTER_SECONDS, is_database_outage
 
 
 @dataclass
@@ -102,6 +104,7 @@ def create_app(
     if settings["rules"]["watch"]:
         rules.start_watching(settings["rules"]["watch_interval_seconds"])
     store = Store(settings["database"]["url"], settings["privacy"]["pseudonym_key"],
+                  pseudonym_key_file=settings["privacy"]["pseudonym_key_file"],
                   card_journal=settings["database"]["card_journal"])
     store.migrate()
     _purge_expired(store, settings)
@@ -110,7 +113,8 @@ def create_app(
         rules=rules,
         engine_settings=engine_settings(settings),
         store=store,
-        fhir=FhirClient({**settings["fhir"], "max_bundle_pages": settings["limits"]["max_bundle_pages"]}),
+        fhir=FhirClient({**settings["fhir"], "max_bundle_pages": settings["limits"]["max_bundle_pages"]},
+                        egress=EgressPolicy(settings["fhir"], settings["auth"]["issuers"])),
         metrics=Metrics(),
         clock=clock or services.utcnow,
     )
@@ -177,7 +181,7 @@ def _install_error_handlers(app: Flask, settings: dict[str, Any]) -> None:
     @app.errorhandler(ProtocolError)
     def protocol_error(error: ProtocolError):
         log_event(logging.WARNING if error.status < 500 else logging.ERROR, "request refused",
-                  status=error.status, path=request.path, hookInstance=g.get("hook_instance"),
+                  status=error.status, route=route_template(), hookInstance=g.get("hook_instance"),
                   issues=[i.code for i in error.issues])
         return error_response(error)
 
@@ -193,10 +197,20 @@ def _install_error_handlers(app: Flask, settings: dict[str, Any]) -> None:
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception):
+        if isinstance(error, RecursionError):  # wherever it happens, a structure nested too deeply
+            log_event(logging.WARNING, "request refused", status=400, route=route_template(), issues=["too-costly"])
+            return error_response(ProtocolError.single(
+                400, "too-costly", "the request is nested too deeply to be processed"))
+        if is_database_outage(error):
+            log_event(logging.ERROR, "database unavailable", error_type=type(error).__name__, route=route_template(),
+                      hookInstance=g.get("hook_instance"))
+            return error_response(ProtocolError.single(
+                503, "transient", "the service's database is unavailable; try again shortly"),
+                {"Retry-After": str(RETRY_AFTER_SECONDS)})
         reference = str(uuid.uuid4())
         frames = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in traceback.extract_tb(error.__traceback__)]
         log_event(logging.ERROR, "internal error", error_type=type(error).__name__, frames=frames[-8:],
-                  reference=reference, path=request.path, hookInstance=g.get("hook_instance"))
+                  reference=reference, route=route_template(), hookInstance=g.get("hook_instance"))
         return error_response(ProtocolError.single(
             500, "exception", f"the service failed to process the request; reference {reference}"))
 

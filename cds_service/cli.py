@@ -69,13 +69,46 @@ def disable_control_socket(cfg: Any) -> None:
 def worker_class(threads: int) -> str:
     """gunicorn's worker class for ``threads`` per worker: one thread is gunicorn's sync worker
     (one request at a time, no keep-alive: the idle worker takes the next connection, for
-    CPU-bound calls behind a proxy); more is gthread (threads also wait on FHIR fetches)."""
-    return "sync" if threads <= 1 else "gthread"
+    CPU-bound calls behind a proxy); more is gthread (threads also wait on FHIR fetches). Both
+    as cds_service.workers has them: a deadline on reading a request, OperationOutcome errors."""
+    return "cds_service.workers.SyncWorker" if threads <= 1 else "cds_service.workers.ThreadWorker"
 
 
-def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str, Any] | None = None) -> int:
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(config: dict[str, Any]) -> int:
+    """One worker per core, when the JWT replay cache is shared (redis.url); one otherwise, since
+    each worker would remember only the tokens it saw itself."""
+    return cores() if config["redis"]["url"] else 1
+
+
+def http_limits(cfg: Any) -> None:
+    """gunicorn's settings for slow and oversized requests (see cds_service.workers)."""
+    from cds_service import workers as service_workers
+
+    cfg.set("keepalive", service_workers.KEEPALIVE_SECONDS)
+    cfg.set("limit_request_line", service_workers.LIMIT_REQUEST_LINE)
+    cfg.set("limit_request_fields", service_workers.LIMIT_REQUEST_FIELDS)
+    cfg.set("limit_request_field_size", service_workers.LIMIT_REQUEST_FIELD_SIZE)
+
+
+def _serve(host: str, port: int, workers: int | None, threads: int, overrides: dict[str, Any] | None = None) -> int:
     """Run the app under gunicorn (sync or gthread workers), migrating the database once first."""
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    merged = {"host": host, "port": port, **(overrides or {})}
+    config = load_config(overrides=merged)
+    if workers is None:
+        workers = default_workers(config)
+        if workers == 1 and cores() > 1:
+            print(f"sarcopenia-cds: 1 worker of {cores()} cores: set redis.url to run one per core "
+                  "(the JWT replay cache must be shared)", file=sys.stderr, flush=True)
+    metrics_port = config["metrics"]["port"]
+    if (workers > 1 or metrics_port) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: /metrics then sums every worker's samples
         import tempfile
 
@@ -89,12 +122,11 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     from cds_service.engine import RuleSetHolder
     from cds_service.store import Store
 
-    merged = {"host": host, "port": port, **(overrides or {})}
-    config = load_config(overrides=merged)
     from cds_service.logs import setup_logging
 
     setup_logging(config["logging"])  # the master logs too (a refused reload, with its diagnostics)
-    store = Store(config["database"]["url"], config["privacy"]["pseudonym_key"])
+    store = Store(config["database"]["url"], config["privacy"]["pseudonym_key"],
+                  pseudonym_key_file=config["privacy"]["pseudonym_key_file"])
     store.migrate()
     store.dispose()
     # Loaded once in the master and inherited by every worker it forks: a worker that starts
@@ -112,6 +144,9 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)
+            http_limits(self.cfg)
+            if metrics_port:
+                self.cfg.set("when_ready", lambda _arbiter: serve_metrics(config["metrics"]["host"], metrics_port))
             self.cfg.set("post_worker_init", announce_when_serving(
                 f"sarcopenia-cds: listening on http://{host}:{port} (CDS Hooks discovery at {config['base_url']}/cds-services)"))
             disable_control_socket(self.cfg)
@@ -145,6 +180,17 @@ def _serve(host: str, port: int, workers: int, threads: int, overrides: dict[str
     return 0
 
 
+def serve_metrics(host: str, port: int) -> None:
+    """Serve /metrics (every worker's samples) on host:port from the gunicorn master, for
+    metrics.port: an internal address the EHR-facing port does not expose."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=host, registry=registry)
+    print(f"sarcopenia-cds: metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sarcopenia-cds", description="CDS Hooks 2.0 service for cancer-associated sarcopenia.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,8 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service (gunicorn, configuration from SARCOPENIA_CDS_*)")
     serve.add_argument("--host", default=None, help="address to bind (default: configuration 'host', 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to bind (default: configuration 'port', 8080)")
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", "1")),
-                       help="gunicorn worker processes (default 1; with more, set redis.url so JWT replay checks are shared)")
+    serve.add_argument("--workers", type=int,
+                       default=int(os.environ["GUNICORN_WORKERS"]) if os.environ.get("GUNICORN_WORKERS") else None,
+                       help="gunicorn worker processes (default: one per core with redis.url, which shares "
+                            "the JWT replay checks; 1 without it)")
     serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8; 1 runs gunicorn's sync worker)")
 
     demo = commands.add_parser("demo", help="the service with synthetic patients and the EHR-simulator page")
@@ -187,6 +235,8 @@ def _masked(config: dict[str, Any]) -> dict[str, Any]:
     shown = json.loads(json.dumps(config))
     if shown["privacy"]["pseudonym_key"]:
         shown["privacy"]["pseudonym_key"] = "***"
+    if shown["metrics"]["token"]:
+        shown["metrics"]["token"] = "***"
     return shown
 
 
@@ -205,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             from cds_service.store import Store
 
             config = load_config()
-            Store(config["database"]["url"], config["privacy"]["pseudonym_key"]).migrate()
+            Store(config["database"]["url"], config["privacy"]["pseudonym_key"],
+                  pseudonym_key_file=config["privacy"]["pseudonym_key_file"]).migrate()
             print("database schema is up to date")
             return 0
         if args.command == "check-config":

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "finding_system": "https://sarcopenia-cds.org/CodeSystem/finding",
     },
     "limits": {
-        "max_body_bytes": 5 * 1024 * 1024,
+        "max_body_bytes": 16 * 1024 * 1024,
         "max_prefetch_resources": 5000,
         "max_bundle_pages": 10,
     },
@@ -67,9 +67,16 @@ DEFAULTS: dict[str, Any] = {
         "breaker_reset_seconds": 30.0,
         "allow_http": True,
         "open_servers": [],
+        "allow_private_addresses": False,
     },
     "privacy": {
         "pseudonym_key": None,
+        "pseudonym_key_file": None,
+    },
+    "metrics": {
+        "token": None,
+        "port": None,
+        "host": "127.0.0.1",
     },
     "suppression": {
         "override_days": {
@@ -154,6 +161,9 @@ _SPECIAL: dict[str, dict[str, Any]] = {
     "rules.ct_cutoffs": {"enum": [None, "martin2013", "prado2008", "zhuang2016"]},
     "rules.paths": {"type": "array", "items": {"type": "string"}},
     "privacy.pseudonym_key": {"type": ["string", "null"]},
+    "privacy.pseudonym_key_file": {"type": ["string", "null"], "minLength": 1},
+    "metrics.token": {"type": ["string", "null"], "minLength": 16},
+    "metrics.port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
     "auth.algorithms": {
         "type": "array",
         "items": {"enum": ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]},
@@ -172,6 +182,7 @@ _SPECIAL: dict[str, dict[str, Any]] = {
                 "algorithms": {"type": "array", "items": {"type": "string"}},
                 "tenants": {"type": "array", "items": {"type": "string"}},
                 "audiences": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "fhir_servers": {"type": "array", "items": {"type": "string", "pattern": "^https?://"}},
             },
         },
     },

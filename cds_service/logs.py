@@ -61,6 +61,17 @@ def setup_logging(settings: dict[str, Any]) -> logging.Logger:
     return logger
 
 
+def route_template() -> str:
+    """The matched route of the current request as written in the code ('/cds-services/<service_id>'),
+    never the path it was called with (which can carry patient ids); '(no route)' when none matched."""
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return "(no request)"
+    rule = request.url_rule
+    return rule.rule if rule is not None else "(no route)"
+
+
 def log_event(level: int, event: str, **fields: Any) -> None:
     """Log an event with safe, structured fields."""
     logging.getLogger(LOGGER_NAME).log(level, event, extra=fields)

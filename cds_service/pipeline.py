@@ -96,6 +96,18 @@ def count_prefetch_resources(prefetch: dict[str, Any] | None) -> int:
     return total
 
 
+def check_resource_limit(prefetched: int, fetched: int, draft_orders: int, limit: int) -> None:
+    """ProtocolError 413 when the resources of one request, wherever they came from (the
+    prefetch, the FHIR server, the draft orders), are more than ``limits.max_prefetch_resources``."""
+    total = prefetched + fetched + draft_orders
+    if total > limit:
+        raise ProtocolError.single(
+            413, "too-costly",
+            f"the request brings {total} resources ({prefetched} in the prefetch, {fetched} fetched from "
+            f"fhirServer, {draft_orders} draft orders); the limit is {limit} (limits.max_prefetch_resources)",
+            "$.prefetch")
+
+
 def add_trend_link(cards: list[dict[str, Any]], context: dict[str, Any], config: dict[str, Any]) -> None:
     """Link each card to the muscle and weight trend view (SMART launch; a plain link in the demo)."""
     link = trend_link(context, config, config["locale"])
@@ -124,6 +136,7 @@ def evaluate_resources(
     now: datetime,
     suppression: Any = None,
     unavailable: frozenset[str] = frozenset(),
+    orders: list[dict[str, Any]] | None = None,
 ) -> CheckedEvaluation:
     """A patient's FHIR resources → validated resources the rules read → the engine's Evaluation.
 
@@ -132,7 +145,8 @@ def evaluate_resources(
     started = time.perf_counter()
     lenient: list[Leniency] = []
     valid, invalid = validate_resources(resources, ruleset.relevant, lenient=lenient)
-    orders, invalid_orders = validate_resources(hook.orders(context), lambda _r: True, lenient=lenient)
+    drafts = hook.orders(context) if orders is None else orders
+    orders, invalid_orders = validate_resources(drafts, lambda _r: True, lenient=lenient)
     invalid.extend(invalid_orders)
     validated = time.perf_counter()
     evaluation = ruleset.evaluate(
@@ -159,9 +173,9 @@ def answer_hook(
     hook = hook_registry.HOOKS[hook_registry.SERVICES[service_id]]
     context = body["context"]
     limit = config["limits"]["max_prefetch_resources"]
-    count = count_prefetch_resources(body.get("prefetch"))
-    if count > limit:
-        raise ProtocolError.single(413, "too-costly", f"$.prefetch holds {count} resources; the limit is {limit}", "$.prefetch")
+    draft_orders = hook.orders(context)
+    prefetched = count_prefetch_resources(body.get("prefetch"))
+    check_resource_limit(prefetched, 0, len(draft_orders), limit)
 
     budget = Budget(float(config["fhir"]["budget_seconds"]))
     authorization = body.get("fhirAuthorization") or {}
@@ -179,11 +193,14 @@ def answer_hook(
         open_server=is_open_server(fhir_server, config["fhir"].get("open_servers") or ()),
     )
     fetched = time.perf_counter()
+    # what the FHIR server brought (searches, and further pages of prefetched Bundles) counts too
+    fetched_count = max(0, len(gathered.resources) - prefetched)
+    check_resource_limit(min(prefetched, len(gathered.resources)), fetched_count, len(draft_orders), limit)
     unavailable = unavailable_types(gathered, templates)
 
     checked = evaluate_resources(
         gathered.resources, hook=hook, context=context, ruleset=ruleset, engine_settings=engine_settings,
-        now=now, suppression=suppression, unavailable=unavailable,
+        now=now, suppression=suppression, unavailable=unavailable, orders=draft_orders,
     )
     evaluation, invalid, lenient = checked.evaluation, checked.invalid, checked.lenient
     validated = fetched + checked.validate_seconds

@@ -2,8 +2,12 @@
 
 REFERENCE = r"^[A-Za-z]+/[A-Za-z0-9\-\.]{1,64}$"
 
-PATIENT_ID = {"type": "string", "pattern": r"^[A-Za-z0-9\-\.]{1,64}$"}
-ENCOUNTER_ID = {"type": "string", "pattern": r"^[A-Za-z0-9\-\.]{1,64}$"}
+#: a FHIR id (R4: [A-Za-z0-9\-\.]{1,64}) that is not "." or "..", which would make
+#: {fhirServer}/Patient/{{context.patientId}} name the Patient endpoint itself or its parent
+FHIR_ID = {"type": "string", "pattern": r"^[A-Za-z0-9\-\.]{1,64}$", "not": {"type": "string", "pattern": r"^\.{1,2}$",
+                                                                          "description": "'.' and '..' are not FHIR ids"}}
+PATIENT_ID = FHIR_ID
+ENCOUNTER_ID = FHIR_ID
 
 DRAFT_ORDERS = {
     "type": "object",

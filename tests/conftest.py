@@ -21,6 +21,7 @@ def service_config(tmp_path, **overrides) -> dict:
         "auth": {"required": True, "issuers": [tokens.issuer_config()]},
         "rules": {"watch": False},
         "logging": {"format": "json", "level": "INFO"},
+        "fhir": {"allow_private_addresses": True},  # the test FHIR servers listen on 127.0.0.1
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

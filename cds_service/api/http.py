@@ -82,7 +82,10 @@ def read_json() -> Any:
     if mimetype not in JSON_TYPES:
         shown = request.content_type or "none"
         raise ProtocolError.single(415, "not-supported", f"Content-Type must be application/json (got '{shown[:60]}')")
-    raw = request.get_data(cache=False)
+    try:
+        raw = request.get_data(cache=False)
+    except OSError:  # the body did not arrive in time (cds_service.workers) or the client left
+        raise ProtocolError.single(408, "timeout", "the request body did not arrive in time") from None
     try:
         return parse_json(raw)
     except orjson.JSONDecodeError:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+import hmac
+
+from flask import Blueprint, Response, current_app, request
 
 from cds_service.api.http import json_response
+from cds_service.auth.middleware import unauthorized
+from cds_service.protocol import ProtocolError
 
 bp = Blueprint("ops", __name__)
 
@@ -46,6 +50,16 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    """Prometheus text exposition."""
+    """Prometheus text exposition, to the bearer of metrics.token only (its per-finding counters
+    tell what the last call found); open in the demo; not here at all with neither."""
     state = current_app.extensions["cds"]
+    token = state.config["metrics"]["token"]
+    if not state.config["demo"]["enabled"]:
+        if token is None:
+            where = (f"on the internal metrics port {state.config['metrics']['port']}"
+                     if state.config["metrics"]["port"] else "only with metrics.token or on metrics.port")
+            raise ProtocolError.single(404, "not-found", f"metrics are served {where}")
+        offered = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(offered.encode("utf-8", "replace"), f"Bearer {token}".encode()):
+            return unauthorized()
     return Response(state.metrics.exposition(), mimetype="text/plain; version=0.0.4")

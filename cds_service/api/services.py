@@ -43,6 +43,10 @@ def call_service(service_id: str):
     body = read_json()
     check_request(body, service_id, hook_registry.HOOKS[hook_name])
     g.hook_instance = body["hookInstance"]
+    if "fhirServer" in body:  # an issuer that lists its FHIR servers is answered as if it sent none other
+        claims = g.get("jwt_claims") or {}
+        if state.fhir.egress.server_for(body["fhirServer"], claims.get("iss")) is None:
+            body.pop("fhirServer")
     now = state.clock()
     settings = state.config["suppression"]
     skew = timedelta(seconds=state.config["auth"]["clock_skew_seconds"])

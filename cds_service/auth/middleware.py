@@ -13,6 +13,7 @@ from werkzeug.exceptions import NotFound
 from cds_service.auth.cors import init_cors
 from cds_service.auth.errors import AuthError
 from cds_service.auth.verify import Authenticator, token_hints
+from cds_service.logs import route_template
 
 log = logging.getLogger("cds_service.auth")
 
@@ -78,7 +79,7 @@ def init_auth(app: Flask, auth: Authenticator | None, config: dict[str, Any],
         try:
             g.jwt_claims = auth.verify(header, request.path)
         except AuthError as exc:
-            log.warning("auth rejected", extra={"reason": exc.reason, "endpoint": request.path,
+            log.warning("auth rejected", extra={"reason": exc.reason, "endpoint": route_template(),
                                                 **token_hints(header)})
             return unauthorized()
         return None

@@ -57,6 +57,8 @@ def build_demo_config(
         "base_url": issuer.base_url,
         "auth": {"required": True, "issuers": [issuer.issuer_config()]},
         "demo": {"enabled": True},
+        # the demo's FHIR source is this process on loopback; /metrics stays open for the page
+        "fhir": {"allow_private_addresses": True},
         "database": {"url": f"sqlite:///{database}"},
         "logging": {"format": "text", "level": "INFO"},
     }

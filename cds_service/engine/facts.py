@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -333,13 +335,16 @@ class Run:
                     number = raw.get("value")
                     unit = raw.get("code") or raw.get("unit") or target
                     if number.__class__ is float or number.__class__ is int:
-                        if unit == target:
-                            append(Item(number * 1.0, when, reference, number, unit, ts))
-                            continue
-                        k = units._cached_factor(unit, target)
-                        if k.__class__ is float:
-                            append(Item(number * k, when, reference, number, unit, ts))
-                            continue
+                        try:  # an integer beyond float's range (10**309) overflows: _item says so
+                            if unit == target:
+                                append(Item(number * 1.0, when, reference, number, unit, ts))
+                                continue
+                            k = units._cached_factor(unit, target)
+                            if k.__class__ is float:
+                                append(Item(number * k, when, reference, number, unit, ts))
+                                continue
+                        except OverflowError:
+                            pass
                 item = self._item(fact, raw, when, reference, ts)
                 if item is not None:
                     append(item)
@@ -385,12 +390,20 @@ class Run:
                 self._exclude(
                     fact,
                     reference,
-                    number,
+                    _shown_number(number),
                     unit,
                     f"unit {unit!r} does not convert to {fact.unit!r}",
                 )
                 return None
-            return Item(number * k, when, reference, number, unit, ts)
+            try:
+                value = number * k
+            except OverflowError:
+                value = math.inf
+            if not math.isfinite(value):  # never a measurement: implausible, whatever the limits
+                self._exclude(fact, reference, _shown_number(number), unit,
+                              "implausible: not a finite number")
+                return None
+            return Item(value, when, reference, number, unit, ts)
         if kind == "code":
             pairs = codings([raw])
             return Item(pairs[0][1], when, reference, None, None, ts) if pairs else None
@@ -904,6 +917,15 @@ def _entry_key(entry: dict):
     except (KeyError, TypeError):
         return None
     return None
+
+
+def _shown_number(number):
+    """A number as evidence shows it: an integer beyond 64 bits in scientific notation (a
+    310-digit 'grip strength' is not repeated in full on a card)."""
+    if isinstance(number, int) and not isinstance(number, bool) and number.bit_length() > 64:
+        digits = str(abs(number))
+        return f"{'-' if number < 0 else ''}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
+    return number
 
 
 def _value_key(item):

@@ -13,6 +13,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from cds_service.fhir.egress import UNREACHABLE, EgressPolicy, EgressRefused
+
 FHIR_JSON = "application/fhir+json"
 
 #: a URL path (and query) in a urllib3 log line: '"GET /fhir/Patient/<id>?… HTTP/1.1"', "url='/fhir/…'"
@@ -37,15 +39,23 @@ for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanag
 
 
 class FetchError(Exception):
-    """A fetch that did not yield FHIR JSON; the message is safe to show (no token, no body)."""
+    """A fetch that did not yield FHIR JSON; the message is safe to show (no token, no body).
+
+    ``server_fault``: the server failed (no connection, no answer in time, HTTP 5xx), which the
+    circuit breaker counts; an answer meant for this caller (401, 403, 404, not FHIR JSON) is not."""
+
+    transient = False
+    server_fault = False
 
 
 @dataclass
 class Budget:
-    """The time left for all FHIR calls of one hook request."""
+    """The time left for all FHIR calls of one hook request (and the origins that failed in it:
+    one request counts once against a server's breaker, however many of its fetches failed)."""
 
     seconds: float
     started: float = field(default_factory=time.monotonic)
+    failed_origins: set[str] = field(default_factory=set)
 
     def remaining(self) -> float:
         return self.seconds - (time.monotonic() - self.started)
@@ -55,7 +65,7 @@ class Budget:
 
 
 class CircuitBreaker:
-    """Per-server breaker: after N consecutive failures, fail fast for a while."""
+    """Per-origin breaker: after N consecutive failing hook requests, fail fast for a while."""
 
     def __init__(self, failures: int, reset_seconds: float) -> None:
         self.failures = failures
@@ -106,34 +116,49 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
+def origin_key(url: str) -> str:
+    """scheme://host:port of a URL: what the circuit breaker counts failures by (every base
+    path on one server shares its breaker; a caller cannot dodge it with another path)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+        return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+    except ValueError:
+        return url
+
+
 class FhirClient:
     """Fetches FHIR reads and searches from an EHR's fhirServer within a time budget."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], egress: EgressPolicy | None = None) -> None:
         self.connect_timeout = float(settings["connect_timeout_seconds"])
         self.read_timeout = float(settings["read_timeout_seconds"])
         self.retries = int(settings["retries"])
         self.backoff = float(settings["backoff_seconds"])
         self.max_pages = int(settings.get("max_bundle_pages", 10))
         self.breaker = CircuitBreaker(int(settings["breaker_failures"]), float(settings["breaker_reset_seconds"]))
+        self.egress = egress or EgressPolicy(settings)
         self._local = threading.local()
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
+    def _session(self, url: str) -> requests.Session:
+        """This thread's session: an address-guarded one unless the policy trusts the server."""
+        guarded = self.egress.guards_addresses(url)
+        sessions = getattr(self._local, "sessions", None)
+        if sessions is None:
+            sessions = self._local.sessions = {}
+        session = sessions.get(guarded)
         if session is None:
-            session = requests.Session()
-            session.trust_env = False
-            self._local.session = session
+            session = sessions[guarded] = self.egress.session(guarded)
         return session
 
-    def get_json(self, url: str, token: str | None, budget: Budget) -> dict[str, Any]:
+    def get_json(self, url: str, token: str | None, budget: Budget, server: str | None = None) -> dict[str, Any]:
         """GET one URL as FHIR JSON, retrying transient failures while the budget lasts.
 
         `token` None: an open server (fhir.open_servers), called without an Authorization header."""
         attempt = 0
         while True:
             try:
-                return self._get_once(url, token, budget)
+                return self._get_once(url, token, budget, server)
             except FetchError as exc:
                 attempt += 1
                 transient = getattr(exc, "transient", False)
@@ -142,7 +167,11 @@ class FhirClient:
                     raise
                 time.sleep(wait)
 
-    def _get_once(self, url: str, token: str | None, budget: Budget) -> dict[str, Any]:
+    def _get_once(self, url: str, token: str | None, budget: Budget, server: str | None = None) -> dict[str, Any]:
+        try:
+            self.egress.check_url(url)
+        except EgressRefused:
+            raise FetchError(UNREACHABLE) from None
         left = budget.remaining()
         if left <= 0.01:
             raise FetchError("the FHIR time budget was used up")
@@ -151,7 +180,7 @@ class FhirClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = self._session().get(
+            response = self._session(server or url).get(
                 url,
                 headers=headers,
                 timeout=timeout,
@@ -159,12 +188,12 @@ class FhirClient:
                 stream=True,
             )
             body = self._read_within(response, budget)
-        except requests.exceptions.ConnectTimeout:
-            raise _transient("the FHIR server did not accept the connection in time")
+        except requests.exceptions.ConnectTimeout:  # worded as every connection failure (no port oracle)
+            raise _transient(UNREACHABLE)
         except (requests.exceptions.ReadTimeout, TimeoutError):
             raise _transient("the FHIR server did not answer in time")
         except requests.exceptions.ConnectionError:
-            raise _transient("the FHIR server could not be reached or closed the connection")
+            raise _transient(UNREACHABLE)
         except requests.exceptions.RequestException as exc:
             raise FetchError(f"the FHIR request failed ({type(exc).__name__})")
         except (UnicodeError, ValueError) as exc:  # e.g. a token or URL that cannot go into an HTTP request
@@ -204,17 +233,21 @@ class FhirClient:
 
         Returns the resource (a search gives one Bundle with all pages' entries) and warnings."""
         base = server.rstrip("/") + "/"
-        if not self.breaker.allow(server):
+        origin = origin_key(base)
+        if not self.breaker.allow(origin):
             raise FetchError("the FHIR server failed repeatedly; calls are paused (circuit open)")
         url = urljoin(base, query)
         if _origin(url) != _origin(base):
             raise FetchError("a URL outside fhirServer was not fetched")
         try:
-            first = self.get_json(url, token, budget)
-        except FetchError:
-            self.breaker.record(server, ok=False)
+            first = self.get_json(url, token, budget, server)
+        except FetchError as exc:
+            if exc.server_fault and origin not in budget.failed_origins:
+                budget.failed_origins.add(origin)  # once per hook request, however many fetches failed
+                self.breaker.record(origin, ok=False)
             raise
-        self.breaker.record(server, ok=True)
+        if origin not in budget.failed_origins:
+            self.breaker.record(origin, ok=True)
         warnings: list[str] = []
         if first.get("resourceType") != "Bundle":
             return first, warnings
@@ -248,7 +281,7 @@ class FhirClient:
                 warnings.append(f"paging stopped after {self.max_pages} pages")
                 break
             try:
-                page = self.get_json(next_url, token, budget)
+                page = self.get_json(next_url, token, budget, server)
             except FetchError as exc:
                 warnings.append(f"paging stopped after {read} page(s): {exc}")
                 break
@@ -291,6 +324,8 @@ def next_link(bundle: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _transient(message: str) -> FetchError:
+    """A server-side failure: retried within the budget, counted by the circuit breaker."""
     error = FetchError(message)
-    error.transient = True  # type: ignore[attr-defined]
+    error.transient = True
+    error.server_fault = True
     return error

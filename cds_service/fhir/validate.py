@@ -19,6 +19,8 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cds_service.protocol import ProtocolError
+
 #: how many resource verdicts one process remembers at least (a digest and a few short strings each)
 VERDICTS_KEPT = 4096
 #: and at most, however large the requests (about 200 bytes each: 13 MB)
@@ -201,7 +203,12 @@ def validate_resources(
         if not wanted:
             continue
         reference = f"{kind}/{resource.get('id', '?')}"
-        problems = verdicts.problems(resource, lambda: model_problems(kind, resource))
+        try:
+            problems = verdicts.problems(resource, lambda: model_problems(kind, resource))
+        except RecursionError:  # the models recurse once per level: 150 nested extensions are too many
+            raise ProtocolError.single(
+                400, "too-costly", f"{reference[:120]} is nested too deeply to be checked (elements or "
+                "extensions more than about 100 levels down); the request was not processed") from None
         if problems and lenient is not None:
             repaired, notes = lenient_read(kind, resource, list(problems), reference)
             if repaired is not None:

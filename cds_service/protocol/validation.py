@@ -99,8 +99,16 @@ def explained_problems(explainer: jsonschema.Draft202012Validator, document: Any
             if key not in seen:
                 seen.add(key)
                 issues.append(Issue("structure" if leaf.validator in {"type", "required"} else "value",
-                                    f"{path}: {_short(leaf.message)}", path))
+                                    f"{path}: {_short(_message(leaf))}", path))
     return sorted(issues, key=lambda i: (i.expression or "", i.diagnostics))
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """The validator's message, or for a ``not`` whose schema describes itself, that description
+    ("'..' should not be valid under {'pattern': …}" says little to an EHR developer)."""
+    if error.validator == "not" and isinstance(error.validator_value, dict) and "description" in error.validator_value:
+        return f"{error.instance!r} is not allowed: {error.validator_value['description']}"
+    return error.message
 
 
 def _short(message: str, limit: int = 300) -> str:

@@ -16,6 +16,7 @@ from flask import Flask
 
 from cds_service.config import DEFAULTS
 from cds_service.fhir.client import FhirClient
+from cds_service.fhir.egress import EgressPolicy
 from cds_service.smart.links import LABELS, trend_link
 from cds_service.smart.sessions import (
     MemorySessionStore,
@@ -50,7 +51,8 @@ class SmartState:
 def _fhir_client(config: dict[str, Any]) -> FhirClient:
     fhir = {**DEFAULTS["fhir"], **(config.get("fhir") or {})}
     fhir["max_bundle_pages"] = (config.get("limits") or {}).get("max_bundle_pages", DEFAULTS["limits"]["max_bundle_pages"])
-    return FhirClient(fhir)
+    allowed = (config.get("smart") or {}).get("allowed_issuers") or ()
+    return FhirClient(fhir, egress=EgressPolicy(fhir, trusted=[i for i in allowed if isinstance(i, str)]))
 
 
 def register_smart(app: Flask, config: dict[str, Any]) -> SmartState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from typing import Any
@@ -19,6 +20,42 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 PG_CONNECT_TIMEOUT_SECONDS = 3
 
 
+#: what a 503 for an unavailable database asks the client to wait (PostgreSQL restarts take seconds)
+RETRY_AFTER_SECONDS = 5
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """True for an error that means the database cannot be used right now (PostgreSQL restarting
+    or unreachable, a connection cut, the pool exhausted, SQLite locked past its busy timeout),
+    which the service answers with 503 and Retry-After instead of a 500."""
+    if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
+        return True
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(error, psycopg.OperationalError)
+
+
+def private_file(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` empty and readable by its owner only (0600), unless it exists. SQLite
+    gives its -wal and -shm files the permissions of the database file."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:  # no such folder, read-only: whoever opens it next reports that in its own words
+        pass
+
+
+def open_private(path: str | os.PathLike[str], mode: str) -> Any:
+    """open(path, mode) for a file that, when this creates it, is created 0600."""
+    private_file(path)
+    return open(path, mode)  # noqa: SIM115 - the caller keeps or closes it
+
+
 def create_engine(database_url: str, **options: Any) -> Engine:
     """An engine for ``database_url``; ``options`` go to ``sqlalchemy.create_engine``."""
     url = make_url(database_url)
@@ -31,7 +68,9 @@ def create_engine(database_url: str, **options: Any) -> Engine:
     if url.get_backend_name() == "sqlite":
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
         connect_args.setdefault("check_same_thread", False)
-        in_memory = url.database in (None, "", ":memory:")
+        in_memory = url.database in (None, "", ":memory:") or url.database.startswith("file::memory:")
+        if not in_memory and not url.query.get("mode") == "ro":
+            private_file(url.database)  # before SQLite creates it 0644 (cards, feedback, pseudonyms)
         if in_memory:  # one database only while one connection holds it: share that one
             options.setdefault("poolclass", StaticPool)
         engine = sa.create_engine(url, connect_args=connect_args, **options)

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from cds_service.store.background import ProcessLoop
+from cds_service.store.engine import open_private
 
 log = logging.getLogger("cds_service.store")
 
@@ -167,7 +168,7 @@ class CardJournal:
         handle = self._locks.get(name)
         if handle is None:
             path = self._append_lock_path if name == "append" else self._flush_lock_path
-            handle = self._locks[name] = open(path, "a+")  # noqa: SIM115 - kept for the process
+            handle = self._locks[name] = open_private(path, "a+")  # kept for the process
         try:
             fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -182,17 +183,20 @@ class CardJournal:
         """Keep records that cannot be written (a line of another version) in
         ``<journal>.rejected`` for an operator, and say so in the log. Called by ``flush``'s
         writer, so under the flush lock: no other process or thread writes that file meanwhile."""
-        with open(f"{self.path}.rejected", "ab") as rejected:
+        with open_private(f"{self.path}.rejected", "ab") as rejected:
             rejected.write(b"".join(orjson.dumps(record) + b"\n" for record in records))
         log.error("card journal records set aside", extra={"records": len(records), "reason": reason,
                                                            "file": f"{self.path.name}.rejected"})
 
     def close(self) -> None:
-        """Close this process's lock files."""
-        if self._locks_pid == os.getpid():
-            for handle in self._locks.values():
-                handle.close()
-        self._locks, self._locks_pid = {}, None
+        """Close this process's lock files, once no flush of this process uses them (a background
+        round that took the store before it was disposed may still be flushing: closing its lock
+        file under it made it fail with ValueError)."""
+        with self._flush_mutex:
+            if self._locks_pid == os.getpid():
+                for handle in self._locks.values():
+                    handle.close()
+            self._locks, self._locks_pid = {}, None
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

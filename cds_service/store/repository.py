@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -31,7 +32,7 @@ from cds_service.store.compiled import (
     fetch_all,
     on_driver,
 )
-from cds_service.store.engine import create_engine
+from cds_service.store.engine import create_engine, open_private
 from cds_service.store.models import (
     admin_audit,
     call_finding,
@@ -112,6 +113,7 @@ class Store:
         database_url: str,
         pseudonym_key: str | None = None,
         *,
+        pseudonym_key_file: str | None = None,
         engine_options: Mapping[str, Any] | None = None,
         card_journal: bool = False,
     ) -> None:
@@ -126,6 +128,13 @@ class Store:
         self._key_lock = threading.Lock()
         self._sqlite_writer = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        self._key_file = pseudonym_key_file or (
+            str(pseudonym.key_file_beside(database)) if database and database != ":memory:" else None)
+        if self._key is None and self._key_file is None:
+            if self.engine.dialect.name != "sqlite":
+                raise ValueError("privacy.pseudonym_key or privacy.pseudonym_key_file is required with "
+                                 f"{self.engine.dialect.name}: the key must not live in the database it protects")
+            self._key = pseudonym.new_key()  # an in-memory database: the key lives and dies with it
         self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None
         self._lock_file: Any = None
         self._journal = journal.CardJournal(database) if self._lock_path is not None else None
@@ -199,7 +208,7 @@ class Store:
             yield
             return
         if self._lock_file is None:
-            self._lock_file = open(self._lock_path, "a+")  # noqa: SIM115 - kept for the process
+            self._lock_file = open_private(self._lock_path, "a+")  # kept for the process
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         try:
             yield
@@ -308,25 +317,31 @@ class Store:
             return self._key
         with self._key_lock:
             if self._key is None:
-                candidate = pseudonym.new_key().hex()
-                with self._write() as connection:
-                    # whichever worker inserts first wins; everyone reads the winner's key
-                    self._insert_ignoring_duplicates(
-                        connection,
-                        service_secret,
-                        {
-                            "name": _PSEUDONYM_SECRET,
-                            "value": candidate,
-                            "created_at": datetime.now(UTC),
-                        },
-                    )
-                    stored = connection.execute(
-                        sa.select(service_secret.c.value).where(
-                            service_secret.c.name == _PSEUDONYM_SECRET
-                        )
-                    ).scalar_one()
-                self._key = bytes.fromhex(stored)
+                assert self._key_file is not None
+                if not Path(self._key_file).exists():
+                    self._key = pseudonym.load_or_create_key_file(self._key_file, self._legacy_key())
+                    self._forget_legacy_key()
+                else:
+                    self._key = pseudonym.load_or_create_key_file(self._key_file)
             return self._key
+
+    def _legacy_key(self) -> bytes | None:
+        """The key an earlier version kept in the service_secret table, if any: moved to the key
+        file so that the pseudonyms already stored (and their suppressions) stay valid."""
+        try:
+            with self.engine.connect() as connection:
+                stored = connection.execute(sa.select(service_secret.c.value).where(
+                    service_secret.c.name == _PSEUDONYM_SECRET)).scalar_one_or_none()
+        except sa.exc.DBAPIError:  # no table yet (before migrate)
+            return None
+        return bytes.fromhex(stored) if stored else None
+
+    def _forget_legacy_key(self) -> None:
+        try:
+            with self._write() as connection:
+                connection.execute(sa.delete(service_secret).where(service_secret.c.name == _PSEUDONYM_SECRET))
+        except sa.exc.DBAPIError:
+            pass
 
     def pseudonymise(self, patient_id: str) -> str:
         """The keyed pseudonym (HMAC-SHA256, hex) stored in place of ``patient_id``."""

@@ -13,13 +13,16 @@ from tests.support.ehr import hook_request, prefetch_for
 from tests.support.server import running_service
 
 
+SYNC, GTHREAD = "cds_service.workers.SyncWorker", "cds_service.workers.ThreadWorker"
+
+
 def test_one_thread_is_the_sync_worker_more_is_gthread():
-    assert cli.worker_class(1) == "sync"
-    assert cli.worker_class(2) == "gthread"
-    assert cli.worker_class(8) == "gthread"
+    assert cli.worker_class(1) == SYNC
+    assert cli.worker_class(2) == GTHREAD
+    assert cli.worker_class(8) == GTHREAD
 
 
-@pytest.mark.parametrize(("threads", "expected"), [("1", "sync"), ("4", "gthread")])
+@pytest.mark.parametrize(("threads", "expected"), [("1", SYNC), ("4", GTHREAD)])
 def test_gunicorn_conf_follows_the_same_rule(monkeypatch, threads, expected):
     monkeypatch.setenv("GUNICORN_THREADS", threads)
     import cds_service.gunicorn_conf as conf
@@ -40,4 +43,4 @@ def test_sync_worker_answers_calls_each_on_its_own_connection(tmp_path):
         assert [a.status_code for a in answers] == [200, 200, 200]
         assert [a.json()["cards"][0]["source"]["topic"]["code"] for a in answers] == ["severe-sarcopenia"] * 3
         assert [a.headers.get("Connection") for a in answers] == ["close"] * 3
-        assert "sync" in (tmp_path.glob("server-*.log").__next__().read_text())
+        assert "SyncWorker" in (tmp_path.glob("server-*.log").__next__().read_text())

@@ -16,6 +16,7 @@ import json
 import math
 import os
 from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "cds_service" / "protocol" / "sc
 ORDERS = Path(__file__).resolve().parents[2] / "cds_service" / "demo" / "patients" / "orders"
 SERVICES = sorted(hook_registry.SERVICES)
 UNREACHABLE = "http://127.0.0.1:9/fhir"
-WEIGHTS = {"schema": 0.36, "mutated": 0.24, "garbage": 0.12, "feedback": 0.18, "discovery": 0.10}
+WEIGHTS = {"schema": 0.30, "mutated": 0.20, "garbage": 0.10, "feedback": 0.12, "feedback_cards": 0.10,
+           "fetched": 0.10, "discovery": 0.08}
 COUNTS: Counter = Counter()
 
 
@@ -211,6 +213,152 @@ def test_arbitrary_bytes_and_json(client, service, feedback, payload, content_ty
                JSON_VALUES, max_size=6), max_size=3))))
 def test_feedback_requests(client, service, body):
     check(send(client, "POST", f"/cds-services/{service}/feedback", data=json.dumps(body)), "feedback")
+
+
+# -- feedback about real cards, then the hooks that read it ---------------------------------------
+
+TIMESTAMPS = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
+                 timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12)),
+                                            timezone(timedelta(minutes=-30))])).map(lambda d: d.isoformat()),
+    st.sampled_from(["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z",
+                     "2200-01-01T00:00:00Z", "9999-12-31T23:59:59-12:00", "2026-11-28T12:00:00Z"]),
+    st.text(max_size=30),
+)
+REASONS = st.one_of(st.sampled_from(["patient-declined", "already-under-care", "palliative-focus",
+                                     "measurement-doubtful", "not-a-reason"]), st.text(max_size=20))
+
+
+@pytest.fixture(scope="module")
+def sent_cards(client, templates):
+    """Cards (with their suggestions) the service really sent, per service, to give feedback on."""
+    cards = {}
+    for service in SERVICES:
+        response = send(client, "POST", f"/cds-services/{service}",
+                        data=json.dumps(valid_body(service, "", templates)))
+        assert response.status_code == 200
+        cards[service] = response.get_json()["cards"]
+    return cards
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_feedback_on_sent_cards_then_the_hooks(client, templates, sent_cards, service):
+    """Hostile feedback (any instant from year 1 to 9999, any offset, unknown reasons and
+    suggestions, another service's cards) about cards really sent; then every hook for the
+    patient must still answer."""
+    cards = [c for cs in sent_cards.values() for c in cs]
+    if not cards:
+        pytest.skip("the bundled patient produced no cards")
+
+    @examples("feedback_cards", len(SERVICES))
+    @given(entries=st.lists(st.fixed_dictionaries({
+        "card": st.one_of(st.sampled_from([c["uuid"] for c in cards]), st.text(max_size=40)),
+        "outcome": st.sampled_from(["accepted", "overridden"]),
+        "outcomeTimestamp": TIMESTAMPS,
+    }, optional={
+        "overrideReason": st.fixed_dictionaries({"reason": st.fixed_dictionaries(
+            {"code": REASONS}, optional={"system": st.text(max_size=30), "display": st.text(max_size=30)})},
+            optional={"userComment": st.text(max_size=50)}),
+        "acceptedSuggestions": st.lists(st.fixed_dictionaries({"id": st.one_of(
+            st.sampled_from([s["uuid"] for c in cards for s in c.get("suggestions", [])] or ["none"]),
+            st.text(max_size=40))}), max_size=3),
+    }), min_size=1, max_size=4), hook_after=st.sampled_from(SERVICES))
+    def run(entries, hook_after):
+        check(send(client, "POST", f"/cds-services/{service}/feedback", data=json.dumps({"feedback": entries})),
+              "feedback")
+        check(send(client, "POST", f"/cds-services/{hook_after}",
+                   data=json.dumps(valid_body(hook_after, "", templates))), "service")
+
+    run()
+
+
+# -- Bundles fetched from fhirServer -------------------------------------------------------------
+
+RESOURCE_TYPES = st.sampled_from(["Patient", "Observation", "Condition", "ImagingStudy", "ServiceRequest",
+                                  "MedicationRequest", "OperationOutcome", "Bundle", "Nonsense", ""])
+RESOURCES = st.one_of(
+    JSON_VALUES,
+    st.builds(lambda kind, extra, resource: {**resource, **extra, "resourceType": kind}, RESOURCE_TYPES,
+              st.dictionaries(st.sampled_from(["id", "subject", "code", "valueQuantity", "effectiveDateTime",
+                                               "status", "category", "extension", "meta"]), JSON_VALUES, max_size=5),
+              st.sampled_from(severe_sarcopenia())),
+)
+LINKS = st.lists(st.one_of(JSON_VALUES, st.fixed_dictionaries({"relation": st.sampled_from(["next", "self", 3, None])},
+                                                               optional={"url": st.one_of(st.text(max_size=40), JSON_VALUES)})),
+                 max_size=3)
+BUNDLES = st.one_of(
+    st.builds(lambda entries, links, total: {"resourceType": "Bundle", "type": "searchset", "total": total,
+                                             "entry": entries, **({"link": links} if links else {})},
+              st.lists(st.one_of(st.builds(lambda r: {"resource": r}, RESOURCES), JSON_VALUES), max_size=8),
+              LINKS, st.one_of(st.integers(), JSON_VALUES)),
+    RESOURCES,
+)
+
+
+class ScriptedFhirServer:
+    """Answers every GET with the status, content type and body a test sets (127.0.0.1)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answer = (200, "application/fhir+json", b"{}")
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                status, content_type, body = server.answer
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+
+    def __enter__(self) -> ScriptedFhirServer:
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_fetched_bundles(tmp_path_factory, templates):
+    """Whatever the FHIR server answers (odd Bundles, entries, links, resources, statuses, bytes),
+    the hook call answers without a 5xx."""
+    from cds_service.app import create_app
+
+    config = service_config(tmp_path_factory.mktemp("fuzz-fetched"), logging={"level": "WARNING", "format": "json"},
+                            fhir={"allow_private_addresses": True, "breaker_failures": 10**6, "retries": 0})
+    app = create_app(config, clock=lambda: NOW)
+    fetching = app.test_client()
+    prefetch = prefetch_for(severe_sarcopenia(), templates["patient-view"])
+    try:
+        with ScriptedFhirServer() as server:
+            @examples("fetched")
+            @given(answer=st.one_of(BUNDLES.map(lambda b: json.dumps(b).encode()), st.binary(max_size=200)),
+                   status=st.sampled_from([200, 200, 200, 201, 301, 401, 404, 500, 503]),
+                   content_type=st.sampled_from(["application/fhir+json", "application/json", "text/html", ""]),
+                   keep_patient=st.booleans())
+            def run(answer, status, content_type, keep_patient):
+                server.answer = (status, content_type, answer)
+                body = hook_request("patient-view", "sev-1", {"patient": prefetch["patient"]} if keep_patient else {})
+                body["fhirServer"] = server.base
+                body["fhirAuthorization"] = {"access_token": "at-fuzz", "token_type": "Bearer", "expires_in": 300,
+                                             "scope": "patient/*.read", "subject": "fuzz"}
+                check(send(fetching, "POST", "/cds-services/sarcopenia-patient-view", data=json.dumps(body)), "service")
+
+            run()
+    finally:
+        app.extensions["cds"].store.dispose()
 
 
 def test_impossible_feedback_timestamp_is_a_400(client):

@@ -205,7 +205,8 @@ def test_too_many_prefetch_resources_is_413(make_app):
     ehr = EhrClient(make_app(limits={"max_prefetch_resources": 5}).test_client(), BASE_URL)
     response = ehr.post(PV, good_body(ehr))
     assert response.status_code == 413
-    assert issues(response) == ["$.prefetch holds 10 resources; the limit is 5"]
+    assert issues(response) == ["the request brings 10 resources (10 in the prefetch, 0 fetched from fhirServer, "
+                                "0 draft orders); the limit is 5 (limits.max_prefetch_resources)"]
 
 
 def test_an_invalid_resource_is_reported_in_the_extension_and_skipped(ehr, fhir):

@@ -52,7 +52,12 @@ def test_readyz_follows_the_database(app, monkeypatch):
     assert client.get("/readyz").status_code == 200
 
 
-def test_metrics_expose_requests_latency_cards_feedback_and_fhir_errors(ehr, app):
+def test_metrics_expose_requests_latency_cards_feedback_and_fhir_errors(make_app):
+    from tests.conftest import BASE_URL
+    from tests.support.ehr import EhrClient
+
+    app = make_app(metrics={"token": "metrics-token-of-the-test"})  # /metrics needs it (issue 16)
+    ehr = EhrClient(app.test_client(), BASE_URL)
     body = hook_request("patient-view", "sev-1", prefetch_for(severe_sarcopenia(), ehr.templates("patient-view")))
     answer = ehr.post("/cds-services/sarcopenia-patient-view", body).get_json()
     card = answer["cards"][0]
@@ -60,7 +65,8 @@ def test_metrics_expose_requests_latency_cards_feedback_and_fhir_errors(ehr, app
         "card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-28T12:01:00Z",
         "overrideReason": {"reason": {"system": "https://sarcopenia-cds.org/CodeSystem/override-reason",
                                       "code": "patient-declined", "display": "Patient declined"}}}]})
-    text = app.test_client().get("/metrics").get_data(as_text=True)
+    text = app.test_client().get("/metrics", headers={"Authorization": "Bearer metrics-token-of-the-test"}).get_data(
+        as_text=True)
     assert 'cds_requests_total{hook="patient-view",status="200"} 1.0' in text
     assert 'cds_request_duration_seconds_bucket{hook="patient-view",le="+Inf",status="200"} 1.0' in text
     assert 'cds_cards_total{finding="severe-sarcopenia"} 1.0' in text

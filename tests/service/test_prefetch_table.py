@@ -20,7 +20,7 @@ OBS = [{"resourceType": "Observation", "id": f"o{i}", "status": "final", "code":
 
 
 def client(**overrides) -> FhirClient:
-    return FhirClient({**DEFAULTS["fhir"], "max_bundle_pages": 10, **overrides})
+    return FhirClient({**DEFAULTS["fhir"], "max_bundle_pages": 10, "allow_private_addresses": True, **overrides})
 
 
 @pytest.fixture()

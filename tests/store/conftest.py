@@ -91,11 +91,14 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
-def make_store(database_url: str) -> Iterator[Callable[..., Store]]:
+def make_store(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Store]]:
     """Build stores on this test's database (several may share it, like several workers)."""
     made: list[Store] = []
 
     def factory(pseudonym_key: str | None = None, *, migrate: bool = True, **options) -> Store:
+        if pseudonym_key is None and not database_url.startswith("sqlite"):
+            # PostgreSQL keeps no key: one file for every store of this test, as workers share one
+            options.setdefault("pseudonym_key_file", str(tmp_path / "pg-pseudonym.key"))
         store = Store(database_url, pseudonym_key, **options)
         if migrate:
             store.migrate()

@@ -44,11 +44,39 @@ def rows(store: Store) -> tuple[list[tuple], list[tuple], list[tuple]]:
 
 
 @pytest.fixture
-def journaled(tmp_path: Path):
+def journaled(monkeypatch, tmp_path: Path):
+    """A journaled store whose cards move only when the test flushes. These tests read and write
+    the journal file between two calls; the process's background thread, flushing every 0.2 s,
+    would rename it aside in between (under load it did: FileNotFoundError on j.db-cards.journal),
+    which is the journal's design, not a lost file. test_the_background_thread_flushes_the_journal
+    covers that thread."""
+    from cds_service.store import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "register", lambda _store: None)
     store = Store(f"sqlite:///{tmp_path / 'j.db'}", "k" * 32, card_journal=True)
     store.migrate()
     yield store
     store.dispose()
+
+
+def test_the_background_thread_flushes_the_journal(tmp_path):
+    import time
+
+    from cds_service.store import journal as journal_module
+
+    store = Store(f"sqlite:///{tmp_path / 'bg.db'}", "k" * 32, card_journal=True)
+    try:
+        store.migrate()
+        record(store, "p1", card(card_uuid="card-bg"))
+        assert store in set(journal_module._loop.members)
+        deadline = time.monotonic() + 30  # bounded; the thread runs every 0.2 s
+        while journal_files(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert journal_files(tmp_path) == []
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.select(card_sent.c.uuid)).scalars().all() == ["card-bg"]
+    finally:
+        store.dispose()
 
 
 def test_journaled_cards_reach_the_tables_exactly_as_direct_ones(tmp_path, journaled):

@@ -25,7 +25,7 @@ def test_ping_true(store):
     ids=["pg-closed-port", "sqlite-bad-path"],
 )
 def test_ping_false_when_unreachable(url):
-    store = Store(url)
+    store = Store(url, "k" * 32)
     started = time.monotonic()
     try:
         assert store.ping() is False

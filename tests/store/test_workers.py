@@ -22,8 +22,8 @@ WORKER = textwrap.dedent(
     from datetime import UTC, datetime
     from cds_service.store import Store
 
-    url, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    store = Store(url)
+    url, seed, n, key_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    store = Store(url, pseudonym_key_file=None if url.startswith("sqlite") else key_file)
     store.migrate()
     store.pseudonymise("Patient/worker-start")
     entries = [
@@ -46,10 +46,10 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_worker_processes_store_each_entry_once(make_store, database_url):
+def test_worker_processes_store_each_entry_once(make_store, database_url, tmp_path):
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, database_url, str(seed), str(ENTRIES)],
+            [sys.executable, "-c", WORKER, database_url, str(seed), str(ENTRIES), str(tmp_path / "pg-pseudonym.key")],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -66,5 +66,5 @@ def test_worker_processes_store_each_entry_once(make_store, database_url):
     assert len({r["pseudonym"] for r in reports}) == 1  # one generated key for all workers
     store = make_store(migrate=False)
     assert count(store, "feedback") == ENTRIES
-    assert count(store, "service_secret") == 1
+    assert count(store, "service_secret") == 0  # the generated key is in a file, not the database
     assert store.pseudonymise("Patient/x") == reports[0]["pseudonym"]

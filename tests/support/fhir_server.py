@@ -23,6 +23,8 @@ class FhirTestServer:
         #: resource types whose searches answer HTTP 500 while the others work (one failing search)
         self.failing_types: set[str] = set()
         self.requests: list[dict[str, Any]] = []
+        #: when set, a bearer token not in it is answered 401 (an expired or malformed token)
+        self.accepted_tokens: set[str] | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -58,6 +60,11 @@ class FhirTestServer:
         with self._lock:
             self.requests.append({"path": handler.path, "authorization": handler.headers.get("Authorization")})
         mode = self.mode
+        if self.accepted_tokens is not None and handler.headers.get("Authorization", "").removeprefix(
+                "Bearer ") not in self.accepted_tokens:
+            self._send(handler, 401, b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
+                                     b'"code":"login"}]}', "application/fhir+json")
+            return
         if mode == "slow":
             time.sleep(self.delay)
         if mode == "500":

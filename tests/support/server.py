@@ -41,6 +41,9 @@ def running_service(database_url: str, workdir: Path, *, workers: int = 1, extra
         "SARCOPENIA_CDS_DATABASE__URL": database_url,
         "SARCOPENIA_CDS_AUTH__ISSUERS": json.dumps([tokens.issuer_config()]),
         "SARCOPENIA_CDS_RULES__WATCH": "false",
+        "SARCOPENIA_CDS_FHIR__ALLOW_PRIVATE_ADDRESSES": "true",  # the test FHIR servers are on 127.0.0.1
+        **({} if database_url.startswith("sqlite") else
+           {"SARCOPENIA_CDS_PRIVACY__PSEUDONYM_KEY_FILE": str(workdir / "pseudonym.key")}),
         **(extra_env or {}),
     })
     log = (workdir / f"server-{port}.log").open("wb")
@@ -48,7 +51,7 @@ def running_service(database_url: str, workdir: Path, *, workers: int = 1, extra
     process = subprocess.Popen([*command(), "serve", "--port", str(port), "--workers", str(workers), *thread_args],
                                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # start-up on a loaded machine (load 24 on 2 cores) took over 30 s
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}: {(workdir / f'server-{port}.log').read_text()[-2000:]}")
@@ -58,7 +61,7 @@ def running_service(database_url: str, workdir: Path, *, workers: int = 1, extra
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("server did not become healthy in 30 s")
+                raise RuntimeError("server did not become healthy in 90 s")
             time.sleep(0.2)
         yield base, process
     finally:
