@@ -125,8 +125,8 @@ def test_a_malformed_next_link_on_a_fetched_page_is_a_warning(server, monkeypatc
     fhir = client()
     original = fhir.get_json
 
-    def broken_second_page(url, token, budget):
-        page = original(url, token, budget)
+    def broken_second_page(url, token, budget, server=None):
+        page = original(url, token, budget, server)
         if "_page=1" in url:
             page["link"] = [{"relation": "self", "url": url}, {"relation": "next", "url": 12345}]
         return page
