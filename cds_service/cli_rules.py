@@ -72,7 +72,8 @@ def _validate(args, out, err) -> int:
     if ruleset is None:
         return EXIT_ERRORS
     print(
-        f"ok: {ruleset.version} — {len(ruleset.rules)} rules, {len(ruleset.facts)} facts, "
+        f"ok: {ruleset.version} — {len(ruleset.rule_sources)} rules ({len(ruleset.rules)} cases), "
+        f"{len(ruleset.facts)} facts, "
         f"{len(ruleset.params)} parameters, hooks {', '.join(ruleset.hooks)}",
         file=out,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass
 
 from . import expressions, fhirpath, units
@@ -47,6 +49,8 @@ OVERRIDABLE = (
     "findings",
     "profiles",
     "ct_cutoff_sets",
+    "suggestion_policies",
+    "fragments",
 )
 UNIQUE = ("facts", "conditions")
 
@@ -605,12 +609,183 @@ class Compiler:
             return []
         for name, d in self.conditions_raw.items():
             compiler.named[name] = compiler.compile(d.data, d.path, d.src)
-        rules = []
-        for order, d in enumerate(self.rule_defs):
-            rules.append(self._rule(d, order, compiler))
+        self.policies = {
+            name: self._policy(d, compiler) for name, d in self.defs["suggestion_policies"].items()
+        }
+        rules: list[Rule] = []
+        for index, d in enumerate(self.rule_defs):
+            rules.extend(self._rule(d, index, len(rules), compiler))
         return rules
 
-    def _rule(self, d, order, compiler) -> Rule:
+    def _policy(self, d, compiler) -> list[tuple]:
+        """A suggestion policy's entries in order, the `default` last, each (entry data, the
+        closures and raw conditions its case adds to a rule's `when`, path): its own `when`,
+        after `not` of every earlier entry marked `unknown: stop` (so that such an entry, when
+        unknown, lets no later entry apply)."""
+        entries = []
+        stops: list[tuple] = []  # (closure of `not when`, raw) of earlier `unknown: stop` entries
+        for j, entry in enumerate(d.data["rules"]):
+            path = d.path + ("rules", j)
+            self._policy_keys(entry, d.src, path)
+            when = compiler.compile(entry["when"], path + ("when",), d.src)
+            closures = [c for c, _ in stops] + [when]
+            raws = [r for _, r in stops] + [entry["when"]]
+            entries.append((entry, closures, raws, path))
+            if entry.get("unknown") == "stop":
+                negated = {"not": entry["when"]}
+                stops.append((self._quiet(compiler, negated, path + ("when",), d.src), negated))
+        self._policy_keys(d.data["default"], d.src, d.path + ("default",))
+        entries.append(
+            (
+                d.data["default"],
+                [c for c, _ in stops],
+                [r for _, r in stops],
+                d.path + ("default",),
+            )
+        )
+        return entries
+
+    def _quiet(self, compiler, cond, path, src):
+        """A condition compiled again (its errors were reported where it is written)."""
+        report = self.error
+        self.error = lambda *args, **kwargs: None
+        try:
+            return compiler.compile(cond, path, src)
+        finally:
+            self.error = report
+
+    def _policy_keys(self, entry, src, path) -> None:
+        """Every suggestion a policy entry names exists."""
+        named = [("suggestions", i, k) for i, k in enumerate(entry.get("suggestions") or [])]
+        named += [("remove", i, k) for i, k in enumerate(entry.get("remove") or [])]
+        named += [("add", i, k) for i, k in enumerate(entry.get("add") or [])]
+        for old, new in (entry.get("replace") or {}).items():
+            named += [("replace", old, old), ("replace", old, new)]
+        for key, at, name in named:
+            if name not in self.defs["suggestions"]:
+                self.error(src, path + (key, at), REFERENCE_ERROR, f"unknown suggestion {name!r}")
+
+    def _rule(self, d, index, order, compiler) -> list[Rule]:
+        """The rule's cases, in the order they are tried: every combination of one option per
+        fragment (in the order written) and one entry of its suggestion policy (innermost).
+        A case's condition is the rule's `when` and the `when`s of its option and entry; the
+        first case that holds makes the finding, with its texts and suggestions."""
+        data, src, path = d.data, d.src, d.path
+        fragments = data.get("fragments") or {}
+        axes = []
+        for name, options in fragments.items():
+            axis = []
+            where, at_src = path + ("fragments", name), src
+            if isinstance(options, str):  # shared options (top-level `fragments`)
+                shared = self.defs["fragments"].get(options)
+                if shared is None:
+                    known = ", ".join(sorted(self.defs["fragments"])) or "none defined"
+                    self.error(
+                        src,
+                        where,
+                        REFERENCE_ERROR,
+                        f"unknown fragments {options!r} (known: {known})",
+                    )
+                    continue
+                options, where, at_src = shared.data, shared.path, shared.src
+            for j, option in enumerate(options):
+                at = where + (j,)
+                if "when" not in option and j != len(options) - 1:
+                    self.error(
+                        at_src,
+                        at,
+                        REFERENCE_ERROR,
+                        f"fragment {name!r} option {j + 1} has no 'when', so the options after "
+                        "it can never be chosen: give it a 'when' or move it last",
+                    )
+                for i, k in enumerate(option.get("suggestions") or []):
+                    if k not in self.defs["suggestions"]:
+                        self.error(
+                            at_src,
+                            at + ("suggestions", i),
+                            REFERENCE_ERROR,
+                            f"unknown suggestion {k!r}",
+                        )
+                when = None
+                if "when" in option:
+                    when = compiler.compile(option["when"], at + ("when",), at_src)
+                axis.append((name, j, option, when))
+            axes.append(axis)
+        policy = [(None, [], [], None)]
+        if "suggestion_policy" in data:
+            name = data["suggestion_policy"]
+            if name in self.policies:
+                policy = self.policies[name]
+            else:
+                known = ", ".join(sorted(self.policies)) or "none defined"
+                self.error(
+                    src,
+                    path + ("suggestion_policy",),
+                    REFERENCE_ERROR,
+                    f"unknown suggestion policy {name!r} (known: {known})",
+                )
+        base = self._rule_parts(d, compiler)
+        combos = list(itertools.product(*axes, policy))
+        out = []
+        for n, combo in enumerate(combos):
+            options, (entry, entry_closures, entry_raws, _) = combo[:-1], combo[-1]
+            closures = [base["when"]] + [w for *_, w in options if w is not None]
+            raw = [data["when"]] + [o["when"] for _, _, o, _ in options if "when" in o]
+            closures += entry_closures
+            raw += entry_raws
+            when = compiler.conjunction(closures) if len(closures) > 1 else base["when"]
+            chosen = {name: option for name, _, option, _ in options}
+            card = data["card"]
+            detail = _fill(card.get("detail"), chosen)
+            if entry is not None and entry.get("detail"):
+                detail = {
+                    loc: text + entry["detail"].get(loc, entry["detail"].get("en", ""))
+                    for loc, text in (detail or {"en": ""}).items()
+                }
+            suggestions = [k for _, _, o, _ in options for k in o.get("suggestions") or []]
+            suggestions += list(data.get("suggestions") or ())
+            if entry is not None:
+                suggestions = _apply_policy(entry, suggestions)
+            source = card["source"]
+            out.append(
+                Rule(
+                    id=data["id"],
+                    finding=data["finding"],
+                    title=data.get("title"),
+                    hooks=frozenset(data["hooks"]),
+                    profiles=frozenset(data["profiles"]) if "profiles" in data else None,
+                    ct_cutoffs=frozenset(data["ct_cutoffs"]) if "ct_cutoffs" in data else None,
+                    when=when,
+                    when_raw=raw[0] if len(raw) == 1 else {"all": raw},
+                    evidence=tuple(data.get("evidence") or ()),
+                    priority=data.get("priority", 0),
+                    card=Card(
+                        card["indicator"],
+                        _texts(_fill(card["summary"], chosen)),
+                        _texts(detail),
+                        _texts(source["label"]),
+                        source.get("url"),
+                        source.get("reference"),
+                        source.get("icon"),
+                    ),
+                    suggestions=tuple(suggestions),
+                    links=tuple(data.get("links") or ()),
+                    override_reasons=tuple(data.get("override_reasons") or ()),
+                    order=order + n,
+                    pack=d.pack,
+                    test=getattr(when, "bare", None),
+                    key=data["id"] if len(combos) == 1 else f"{data['id']}#{n + 1}",
+                    def_index=index,
+                    case=(
+                        tuple((name, j) for name, j, _, _ in options),
+                        None if entry is None else entry.get("id", "default"),
+                    ),
+                )
+            )
+        return out
+
+    def _rule_parts(self, d, compiler) -> dict:
+        """Check a rule's references and compile its `when` (once, whatever its cases)."""
         data, src, path = d.data, d.src, d.path
         if data["finding"] not in self.catalog:
             self.error(
@@ -646,35 +821,7 @@ class Compiler:
         source = card["source"]
         if "reference" in source:
             self.need_reference(source["reference"], src, path + ("card", "source", "reference"))
-        when = compiler.compile(data["when"], path + ("when",), src)
-        rule = Rule(
-            id=data["id"],
-            finding=data["finding"],
-            title=data.get("title"),
-            hooks=frozenset(data["hooks"]),
-            profiles=frozenset(data["profiles"]) if "profiles" in data else None,
-            ct_cutoffs=frozenset(data["ct_cutoffs"]) if "ct_cutoffs" in data else None,
-            when=when,
-            when_raw=data["when"],
-            evidence=tuple(data.get("evidence") or ()),
-            priority=data.get("priority", 0),
-            card=Card(
-                card["indicator"],
-                _texts(card["summary"]),
-                _texts(card.get("detail")),
-                _texts(source["label"]),
-                source.get("url"),
-                source.get("reference"),
-                source.get("icon"),
-            ),
-            suggestions=tuple(data.get("suggestions") or ()),
-            links=tuple(data.get("links") or ()),
-            override_reasons=tuple(data.get("override_reasons") or ()),
-            order=order,
-            pack=d.pack,
-            test=getattr(when, "bare", None),
-        )
-        return rule
+        return {"when": compiler.compile(data["when"], path + ("when",), src)}
 
     def compile_outputs(self):
         suggestions = {}
@@ -810,48 +957,85 @@ class Compiler:
 
     def rule_order(self, rules: list[Rule]) -> list[Rule]:
         """Rules in file order, except that a rule referring to {finding: x} runs after every rule
-        making x (a stable topological order)."""
+        making x (a stable topological order). The cases of one rule stay together, in their
+        order: each waits for the makers of every finding any case of the rule refers to."""
         makers: dict[str, list[Rule]] = {}
         for r in rules:
             makers.setdefault(r.finding, []).append(r)
-        deps = {}
+        refs: dict[str, set[str]] = {}
         for r in rules:
-            refs = _finding_refs(r.when_raw, self.conditions_raw)
-            deps[r.id] = sorted({m.id for f in refs for m in makers.get(f, [])})
+            refs.setdefault(r.id, set()).update(_finding_refs(r.when_raw, self.conditions_raw))
+        deps = {
+            r.key: sorted({m.key for f in refs[r.id] for m in makers.get(f, []) if m.id != r.id})
+            for r in rules
+        }
         cycles = find_cycles(deps)
+        by_key = {r.key: r for r in rules}
         if cycles:
-            by_id = {r.id: r for r in rules}
             for cycle in cycles:
-                d = self.rule_defs[by_id[cycle[0]].order]
+                d = self.rule_defs[by_key[cycle[0]].def_index]
+                names = list(dict.fromkeys(by_key[k].id for k in cycle))
                 self.error(
                     d.src,
                     d.path + ("when",),
                     CYCLE_ERROR,
                     "rules depend on each other's findings in a cycle: "
-                    + " → ".join(cycle + [cycle[0]]),
+                    + " → ".join(names + [names[0]]),
                 )
             return rules
         # Kahn's algorithm, always taking the earliest rule (file order) whose makers have run:
         # rules making the same finding keep their file order ("first rule in the files wins").
         import heapq
 
-        by_id = {r.id: r for r in rules}
-        waiting = {r.id: len(deps[r.id]) for r in rules}
+        waiting = {r.key: len(deps[r.key]) for r in rules}
         users: dict[str, list[str]] = {}
-        for rid, needed in deps.items():
+        for key, needed in deps.items():
             for dep in needed:
-                users.setdefault(dep, []).append(rid)
-        ready = [(r.order, r.id) for r in rules if waiting[r.id] == 0]
+                users.setdefault(dep, []).append(key)
+        ready = [(r.order, r.key) for r in rules if waiting[r.key] == 0]
         heapq.heapify(ready)
         ordered = []
         while ready:
-            _, rid = heapq.heappop(ready)
-            ordered.append(by_id[rid])
-            for user in users.get(rid, ()):
+            _, key = heapq.heappop(ready)
+            ordered.append(by_key[key])
+            for user in users.get(key, ()):
                 waiting[user] -= 1
                 if waiting[user] == 0:
-                    heapq.heappush(ready, (by_id[user].order, user))
+                    heapq.heappush(ready, (by_key[user].order, user))
         return ordered
+
+
+FRAGMENT_VARIABLE = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)(\.detail)?\s*\}\}")
+
+
+def _fill(text, chosen: dict):
+    """A card text with each `{{name}}` / `{{name.detail}}` of a fragment replaced by the text
+    of the option chosen for it (None stays None)."""
+    if text is None or not chosen:
+        return text
+
+    def filled(locale, s):
+        def one(m):
+            option = chosen.get(m.group(1))
+            if option is None:
+                return m.group(0)
+            part = option.get("detail" if m.group(2) else "text") or {}
+            return part.get(locale, part.get("en", m.group(0)))
+
+        return FRAGMENT_VARIABLE.sub(one, s)
+
+    return {loc: filled(loc, s) for loc, s in text.items()}
+
+
+def _apply_policy(entry, suggestions: list[str]) -> list[str]:
+    """The suggestions a policy entry leaves: `suggestions` (a list in place of the rule's), then
+    `remove`, `replace` (in place), `add` (at the end)."""
+    out = list(entry["suggestions"]) if "suggestions" in entry else list(suggestions)
+    removed = set(entry.get("remove") or ())
+    replace = entry.get("replace") or {}
+    out = [replace.get(k, k) for k in out if k not in removed]
+    out += [k for k in entry.get("add") or () if k not in out]
+    return list(dict.fromkeys(out))
 
 
 def _texts(text):

@@ -163,6 +163,12 @@ class ConditionCompiler:
             return self._parameter(cond, path, src)
         return self._compare(cond, path, src)
 
+    def conjunction(self, children):
+        """`all` of compiled conditions (a rule's `when` with the `when` of a fragment option and
+        of a policy entry): the same closure as compiling `{all: [...]}` of them."""
+        bare = _bare_of(children)
+        return _with_bare(_all(children), None if bare is None else _all(bare, bare=True))
+
     def _notes_depend_on_the_moment(self, name, seen=None) -> bool:
         """Whether named condition `name` (with those it uses) asks `implausible` (notes the
         data-quality entries made so far) or a finding (notes it only once made)."""

@@ -122,6 +122,12 @@ class Rule:
     finding_refs: frozenset[str] = frozenset()  # findings the condition refers to
     # `when` without evidence or trace (None: it has no such form; `when` is used)
     test: Callable | None = None
+    # unique within the rule set: the id, or `id#n` for the n-th case of a rule written with
+    # fragments or a suggestion policy (the id is the rule's, as written, on every case)
+    key: str = ""
+    def_index: int = -1  # the rule's place among the rule definitions (for diagnostics)
+    # the case: the fragment option chosen per fragment name, and the policy entry (or None)
+    case: tuple = ()
 
 
 @dataclass

@@ -52,6 +52,10 @@ class RuleSet:
             n for n, f in self.facts.items() if f.plausible or f.conflict is not None
         )
         self._conditions_raw = {k: d.data for k, d in c.conditions_raw.items()}
+        #: the rules as written (one per rule id, before expansion into cases), for `rules docs`
+        self.rule_sources = [d.data for d in c.rule_defs]
+        self.policy_sources = {k: d.data for k, d in c.defs["suggestion_policies"].items()}
+        self.fragment_sources = {k: d.data for k, d in c.defs["fragments"].items()}
         for rule in rules:
             rule.facts_used = frozenset(_facts_of_rule(self, rule))
         self.fact_types = {n: frozenset(_types_of_fact(self, n)) for n in self.facts}

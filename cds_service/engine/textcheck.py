@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .catalog import FINDINGS
 from .diagnostics import TEMPLATE_ERROR
 from .render_values import format_number
@@ -76,22 +78,55 @@ def _resource_texts(data, path):
 
 
 def check_templates(c, rules, suggestions, links) -> None:
-    """Template variables exist; each summary, filled with its longest values, stays < 140."""
+    """Template variables exist; each summary, filled with its longest values, stays < 140
+    (for a rule with fragments: with each combination of its fragments' options)."""
     for src in c.sources:
         for path, text in _strings(src.data, ()):
             if has_unclosed(text):
                 c.error(src, path, TEMPLATE_ERROR, f"malformed '{{{{ }}}}' in {text!r}")
+            fragments = _fragments_in_scope(c, src.data, path)
             for var in VARIABLE.findall(text):
-                problem = _variable_problem(c, var)
+                problem = _variable_problem(c, var, fragments)
                 if problem:
                     c.error(src, path, TEMPLATE_ERROR, problem)
         for i, rule in enumerate(src.data.get("rules") or []):
+            fragments = _resolved(c, rule)
+            for name in fragments:
+                used = any(
+                    re.search(r"\{\{\s*" + name + r"(\.detail)?\s*\}\}", t)
+                    for part in ("summary", "detail")
+                    for t in (rule["card"].get(part) or {}).values()
+                )
+                if not used:
+                    c.error(
+                        src,
+                        ("rules", i, "fragments", name),
+                        TEMPLATE_ERROR,
+                        f"fragment {name!r} is not used in the card: write {{{{{name}}}}} in its "
+                        "summary or detail, or remove it",
+                        value=False,
+                    )
             for locale, text in rule["card"]["summary"].items():
                 path = ("rules", i, "card", "summary", locale)
-                if any(_variable_problem(c, v) for v in VARIABLE.findall(text)):
+                if any(_variable_problem(c, v, fragments) for v in VARIABLE.findall(text)):
                     continue
-                template = Template(text)
-                longest = template.longest(lambda v, loc=locale: _longest(c, v, loc))
+                if any(options is None for options in fragments.values()):
+                    continue
+                filled = [
+                    _fill_with(text, locale, fragments, combo) for combo in _combos(fragments)
+                ]
+                if any(_variable_problem(c, v) for t in filled for v in VARIABLE.findall(t)):
+                    continue  # reported at the fragment's text
+                longest, template = max(
+                    (
+                        (
+                            Template(t).longest(lambda v, loc=locale: _longest(c, v, loc)),
+                            Template(t),
+                        )
+                        for t in filled
+                    ),
+                    key=lambda pair: pair[0],
+                )
                 if longest >= UNBOUNDED:
                     bad = [v for v in template.variables if _longest(c, v, locale) >= UNBOUNDED]
                     c.error(
@@ -112,6 +147,44 @@ def check_templates(c, rules, suggestions, links) -> None:
                     )
 
 
+def _fragments_in_scope(c, data, path) -> dict:
+    """The fragments a text at `path` may use: its rule's, in the rule's card (a fragment's own
+    texts and other places cannot use fragments)."""
+    if len(path) > 3 and path[0] == "rules" and path[2] == "card":
+        return _resolved(c, data["rules"][path[1]])
+    return {}
+
+
+def _resolved(c, rule) -> dict:
+    """A rule's fragments, name -> options (shared options looked up)."""
+    out = {}
+    for name, options in (rule.get("fragments") or {}).items():
+        if isinstance(options, str):
+            shared = c.defs["fragments"].get(options)
+            options = None if shared is None else shared.data  # None: reported by the compiler
+        out[name] = options
+    return out
+
+
+def _combos(fragments: dict) -> list[dict]:
+    """Every choice of one option per fragment."""
+    out: list[dict] = [{}]
+    for name, options in fragments.items():
+        out = [dict(c, **{name: o}) for c in out for o in options]
+    return out
+
+
+def _fill_with(text, locale, fragments, combo) -> str:
+    def one(m):
+        base, _, attr = m.group(1).partition(".")
+        if base not in fragments:
+            return m.group(0)
+        part = combo[base].get("detail" if attr == "detail" else "text") or {}
+        return part.get(locale, part.get("en", ""))
+
+    return VARIABLE.sub(one, text)
+
+
 def _strings(data, path):
     if isinstance(data, dict):
         for key, value in data.items():
@@ -120,7 +193,13 @@ def _strings(data, path):
         for i, value in enumerate(data):
             yield from _strings(value, path + (i,))
     elif isinstance(data, str) and ("{{" in data or "}}" in data):
-        if path and path[0] in ("rules", "suggestions", "links"):
+        if path and path[0] in (
+            "rules",
+            "suggestions",
+            "links",
+            "suggestion_policies",
+            "fragments",
+        ):
             yield path, data
 
 
@@ -129,8 +208,20 @@ def _split(var):
     return base, attr or None
 
 
-def _variable_problem(c, var) -> str | None:
+def _variable_problem(c, var, fragments=None) -> str | None:
     base, attr = _split(var)
+    if fragments and base in fragments:
+        if attr is None or fragments[base] is None:
+            return None
+        if attr == "detail":
+            lacking = [i + 1 for i, o in enumerate(fragments[base]) if "detail" not in o]
+            if not lacking:
+                return None
+            return (
+                f"{{{{{var}}}}}: option(s) {', '.join(map(str, lacking))} of fragment "
+                f"{base!r} have no 'detail'"
+            )
+        return f"fragment {base!r} has no attribute {attr!r} in {{{{{var}}}}} (text or detail)"
     if base in c.facts:
         return (
             None
