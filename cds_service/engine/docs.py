@@ -90,6 +90,8 @@ class _Doc:
         out.append(f"- Summary: “{self.t(card['summary'])}”")
         suggestions = ", ".join(rule.get("suggestions") or []) or "none"
         policy = rule.get("suggestion_policy")
+        if isinstance(policy, list):  # several: each adapts what the one before left
+            policy = "`, then `".join(policy)
         tail = f", adapted by the suggestion policy `{policy}` (below)" if policy else ""
         out.append(f"- Suggestions: {suggestions}{tail}.")
         rows = self.rule_thresholds(rule, fragments)
@@ -166,6 +168,8 @@ class _Doc:
             if "condition" in inner:
                 return f"not `{inner['condition']}`"
             return f"not ({self.words(inner)})"
+        if "holds" in cond:
+            return f"({self.words(cond['holds'])}) known to hold"
         if "condition" in cond:
             return f"`{cond['condition']}`"
         if "finding" in cond:
