@@ -101,6 +101,8 @@ class Compiler:
                 self.packs[pid] = dict(meta, files=[src.file])
             else:
                 known["files"].append(src.file)
+                for key, value in meta.items():  # metadata written in one of the files
+                    known.setdefault(key, value)
                 if known["version"] != meta["version"]:
                     self.error(
                         src,

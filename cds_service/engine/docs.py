@@ -37,6 +37,12 @@ class _Doc:
             "compares with (value, unit, source), what its card says depending on why it was made,",
             "and its suggestions. Suggestion policies (the care context) follow, as tables, then the",
             "named conditions the criteria use, every threshold, and the references.",
+        ]
+        safety = [line for meta in rs.packs.values() for line in meta.get("safety") or ()]
+        if safety:  # the statements a clinical committee checks line by line
+            out += ["", "## Safety behaviour", ""]
+            out += [f"{i}. {self.t(line)}" for i, line in enumerate(safety, 1)]
+        out += [
             "",
             "## Findings",
         ]

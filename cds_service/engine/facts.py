@@ -735,9 +735,16 @@ class Run:
                         param = self.rs.params[other]
                         spec = param.spec_for(self.settings.profile, self.ct_cutoffs)
                         shown = " / ".join(_num(v) for v in sorted(set(values)))
+                        sex = self.value("sex") if "sex" in self.rs.facts else None
+                        why = (
+                            "the same for both sexes: record the sex used for clinical "
+                            "reference ranges"
+                            if sex not in ("male", "female")
+                            else "the same for every band"
+                        )
                         entry = {
                             "parameter": other,
-                            "comparison": f"{symbol} {shown} (each value that could apply)",
+                            "comparison": f"{symbol} {shown} ({why})",
                             "value": float(min(values)),
                             "unit": param.unit,
                             "fact": name,

@@ -45,7 +45,9 @@ def test_unknown_sex_decides_only_when_both_sexes_agree():
     ev = run([obs("grip-strength", 5, "kg", 3)], gender="unknown")
     assert codes(ev) == ["probable-sarcopenia"]
     threshold = next(e for e in ev.findings[0].evidence if e.get("parameter") == "grip_low")
-    assert threshold["comparison"] == "< 16 / 27 (each value that could apply)"
+    assert threshold["comparison"] == (
+        "< 16 / 27 (the same for both sexes: record the sex used for clinical reference ranges)"
+    )
     assert threshold["result"] is True
     # 20 kg is below 27 but not below 16: undecided without the sex (never "not low")
     assert codes(run([obs("grip-strength", 20, "kg", 3)], gender="unknown")) == []
