@@ -124,7 +124,7 @@ def main(argv: list[str]) -> int:
             json.dumps(dump(Path(argv[1])), ensure_ascii=False), encoding="utf-8"
         )
         return 0
-    if len(argv) != 1:
+    if len(argv) not in (1, 3):
         print(__doc__, file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,6 +176,13 @@ def main(argv: list[str]) -> int:
             seen.setdefault(row, set()).add((profile, str(change[0])))
         for (patient, hook, order), changes in sorted(seen.items()):
             print(f"  {patient} {hook} {order}: " + "; ".join(sorted(f"{p} {c}" for p, c in changes)))
+    if len(sys.argv) > 2:  # --keys PATTERN: the keys of the changed evaluations matching it
+        for what, keys in sorted(changed.items()):
+            for key in keys:
+                if sys.argv[3] in key and what != "texts/evidence only":
+                    o, n = old[key], new[key]
+                    print(what, key, [f[0] for f in o.get("findings", [])], "->",
+                          [f[0] for f in n.get("findings", [])])
     return 1 if differ or old.keys() != new.keys() else 0
 
 
