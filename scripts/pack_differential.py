@@ -124,7 +124,7 @@ def main(argv: list[str]) -> int:
             json.dumps(dump(Path(argv[1])), ensure_ascii=False), encoding="utf-8"
         )
         return 0
-    if len(argv) != 1:
+    if len(argv) not in (1, 3):
         print(__doc__, file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,13 +141,49 @@ def main(argv: list[str]) -> int:
             results.append(json.loads(target.read_text(encoding="utf-8")))
     old, new = results
     if old.keys() != new.keys():
-        print(f"different evaluations: {len(old)} old, {len(new)} new")
-        return 1
-    differ = [k for k in old if old[k] != new[k]]
-    print(f"{len(old)} evaluations compared; {len(differ)} differ")
-    for key in differ[:20]:
-        print(" ", key, [f for f in old[key] if old[key][f] != new[key][f]])
-    return 1 if differ else 0
+        print(f"different evaluations: {len(old)} old, {len(new)} new "
+              f"({len(old.keys() - new.keys())} only old, {len(new.keys() - old.keys())} only new: "
+              "suppression runs follow the findings made)")
+    common = [k for k in old if k in new]
+    differ = [k for k in common if old[k] != new[k]]
+    print(f"{len(common)} evaluations compared; {len(differ)} differ")
+    # what a clinician sees change: the findings made and the suggestions sent
+    changed = {}
+    for key in differ:
+        o, n = old[key], new[key]
+        what = []
+        if [f[0] for f in o.get("findings", [])] != [f[0] for f in n.get("findings", [])]:
+            what.append("findings")
+        if [x["suggestions"] for x in o.get("sent", [])] != [x["suggestions"] for x in n.get("sent", [])]:
+            what.append("suggestions")
+        if not what:
+            what.append("texts/evidence only")
+        changed.setdefault(" + ".join(what), []).append(key)
+    for what, keys in sorted(changed.items()):
+        print(f"  {len(keys)} differ in {what}")
+    for what, keys in sorted(changed.items()):
+        if what == "texts/evidence only":
+            continue
+        print(f"{what}:")
+        seen = {}
+        for key in keys:
+            patient, hook, order, profile = key.split("|")[:4]
+            row = (patient, hook, order if order != "-" else "")
+            o, n = old[key], new[key]
+            change = (
+                sorted({f[0] for f in o.get("findings", [])} ^ {f[0] for f in n.get("findings", [])}),
+            )
+            seen.setdefault(row, set()).add((profile, str(change[0])))
+        for (patient, hook, order), changes in sorted(seen.items()):
+            print(f"  {patient} {hook} {order}: " + "; ".join(sorted(f"{p} {c}" for p, c in changes)))
+    if len(sys.argv) > 2:  # --keys PATTERN: the keys of the changed evaluations matching it
+        for what, keys in sorted(changed.items()):
+            for key in keys:
+                if sys.argv[3] in key and what != "texts/evidence only":
+                    o, n = old[key], new[key]
+                    print(what, key, [f[0] for f in o.get("findings", [])], "->",
+                          [f[0] for f in n.get("findings", [])])
+    return 1 if differ or old.keys() != new.keys() else 0
 
 
 if __name__ == "__main__":

@@ -310,21 +310,24 @@ def _short(label: str) -> str:
 def _weight_loss_line(
     ruleset: Any, weights: list[Point], now: datetime, settings: dict[str, str]
 ) -> CutoffLine | None:
-    """The weight that would mean the packs' cachexia weight loss against the weight ~6 months ago."""
+    """The weight that would mean the packs' cachexia weight loss against the reference weight:
+    of the plausible weights dated weight_reference_min_days–max_days before the latest one, the
+    heaviest (the largest loss, as the pack's weight_6mo fact selects it)."""
     loss = ruleview.threshold(ruleset, "cachexia_weight_loss", sex=None, **settings)
-    days_ago = _param_days(ruleset, "weight_reference_days_ago", settings)
-    tolerance = _param_days(ruleset, "weight_reference_tolerance_days", settings)
-    if loss is None or days_ago is None or tolerance is None:
+    low = _param_days(ruleset, "weight_reference_min_days", settings)
+    high = _param_days(ruleset, "weight_reference_max_days", settings)
+    plausible = [p for p in weights if p.plausible]
+    if loss is None or low is None or high is None or not plausible:
         return None
-    target = now - timedelta(days=days_ago)
+    current = max(plausible, key=lambda p: p.when)
     candidates = [
         p
-        for p in weights
-        if p.plausible and abs((p.when - target).total_seconds()) <= tolerance * 86400
+        for p in plausible
+        if low * 86400 <= (current.when - p.when).total_seconds() <= high * 86400
     ]
     if not candidates:
         return None
-    reference = min(candidates, key=lambda p: abs((p.when - target).total_seconds()))
+    reference = max(candidates, key=lambda p: p.value)
     fraction = loss.value * (_factor(loss.unit, "1") or 0.01)
     value = reference.value * (1 - fraction)
     source = f" ({loss.source})" if loss.source else ""

@@ -32,11 +32,27 @@ def generate(kind: str, children: tuple):
     return test
 
 
+PLAN_CHUNK = 32  # rules per generated function: compiling one function is superlinear in size
+
+
 def generate_plan(entries: tuple, settle, failed):
     """fn(run, made, errors) running `entries` ((finding, rule) pairs) in order: a rule whose
     finding is not made yet is tested bare (in place) and, unless false, handed to
     settle(run, rule, result, errors); a bare test that raises is failed(errors, rule, exc)
-    (None). A rule without a bare test is settled as if true (it runs in full)."""
+    (None). A rule without a bare test is settled as if true (it runs in full). A long plan
+    is generated in chunks of PLAN_CHUNK rules run one after the other (the same order)."""
+    if len(entries) > PLAN_CHUNK:
+        parts = tuple(
+            generate_plan(entries[i : i + PLAN_CHUNK], settle, failed)
+            for i in range(0, len(entries), PLAN_CHUNK)
+        )
+
+        def plan(run, made, errors):
+            for part in parts:
+                part(run, made, errors)
+
+        plan.source = "\n".join(part.source for part in parts)
+        return plan
     values: dict[str, object] = {"NOT_YET": NOT_YET, "ONCE": ONCE}
     values.update(settle=settle, failed=failed)
     head: set[str] = set()

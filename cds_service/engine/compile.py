@@ -98,6 +98,7 @@ class Compiler:
         #: (section, name) -> a definition first made by a pack that builds on others (overrides)
         self.new_in_override: dict[tuple[str, str], Definition] = {}
         self.first_pack: str | None = None
+        self.before_refs: list[tuple] = []
 
     def error(self, src, path, code, message, value=True):
         finding = re.match(r"^finding '([^']+)' is not in findings\.md$", message)
@@ -148,6 +149,8 @@ class Compiler:
                 self.packs[pid] = dict(meta, files=[src.file])
             else:
                 known["files"].append(src.file)
+                for key, value in meta.items():  # metadata written in one of the files
+                    known.setdefault(key, value)
                 if known["version"] != meta["version"]:
                     self.error(
                         src,
@@ -453,6 +456,12 @@ class Compiler:
                         src, path + ("references",), CYCLE_ERROR, f"{other!r} itself has a join"
                     )
             fact.joins = [(g, o) for g, o, _ in fact.joins]
+        for other, src, path in self.before_refs:
+            target = self.facts.get(other)
+            if target is None:
+                self.error(src, path, REFERENCE_ERROR, f"unknown fact {other!r}")
+            elif target.before is not None:
+                self.error(src, path, CYCLE_ERROR, f"{other!r} itself has a 'before' window")
         for band_fact, src, path in self.band_refs:
             bf = self.facts.get(band_fact)
             if bf is None:
@@ -541,6 +550,10 @@ class Compiler:
                 )
         if "conflict" in data:
             self._conflict(fact, data["conflict"], src, path + ("conflict",))
+        if "answers" in data:
+            self._answers(fact, data["answers"], src, path + ("answers",))
+        if "before" in data:
+            self._before(fact, data["before"], src, path + ("before",))
         if fact.select == "closest" and ("days_ago" not in data or "tolerance_days" not in data):
             self.error(
                 src,
@@ -555,6 +568,41 @@ class Compiler:
                 REFERENCE_ERROR,
                 f"select: {fact.select} needs a quantity fact",
             )
+
+    def _answers(self, fact, spec, src, path):
+        """`answers: {system: {code: number}}`: coded answers a quantity fact reads as numbers."""
+        if fact.type != "quantity":
+            self.error(src, path, REFERENCE_ERROR, "answers needs a quantity fact (with a unit)")
+            return
+        fact.answers = {}
+        for alias, codes in spec.items():
+            if alias not in self.defs["code_systems"] and ":" not in alias:
+                self.error(
+                    src,
+                    path + (alias,),
+                    REFERENCE_ERROR,
+                    f"unknown code system {alias!r} (not an alias in code_systems, not a URI)",
+                    value=False,
+                )
+                continue
+            for code, number in codes.items():
+                fact.answers[(self.system(alias), str(code))] = float(number)
+
+    def _before(self, fact, spec, src, path):
+        """`before: {fact, min_days, max_days}`: the window is relative to another fact's date."""
+        for key in ("min_days", "max_days"):
+            value = spec[key]
+            if isinstance(value, str):
+                param = self.params.get(value)
+                if param is None:
+                    self.error(src, path + (key,), REFERENCE_ERROR, f"unknown parameter {value!r}")
+                elif not units.convertible(param.unit, "d"):
+                    self.error(
+                        src, path + (key,), UNIT_ERROR, f"parameter {value!r} is not a duration"
+                    )
+        fact.before = (spec["fact"], spec["min_days"], spec["max_days"])
+        fact.deps = tuple(fact.deps) + (spec["fact"],)
+        self.before_refs.append((spec["fact"], src, path + ("fact",)))
 
     def _conflict(self, fact, spec, src, path):
         ((key, limit),) = spec.items()
@@ -810,41 +858,48 @@ class Compiler:
                     when = compiler.compile(option["when"], at + ("when",), at_src)
                 axis.append((name, j, option, when))
             axes.append(axis)
-        policy = [(None, [], [], None)]
-        if "suggestion_policy" in data:
-            name = data["suggestion_policy"]
+        policies = []  # one axis per named policy, in the order named (the last innermost)
+        named = data.get("suggestion_policy")
+        names = [] if named is None else [named] if isinstance(named, str) else list(named)
+        for i, name in enumerate(names):
             if name in self.policies:
-                policy = self.policies[name]
+                policies.append(self.policies[name])
             else:
                 known = ", ".join(sorted(self.policies)) or "none defined"
+                at = ("suggestion_policy",) if isinstance(named, str) else ("suggestion_policy", i)
                 self.error(
                     src,
-                    path + ("suggestion_policy",),
+                    path + at,
                     REFERENCE_ERROR,
                     f"unknown suggestion policy {name!r} (known: {known})",
                 )
+        if not policies:
+            policies = [[(None, [], [], None)]]
         base = self._rule_parts(d, compiler)
-        combos = list(itertools.product(*axes, policy))
+        combos = list(itertools.product(*axes, *policies))
         out = []
         for n, combo in enumerate(combos):
-            options, (entry, entry_closures, entry_raws, _) = combo[:-1], combo[-1]
+            options, entries = combo[: len(axes)], combo[len(axes) :]
             closures = [base["when"]] + [w for *_, w in options if w is not None]
             raw = [data["when"]] + [o["when"] for _, _, o, _ in options if "when" in o]
-            closures += entry_closures
-            raw += entry_raws
+            for _, entry_closures, entry_raws, _ in entries:
+                closures += entry_closures
+                raw += entry_raws
             when = compiler.conjunction(closures) if len(closures) > 1 else base["when"]
             chosen = {name: option for name, _, option, _ in options}
             card = data["card"]
             detail = _fill(card.get("detail"), chosen)
-            if entry is not None and entry.get("detail"):
-                detail = {
-                    loc: text + entry["detail"].get(loc, entry["detail"].get("en", ""))
-                    for loc, text in (detail or {"en": ""}).items()
-                }
+            for entry, *_ in entries:
+                if entry is not None and entry.get("detail"):
+                    detail = {
+                        loc: text + entry["detail"].get(loc, entry["detail"].get("en", ""))
+                        for loc, text in (detail or {"en": ""}).items()
+                    }
             suggestions = [k for _, _, o, _ in options for k in o.get("suggestions") or []]
             suggestions += list(data.get("suggestions") or ())
-            if entry is not None:
-                suggestions = _apply_policy(entry, suggestions)
+            for entry, *_ in entries:
+                if entry is not None:
+                    suggestions = _apply_policy(entry, suggestions)
             source = card["source"]
             out.append(
                 Rule(
@@ -877,7 +932,7 @@ class Compiler:
                     def_index=index,
                     case=(
                         tuple((name, j) for name, j, _, _ in options),
-                        None if entry is None else entry.get("id", "default"),
+                        _entry_ids(entries),
                     ),
                 )
             )
@@ -1124,6 +1179,12 @@ def _fill(text, chosen: dict):
         return FRAGMENT_VARIABLE.sub(one, s)
 
     return {loc: filled(loc, s) for loc, s in text.items()}
+
+
+def _entry_ids(entries):
+    """The policy entries of a case: None (no policy), an id, or a tuple of ids (several)."""
+    ids = tuple(None if e is None else e.get("id", "default") for e, *_ in entries)
+    return ids[0] if len(ids) == 1 else ids
 
 
 def _apply_policy(entry, suggestions: list[str]) -> list[str]:

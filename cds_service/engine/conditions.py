@@ -28,6 +28,8 @@ def describe(cond: dict) -> str:
         return f"{key}({', '.join(describe(c) for c in cond[key])})"
     if "not" in cond:
         return f"not {describe(cond['not'])}"
+    if "holds" in cond:
+        return f"holds({describe(cond['holds'])})"
     if "fact" in cond or "parameter" in cond:
         key = "fact" if "fact" in cond else "parameter"
         ((op, right),) = [(k, v) for k, v in cond.items() if k != key]
@@ -68,6 +70,16 @@ class ConditionCompiler:
 
                 bare.negates = bare_child  # called in place by generated all/any
             return _with_bare(lambda run: None if (r := child(run)) is None else not r, bare)
+        if "holds" in cond:  # two-valued: unknown counts as not holding
+            child = self.compile(cond["holds"], path + ("holds",), src)
+            bare_child = getattr(child, "bare", None)
+            bare = None
+            if bare_child is not None:
+
+                def bare(run):
+                    return bare_child(run) is True
+
+            return _with_bare(lambda run: child(run) is True, bare)
         if "finding" in cond:
             return self._finding(cond["finding"], path, src)
         if "condition" in cond:

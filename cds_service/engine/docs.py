@@ -37,6 +37,12 @@ class _Doc:
             "compares with (value, unit, source), what its card says depending on why it was made,",
             "and its suggestions. Suggestion policies (the care context) follow, as tables, then the",
             "named conditions the criteria use, every threshold, and the references.",
+        ]
+        safety = [line for meta in rs.packs.values() for line in meta.get("safety") or ()]
+        if safety:  # the statements a clinical committee checks line by line
+            out += ["", "## Safety behaviour", ""]
+            out += [f"{i}. {self.t(line)}" for i, line in enumerate(safety, 1)]
+        out += [
             "",
             "## Findings",
         ]
@@ -90,6 +96,8 @@ class _Doc:
         out.append(f"- Summary: “{self.t(card['summary'])}”")
         suggestions = ", ".join(rule.get("suggestions") or []) or "none"
         policy = rule.get("suggestion_policy")
+        if isinstance(policy, list):  # several: each adapts what the one before left
+            policy = "`, then `".join(policy)
         tail = f", adapted by the suggestion policy `{policy}` (below)" if policy else ""
         out.append(f"- Suggestions: {suggestions}{tail}.")
         rows = self.rule_thresholds(rule, fragments)
@@ -166,6 +174,8 @@ class _Doc:
             if "condition" in inner:
                 return f"not `{inner['condition']}`"
             return f"not ({self.words(inner)})"
+        if "holds" in cond:
+            return f"({self.words(cond['holds'])}) known to hold"
         if "condition" in cond:
             return f"`{cond['condition']}`"
         if "finding" in cond:

@@ -10,8 +10,17 @@ import pint
 
 from . import units
 
-FUNCTIONS = ("min", "max", "abs", "days_between", "calendar_days_between", "years_between")
+FUNCTIONS = (
+    "min",
+    "max",
+    "abs",
+    "days_between",
+    "calendar_days_between",
+    "years_between",
+    "date_of",
+)
 DATE = "date"  # the unit marker of a date-valued operand
+DATE_OF = "date_of"  # lookup((DATE_OF, name)) gives the date of the fact's value
 
 
 class ExpressionError(ValueError):
@@ -130,6 +139,14 @@ def _call(node, unit_of_name):
     name = node.func.id
     if name not in FUNCTIONS:
         raise ExpressionError("reference", f"unknown function {name}()")
+    if name == "date_of":  # the date of a fact's value (a weight's date), a date operand
+        if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
+            raise ExpressionError("syntax", "date_of() takes the name of one fact")
+        fact = node.args[0].id
+        if unit_of_name(fact) is None or fact == "now":
+            raise ExpressionError("reference", f"unknown name {fact!r}")
+        key = (DATE_OF, fact)
+        return (lambda lookup: lookup(key)), DATE
     args = [_node(a, unit_of_name) for a in node.args]
     if name in ("days_between", "calendar_days_between", "years_between"):
         if len(args) != 2 or any(u != DATE for _, u in args):

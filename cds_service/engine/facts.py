@@ -373,6 +373,8 @@ class Run:
     def _item(self, fact, raw, when, reference, ts=NO_TS) -> Item | None:
         kind = fact.type
         if kind == "quantity":
+            if fact.answers is not None and type(raw) is dict and "coding" in raw:
+                return self._answer(fact, raw, when, reference, ts)
             if type(raw) is dict:
                 number, unit = raw.get("value"), raw.get("code") or raw.get("unit")
             elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -413,6 +415,30 @@ class Run:
         if kind == "boolean":
             return Item(raw, when, reference, None, None, ts) if isinstance(raw, bool) else None
         return Item(reference, when, reference, None, None, ts)
+
+    def _answer(self, fact, concept, when, reference, ts) -> Item | None:
+        """A coded answer read as the number the pack's `answers` gives it (LOINC LA9625-0 → 3)."""
+        for system, code in codings([concept]):
+            number = fact.answers.get((system, code))
+            if number is not None:
+                return Item(float(number), when, reference, code, None, ts)
+        return None
+
+    def _before(self, fact, items):
+        """The values dated `min`–`max` days before the date of another fact's value."""
+        other, low, high = fact.before
+        fv = self.fact(other)
+        low, high = self.days(low), self.days(high)
+        if fv is None or fv.item is None or fv.item.date is None or low is None or high is None:
+            return []
+        anchor = fv.item.date
+        out = []
+        for item in items:
+            if item.date is not None:
+                days = (anchor - item.date).total_seconds() / DAY
+                if ge(days, low) and le(days, high):
+                    out.append(item)
+        return out
 
     def _plausible(self, fact, items):
         limits = fact.plausible
@@ -493,6 +519,8 @@ class Run:
         self.data_quality.append(entry)
 
     def _select(self, fact, items) -> FactValue | None:
+        if fact.before is not None and items:
+            items = self._before(fact, items)
         if not items:
             return None
         how = fact.select
@@ -537,6 +565,12 @@ class Run:
         def lookup(name):
             if name == "now":
                 return self.now
+            if name.__class__ is tuple:  # (DATE_OF, fact): the date of the fact's value
+                fv = self.fact(name[1])
+                if fv is None or fv.item is None:
+                    return None
+                inputs.append(fv.item)
+                return fv.item.date
             if name in self.rs.facts:
                 fv = self.fact(name)
                 if fv is None or fv.item is None:
@@ -697,6 +731,36 @@ class Run:
                 notes.extend(self.rs.params[other].band_facts)
                 if p is not None:
                     threshold = dict(self._threshold_head(other, symbol, p))
+                elif left is not None:
+                    decided = self._decided(other, fn, left, k)
+                    if decided is not None:
+                        result, values = decided
+                        notes.append(name)
+                        param = self.rs.params[other]
+                        spec = param.spec_for(self.settings.profile, self.ct_cutoffs)
+                        shown = " / ".join(_num(v) for v in sorted(set(values)))
+                        sex = self.value("sex") if "sex" in self.rs.facts else None
+                        why = (
+                            "the same for both sexes: record the sex used for clinical "
+                            "reference ranges"
+                            if sex not in ("male", "female")
+                            else "the same for every band"
+                        )
+                        entry = {
+                            "parameter": other,
+                            "comparison": f"{symbol} {shown} ({why})",
+                            "value": float(min(values)),
+                            "unit": param.unit,
+                            "fact": name,
+                            "result": result,
+                        }
+                        if spec.get("source"):
+                            entry["source"] = spec["source"]
+                            citation = self.rs.citation(spec["source"])
+                            if citation:
+                                entry["citation"] = citation
+                        notes.append(entry)
+                        return result, tuple(notes), left, None
             else:
                 right = self.value(other)
                 right = None if right is None else right * k
@@ -720,10 +784,42 @@ class Run:
             if kind == "param":
                 p = self.param(other)
                 right = None if p is None else p.value * k
+                if p is None and left is not None:
+                    decided = self._decided(other, fn, left, k)
+                    return None if decided is None else decided[0]
             else:
                 right = self.value(other)
                 right = None if right is None else right * k
         return None if left is None or right is None else fn(left, right)
+
+    def _decided(self, name, fn, left, k):
+        """(result, values) when a parameter has no value because the sex is neither male nor
+        female or its band fact (BMI) is missing, but the comparison comes out the same for every
+        value it could take (a grip below both sexes' cut-offs; an SMI below 43 at any BMI).
+        None otherwise, and always when the sex or band fact is unknown for unavailable data."""
+        spec = self.rs.params[name].spec_for(self.settings.profile, self.ct_cutoffs)
+        if spec is None or "value" in spec:
+            return None
+        sex = self.value("sex") if "sex" in self.rs.facts else None
+        if sex not in ("male", "female") and "sex" in self.unknown:
+            return None
+        values = []
+        for one in (sex,) if sex in ("male", "female") else ("male", "female"):
+            chosen = spec.get(one)
+            if isinstance(chosen, dict):
+                band = self._band(chosen)
+                if band is None:
+                    if chosen["by"] in self.unknown:
+                        return None
+                    values.extend(b["value"] for b in chosen["bands"])
+                else:
+                    values.append(band)
+            elif chosen is None:
+                return None
+            else:
+                values.append(chosen)
+        results = {fn(left, float(v) * k) for v in values}
+        return (results.pop(), values) if len(results) == 1 else None
 
     def _threshold_head(self, other, symbol, p) -> dict:
         """The evidence entry of a threshold before its fact and result (kept per rule set)."""

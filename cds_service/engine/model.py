@@ -39,6 +39,9 @@ class Fact:
     tolerance: float | str | None = None
     plausible: dict = field(default_factory=dict)
     conflict: tuple | None = None  # (scope "same_day"|"any", relative: bool, number | parameter)
+    answers: dict | None = None  # (system URI, code) -> number: coded answers read as numbers
+    # (fact, min days, max days): only values dated that long before the other fact's value
+    before: tuple | None = None
     derive: Callable | None = None
     derive_text: str | None = None
     deps: tuple[str, ...] = ()

@@ -104,6 +104,12 @@ def _cached_factor(from_code: str, to_code: str) -> float | str:
 
 def _factor(from_code: str, to_code: str) -> float:
     src, dst = parse(from_code), parse(to_code)
+    if isinstance(src, pint.Quantity) or isinstance(dst, pint.Quantity):
+        # a power of ten (10*3/uL, 10*9/L) makes a Quantity: its magnitude is part of the unit
+        try:
+            return float((_quantity(src) / _quantity(dst)).to("dimensionless").magnitude)
+        except pint.errors.DimensionalityError:
+            raise UnitError(f"cannot convert {from_code!r} to {to_code!r}") from None
     try:
         return float(Q_(1.0, src).to(dst).magnitude)
     except pint.errors.DimensionalityError:
@@ -114,6 +120,10 @@ def _factor(from_code: str, to_code: str) -> float:
             * Q_(1.0, ureg.kilogram).to(dst).magnitude
         )
     raise UnitError(f"cannot convert {from_code!r} to {to_code!r}")
+
+
+def _quantity(unit):
+    return unit if isinstance(unit, pint.Quantity) else Q_(1.0, unit)
 
 
 def _dim(unit):
@@ -143,6 +153,7 @@ _DISPLAY_ATOMS = {
     "[oz_av]": "oz",
     "a": "years",
     "mo": "months",
+    "wk": "weeks",
     "d": "days",
     "Cel": "°C",
     "1": "",
@@ -162,7 +173,7 @@ def display(code: str | None, locale: str = "en") -> str:
     time units as words of the locale (d → days, 天)."""
     if not code:
         return ""
-    text = _ANNOTATION.sub("", code)
+    text = _ANNOTATION.sub("", code).rstrip("./")  # mL/min/{1.73_m2} → mL/min
     words = _LOCALE_ATOMS.get(locale)
     if words and text in words:
         return words[text]

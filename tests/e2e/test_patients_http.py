@@ -19,6 +19,7 @@ import yaml
 
 from tests.support import tokens
 from tests.support.ehr import hook_request, prefetch_for, shift_dates
+from tests.support.expectations import check_care_context, offered
 from tests.support.server import running_service
 
 pytestmark = pytest.mark.slow
@@ -26,16 +27,6 @@ PATIENTS = Path(__file__).resolve().parents[1] / "patients"
 EXPECTED = yaml.safe_load((PATIENTS / "expected.yaml").read_text(encoding="utf-8"))
 REFERENCE_NOW = datetime.fromisoformat(EXPECTED["now"].replace("Z", "+00:00"))
 
-#: suggestion keys recognised from the code of the ServiceRequest each suggestion creates
-SUGGESTION_BY_CODE = {
-    ("http://snomed.info/sct", "103699006"): "dietitian-referral",
-    ("http://snomed.info/sct", "390864007"): "exercise-referral",
-    ("http://snomed.info/sct", "308447003"): "physiotherapy-referral",
-    ("http://snomed.info/sct", "306237005"): "palliative-care-referral",
-    ("https://sarcopenia-cds.org/CodeSystem/referral", "multidisciplinary-team"): "mdt-referral",
-    ("https://sarcopenia-cds.org/CodeSystem/referral", "ct-l3-body-composition"): "ct-body-composition-analysis",
-    ("https://sarcopenia-cds.org/CodeSystem/referral", "muscle-assessment"): "muscle-assessment",
-}
 NEVER_SUGGESTED_WORDS = {"enteral-or-parenteral-nutrition": ("enteral", "parenteral"), "anamorelin": ("anamorelin",),
                          "androgens": ("androgen", "testosterone"), "ketogenic-or-vlckd-diet": ("ketogenic", "vlckd")}
 
@@ -81,19 +72,6 @@ def reported_findings(answer: dict) -> set[str]:
     return codes
 
 
-def offered(answer: dict) -> dict[str, dict]:
-    """Suggestion key → the suggestion, recognised by the code of the resource it creates."""
-    found = {}
-    for card in answer["cards"]:
-        for suggestion in card.get("suggestions", []):
-            for action in suggestion.get("actions", []):
-                for coding in action.get("resource", {}).get("code", {}).get("coding", []):
-                    key = SUGGESTION_BY_CODE.get((coding.get("system"), coding.get("code")))
-                    if key:
-                        found[key] = suggestion
-    return found
-
-
 def range_in(text: str, unit: str) -> tuple[float, float]:
     match = re.search(rf"([\d.]+) {re.escape(unit)}–([\d.]+) {re.escape(unit)}", text)
     assert match, f"no '{unit}' range in {text!r}"
@@ -125,7 +103,7 @@ def test_patient_scenario(services, name, bundle, scenario):
     assert set(scenario.get("findings_include", [])) <= findings
     assert not set(scenario.get("findings_exclude", [])) & findings
 
-    suggestions = offered(answer)
+    suggestions = offered(answer["cards"])
     wanted = set(scenario.get("suggestions", [])) - {"information-only"}
     if scenario.get("exercise_supervised") and "exercise-referral" in wanted:
         wanted = wanted - {"exercise-referral"} | {"physiotherapy-referral"}
@@ -146,3 +124,4 @@ def test_patient_scenario(services, name, bundle, scenario):
         energy = range_in(details, "kcal/d")
         assert protein == pytest.approx(tuple(targets["protein_g_per_day"]), abs=0.05)
         assert energy == pytest.approx(tuple(targets["energy_kcal_per_day"]), abs=0.5)
+    check_care_context(scenario, answer["cards"])

@@ -279,3 +279,62 @@ def test_an_entry_marked_unknown_stop_lets_no_later_entry_apply_when_unknown(tmp
     assert ("ecog_bedbound", False) in thresholds  # ruled out, and the evidence says so
     assert _card(ev)[2] == ["Diet", "Physiotherapy", "Assess"]
     assert _card(_evaluate(rs, grip=15, ecog=0))[2] == ["Diet", "Exercise"]
+
+
+# ---- issue 14: several policies, coded answers, windows relative to another fact -----------------
+SECOND = """\
+  weighed:
+    title: {en: Weighed}
+    rules:
+      - id: chair-known
+        title: {en: Chair stand known}
+        when: {exists: chair}
+        replace: {diet: assess}
+        detail: {en: " Chair known."}
+    default: {title: {en: Otherwise}}
+rules:"""
+
+
+def test_two_policies_apply_in_the_order_named(tmp_path):
+    text = PACK.replace("rules:\n  - id: weak", SECOND + "\n  - id: weak", 1)
+    text = text.replace("suggestion_policy: care\n", "suggestion_policy: [care, weighed]\n")
+    rs = _rs(tmp_path, text)
+    assert len(rs.rules) == 2 * 2 * 3 * 2  # …× the second policy's entry + default
+    # grip 10 (low), chair 20 (known), ECOG 2: care gives supervised (exercise -> physio, + assess),
+    # then weighed replaces diet by assess (already there, so once)
+    summary, detail, labels = _card(_evaluate(rs, grip=10, chair=20, ecog=2))
+    assert labels == ["Assess", "Physiotherapy"]
+    assert detail.startswith("Strength low. ECOG 2: supervised. Chair known.\n")
+    assert rs.rules[0].case == ((("strength", 0), ("data", 0)), ("bedbound", "chair-known"))
+
+
+def test_coded_answers_are_read_as_numbers(tmp_path):
+    text = PACK.replace(
+        'ecog: {from: Observation, codes: ecog, unit: "{score}", precision: 0,',
+        'ecog: {from: Observation, codes: ecog, unit: "{score}", answers: {loinc: {LA9625-0: 3}},'
+        " precision: 0,",
+    )
+    rs = _rs(tmp_path, text)
+    coded = _obs("ecog", "https://example.org/test", 0, "{score}", 3)
+    del coded["valueQuantity"]
+    coded["valueCodeableConcept"] = {"coding": [{"system": "http://loinc.org", "code": "LA9625-0"}]}
+    grip = _obs("83174-3", "http://loinc.org", 10, "kg", 1)
+    ev = rs.evaluate(
+        [{"resourceType": "Patient", "id": "p1", "gender": "male"}, grip, coded],
+        hook="patient-view", context={"patientId": "p1"}, now=NOW,
+        settings=EngineSettings(profile="none", ct_cutoffs=None),
+    )
+    assert _card(ev)[1].startswith("Strength low. ECOG 3: supervised.\n")  # 3 >= 2, not >= 4
+
+
+def test_answers_need_a_known_code_system(tmp_path):
+    old = 'ecog: {from: Observation, codes: ecog, unit: "{score}", precision: 0,'
+    errors = _errors(tmp_path, old, old.replace("precision: 0,", "answers: {lonc: {A: 1}}, precision: 0,"))
+    assert len(errors) == 1 and "unknown code system 'lonc'" in errors[0]
+
+
+def test_before_needs_a_known_fact(tmp_path):
+    old = "  chair: {from: Observation, codes: chair-stand, unit: s,"
+    new = "  chair: {from: Observation, codes: chair-stand, before: {fact: grap, min_days: 1, max_days: 2}, unit: s,"
+    errors = _errors(tmp_path, old, new)
+    assert len(errors) == 1 and "unknown fact 'grap'" in errors[0]

@@ -40,8 +40,19 @@ def test_female_threshold():
     assert codes(run([obs("grip-strength", 20, "kg", 3)])) == ["probable-sarcopenia"]
 
 
-def test_unknown_sex_makes_sex_specific_comparison_unknown():
-    assert codes(run([obs("grip-strength", 5, "kg", 3)], gender="unknown")) == []
+def test_unknown_sex_decides_only_when_both_sexes_agree():
+    # issue 14: a value below BOTH sexes' cut-offs (27 male, 16 female) is low whatever the sex
+    ev = run([obs("grip-strength", 5, "kg", 3)], gender="unknown")
+    assert codes(ev) == ["probable-sarcopenia"]
+    threshold = next(e for e in ev.findings[0].evidence if e.get("parameter") == "grip_low")
+    assert threshold["comparison"] == (
+        "< 16 / 27 (the same for both sexes: record the sex used for clinical reference ranges)"
+    )
+    assert threshold["result"] is True
+    # 20 kg is below 27 but not below 16: undecided without the sex (never "not low")
+    assert codes(run([obs("grip-strength", 20, "kg", 3)], gender="unknown")) == []
+    # 30 kg is below neither: not low whatever the sex (no finding either)
+    assert codes(run([obs("grip-strength", 30, "kg", 3)], gender="other")) == []
 
 
 def test_profile_changes_threshold():
@@ -63,9 +74,13 @@ def test_martin_style_bmi_band():
 
 
 def test_band_unknown_without_bmi():
+    # issue 14 (Martin 2013): without a BMI the male cut-off is 43 or 53; an SMI below both
+    # is low at any BMI, one between them is unknown (never "not low")
     data = [obs("l3-area", 100, "cm2", 20), obs("body-height", 170, "cm", 20)]
-    assert codes(run(data)) == []  # no weight → no BMI → male cut-off unknown
+    assert codes(run(data)) == ["low-skeletal-muscle-index"]  # 100 / 2.89 = 34.6 < 43 and < 53
     assert codes(run(data, gender="female")) == ["low-skeletal-muscle-index"]  # 41, no band
+    between = [obs("l3-area", 140, "cm2", 20), obs("body-height", 170, "cm", 20)]
+    assert codes(run(between)) == []  # 48.4: < 53 but not < 43 → unknown without the BMI
 
 
 def test_ct_cutoff_set_is_selectable():

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from cds_service.engine import EngineSettings, load_ruleset
+from tests.support.expectations import check_care_context
 
 PATIENTS = Path(__file__).resolve().parents[1] / "patients"
 EXPECTED = yaml.safe_load((PATIENTS / "expected.yaml").read_text(encoding="utf-8"))
@@ -60,3 +61,4 @@ def test_patient_scenario(bundled, pid, patient, scenario):
         shown = [float(x) for x in re.findall(r"(\d+(?:\.\d+)?) (?:g/d|kcal/d)", label)]
         want = list(targets["protein_g_per_day"]) + list(targets["energy_kcal_per_day"])
         assert shown == pytest.approx(want, abs=0.5), label
+    check_care_context(scenario, ev.cards)

@@ -245,6 +245,73 @@ class P:
         }
         return self.add(r)
 
+    def lab(self, code: str, display: str, days: float, value, unit: str, ucum: str, **kw):
+        return self.obs(LOINC, code, display, days, value, unit, ucum, category="laboratory",
+                        **kw)
+
+    def platelets(self, days, value):
+        return self.lab("777-3", "Platelets [#/volume] in Blood by Automated count", days,
+                        value, "10*3/uL", "10*3/uL")
+
+    def haemoglobin(self, days, value, unit="g/dL"):
+        return self.lab("718-7", "Hemoglobin [Mass/volume] in Blood", days, value, unit, unit)
+
+    def egfr(self, days, value):
+        return self.lab("98979-8", "Glomerular filtration rate/1.73 sq M.predicted [Volume "
+                        "Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula "
+                        "(CKD-EPI 2021)", days, value, "mL/min/1.73m2", "mL/min/{1.73_m2}")
+
+    def temperature(self, days, celsius, hour=9, minute=30):
+        return self.obs(LOINC, "8310-5", "Body temperature", days, celsius, "°C", "Cel",
+                        category="vital-signs", hour=hour, minute=minute)
+
+    def asmi(self, days, value, method):
+        return self.obs(MEASURE, "appendicular-skeletal-muscle-mass-index",
+                        "Appendicular skeletal muscle mass index", days, value, "kg/m2",
+                        "kg/m2", method=method)
+
+    def coded_obs(self, system: str, code: str, display: str, days: float, answer: dict,
+                  *, category: str = "survey") -> dict:
+        """An Observation whose value is a coded answer (valueCodeableConcept)."""
+        r = {
+            "resourceType": "Observation",
+            "id": self._id("obs"),
+            "status": "final",
+            "category": [{"coding": [{"system": OBSCAT, "code": category}]}],
+            "code": {"coding": [{"system": system, "code": code, "display": display}],
+                     "text": display},
+            "subject": self.ref,
+            "effectiveDateTime": at(days),
+            "valueCodeableConcept": {"coding": [answer], "text": answer["display"]},
+        }
+        return self.add(r)
+
+    def ecog_answer(self, days, code, display):
+        """ECOG 89247-1 with a LOINC answer (answer list LL529-9) instead of an integer."""
+        return self.coded_obs(LOINC, "89247-1", "ECOG Performance Status score", days,
+                              {"system": LOINC, "code": code, "display": display})
+
+    def pregnancy_status(self, days):
+        return self.coded_obs(LOINC, "82810-3", "Pregnancy status", days,
+                              {"system": LOINC, "code": "LA15173-0", "display": "Pregnant"},
+                              category="social-history")
+
+    def imaging_without_modality(self, days, proc_code, proc_display, description):
+        """An ImagingStudy with a procedure code but no modality and no series (an imported
+        outside report): FHIR R4 requires series.modality, so the series are left out."""
+        r = {
+            "resourceType": "ImagingStudy",
+            "id": self._id("img"),
+            "status": "available",
+            "subject": self.ref,
+            "started": at(days, 10, 15),
+            "procedureCode": [{"coding": [{"system": LOINC, "code": proc_code,
+                                           "display": proc_display}],
+                               "text": proc_display}],
+            "description": description,
+        }
+        return self.add(r)
+
     # Imaging ----------------------------------------------------------------------------
     def ct(self, days, body_code, body_display, proc_code, proc_display, description,
            *, proc_system=LOINC):
@@ -655,6 +722,255 @@ def build() -> list[Path]:
     p.ecog(5, 0)
     p.crp(5, 10.0)
     p.albumin(5, 33.0)
+    out.append(p.write())
+
+    out.extend(build_care_context())
+    return out
+
+
+def build_care_context() -> list[Path]:
+    """Patients 17-31: the care context that changes the advice (KB §1.9, issue 14)."""
+    out: list[Path] = []
+
+    # 17 - breast cancer in pregnancy, woman 33: BIA and BMI unusable --------------------
+    p = P("17", "breast-pregnant-bia-bmi-f", "Sofia", "Sofia", "female", 33)
+    p.condition("C50.911", "Malignant neoplasm of unspecified site of right female breast",
+                "Invasive ductal carcinoma right breast, diagnosed in pregnancy", 40,
+                stage="cT2 N1 M0", note="Curative intent: chemotherapy in the second trimester.")
+    p.pregnancy_status(10)
+    p.height(40, 165)
+    p.weight(170, 79.0)
+    p.weight(40, 82.0)
+    p.weight(10, 84.0)
+    p.grip(10, left=13.0, right=14.0)
+    p.gait(10, 1.1)
+    p.asmi(10, 5.0, "BIA")
+    p.ecog(10, 0)
+    out.append(p.write())
+
+    # 18 - osteosarcoma, boy 16: no adult criteria under 18 ------------------------------
+    p = P("18", "osteosarcoma-adolescent-m", "Tom", "Tom", "male", 16)
+    p.condition("C40.21", "Malignant neoplasm of long bones of right lower limb",
+                "Osteosarcoma of the right distal femur", 60, stage="Localised",
+                note="Curative intent: MAP chemotherapy then limb-sparing surgery.")
+    p.height(60, 172)
+    p.weight(185, 62.0)
+    p.weight(60, 60.0)
+    p.weight(5, 55.0)
+    p.grip(5, left=17.0, right=18.0)
+    p.gait(5, 0.7)
+    p.ecog(5, 1)
+    ct = p.ct_abdomen_pelvis(25, "Staging CT chest, abdomen and pelvis")
+    p.l3_smi(25, 35.0, ct)
+    out.append(p.write())
+    out.append(p.write_order("methotrexate", [p.medreq(
+        atc("L01BA01", "methotrexate"), "High-dose methotrexate 12 g/m2 IV (MAP cycle 3)", 0,
+        status="draft", add=False, rid="syn-18-draft-methotrexate")]))
+
+    # 19 - thigh sarcoma after above-knee amputation, man 58: no weight-loss finding -----
+    p = P("19", "thigh-sarcoma-above-knee-amputation-m", "Ulf", "Ulf", "male", 58)
+    p.condition("C49.21", "Malignant neoplasm of connective and soft tissue of right lower "
+                "limb, including hip", "Undifferentiated pleomorphic sarcoma, right thigh", 220,
+                note="Curative intent: above-knee amputation 90 days ago, adjuvant chemotherapy.")
+    p.condition("Z89.611", "Acquired absence of right leg above knee",
+                "Right above-knee amputation", 90)
+    p.height(220, 180)
+    p.weight(200, 79.0)
+    p.weight(150, 78.0)
+    p.weight(30, 67.0)
+    p.weight(5, 66.0)
+    p.grip(5, left=30.0, right=31.0)
+    p.ecog(5, 1)
+    out.append(p.write())
+
+    # 20 - caecal cancer with CKD stage 4, woman 70: no computed protein target ----------
+    p = P("20", "caecal-ckd4-sarcopenia-f", "Vera", "Vera", "female", 70)
+    p.condition("C18.0", "Malignant neoplasm of cecum", "Caecal adenocarcinoma", 80,
+                stage="Stage III, resected", note="Curative intent: adjuvant capecitabine.")
+    p.condition("N18.4", "Chronic kidney disease, stage 4 (severe)", "CKD stage 4", 900)
+    p.egfr(10, 24)
+    p.height(80, 160)
+    p.weight(180, 63.0)
+    p.weight(80, 62.5)
+    p.weight(10, 62.0)
+    p.grip(10, left=12.0, right=13.0)
+    p.gait(10, 0.9)
+    p.ecog(10, 1)
+    ct = p.ct_abdomen_pelvis(30)
+    p.l3_smi(30, 37.0, ct)
+    out.append(p.write())
+
+    # 21 - gastric cancer on haemodialysis, man 66: no computed protein target -----------
+    p = P("21", "gastric-haemodialysis-low-smi-m", "Walt", "Walt", "male", 66)
+    p.condition("C16.9", "Malignant neoplasm of stomach, unspecified", "Gastric adenocarcinoma",
+                50, stage="cT3 N0 M0", note="Curative intent: perioperative FLOT.")
+    p.condition("N18.6", "End stage renal disease", "End-stage kidney disease", 1200)
+    p.condition("Z99.2", "Dependence on renal dialysis", "Haemodialysis three times a week",
+                1100)
+    p.height(50, 170)
+    p.weight(180, 68.5)
+    p.weight(50, 68.2)
+    p.weight(6, 68.0)
+    p.grip(6, left=29.0, right=30.0)
+    p.gait(6, 1.0)
+    p.ecog(6, 1)
+    ct = p.ct(35, "818981001", "Abdomen", "41806-1", "CT Abdomen", "CT abdomen staging")
+    p.l3_smi(35, 41.0, ct)
+    out.append(p.write())
+
+    # 22 - prostate cancer with bone metastases, man 72: supervised physiotherapy --------
+    p = P("22", "prostate-bone-metastases-sarcopenia-m", "Xavier", "Xavier", "male", 72)
+    p.condition("C61", "Malignant neoplasm of prostate", "Prostate adenocarcinoma", 400,
+                stage="Metastatic hormone-sensitive", note="Palliative intent: ADT + docetaxel.")
+    p.condition("C79.51", "Secondary malignant neoplasm of bone",
+                "Bone metastases: lumbar spine and pelvis", 400)
+    p.height(400, 178)
+    p.weight(180, 84.5)
+    p.weight(60, 84.2)
+    p.weight(8, 84.0)
+    p.grip(8, left=23.0, right=24.0)
+    p.gait(8, 1.0)
+    p.ecog(8, 1)
+    ct = p.ct_abdomen_pelvis(30)
+    p.l3_smi(30, 47.0, ct)
+    out.append(p.write())
+
+    # 23 - acute myeloid leukaemia in induction, woman 60: platelets 42 ------------------
+    p = P("23", "aml-low-platelets-probable-f", "Yara", "Yara", "female", 60)
+    p.condition("C92.00", "Acute myeloblastic leukemia, not having achieved remission",
+                "Acute myeloid leukaemia", 30, note="Curative intent: induction chemotherapy.")
+    p.height(30, 168)
+    p.weight(180, 66.0)
+    p.weight(30, 65.5)
+    p.weight(4, 65.0)
+    p.grip(4, left=13.0, right=14.0)
+    p.ecog(4, 1)
+    p.platelets(3, 42)
+    p.haemoglobin(3, 9.5)
+    out.append(p.write())
+
+    # 24 - NSCLC with fever, man 67: exercise deferred, CRP not attributed to the tumour --
+    p = P("24", "nsclc-fever-crp-probable-m", "Zeno", "Zeno", "male", 67)
+    p.condition("C34.12", "Malignant neoplasm of upper lobe, left bronchus or lung",
+                "Lung adenocarcinoma, left upper lobe", 100, stage="Stage IIIB",
+                note="Curative intent: concurrent chemoradiotherapy.")
+    p.height(100, 174)
+    p.weight(180, 76.5)
+    p.weight(100, 76.2)
+    p.weight(3, 76.0)
+    p.grip(6, left=21.0, right=22.0)
+    p.gait(6, 1.0)
+    p.ecog(6, 1)
+    p.temperature(1, 38.6, hour=18, minute=0)
+    p.crp(1, 85.0)
+    p.albumin(1, 30.0)
+    out.append(p.write())
+
+    # 25 - gastric cancer, woman 71, ECOG as LOINC answer: refractory cachexia -----------
+    p = P("25", "gastric-refractory-ecog-loinc-answer-f", "Agnes", "Agnes", "female", 71)
+    p.condition("C16.9", "Malignant neoplasm of stomach, unspecified",
+                "Gastric adenocarcinoma with peritoneal metastases", 300, stage="Stage IV",
+                note="Palliative intent; gastric outlet obstruction.")
+    p.height(300, 160)
+    p.weight(180, 60.0)
+    p.weight(90, 56.0)
+    p.weight(7, 52.0)
+    p.grip(7, left=14.0, right=15.0)
+    p.ecog_answer(4, "LA9625-0", "Capable of only limited selfcare, confined to bed or chair "
+                  "more than 50% of waking hours")
+    p.survival(4, 2)
+    ct = p.ct_abdomen_pelvis(20)
+    p.l3_area(20, 89.6, ct)
+    out.append(p.write())
+    out.append(p.write_order("gastrojejunostomy", [p.surgery(
+        None, "Palliative laparoscopic gastrojejunostomy", 0,
+        rid="syn-25-draft-gastrojejunostomy")]))
+
+    # 26 - lung cancer, sex unknown, 55: values below both sexes' cut-offs ---------------
+    p = P("26", "lung-sex-unknown-below-both-u", "Alex", "Alex", "unknown", 55)
+    p.condition("C34.90", "Malignant neoplasm of unspecified part of unspecified bronchus or "
+                "lung", "Non-small cell lung cancer", 70, stage="Stage IIIA",
+                note="Curative intent: chemoradiotherapy.")
+    p.height(70, 170)
+    p.weight(180, 65.5)
+    p.weight(70, 65.2)
+    p.weight(5, 65.0)
+    p.grip(5, left=13.0, right=14.0)
+    p.gait(5, 0.9)
+    p.ecog(5, 1)
+    ct = p.ct_abdomen_pelvis(30)
+    p.l3_smi(30, 38.0, ct)
+    out.append(p.write())
+
+    # 27 - basal-cell carcinoma of the skin only, man 75: no routine screening -----------
+    p = P("27", "basal-cell-skin-only-no-screening-m", "Bruno", "Bruno", "male", 75)
+    p.condition("C44.311", "Basal cell carcinoma of skin of nose", "Basal cell carcinoma, nose",
+                20, note="Curative intent: Mohs surgery planned.")
+    p.height(400, 176)
+    p.weight(180, 80.5)
+    p.weight(20, 80.2)
+    p.weight(5, 80.0)
+    p.ecog(5, 0)
+    out.append(p.write())
+
+    # 28 - breast cancer coded in SNOMED CT, woman 58; imaging without modality ----------
+    p = P("28", "breast-snomed-screening-due-f", "Carla", "Carla", "female", 58)
+    p.condition("254837009", "Malignant neoplasm of breast (disorder)",
+                "Invasive lobular carcinoma, left breast", 45, system=SCT, stage="Stage IIB",
+                note="Curative intent: neoadjuvant chemotherapy.")
+    p.height(45, 164)
+    p.weight(180, 67.5)
+    p.weight(45, 67.2)
+    p.weight(6, 67.0)
+    p.ecog(6, 0)
+    p.imaging_without_modality(20, "41806-1", "CT Abdomen",
+                               "Imported outside report, no DICOM series")
+    out.append(p.write())
+
+    # 29 - colon cancer, man 70, no weight in 30 days: Martin without BMI ---------------
+    p = P("29", "colon-no-current-weight-low-smi-m", "Dario", "Dario", "male", 70)
+    p.condition("C18.2", "Malignant neoplasm of ascending colon", "Ascending colon adenocarcinoma",
+                90, stage="Stage III, resected", note="Curative intent: adjuvant FOLFOX.")
+    p.height(90, 175)
+    p.weight(120, 76.0)
+    p.weight(45, 75.0)
+    p.grip(10, left=24.0, right=25.0)
+    p.gait(10, 1.0)
+    p.ecog(10, 0)
+    ct = p.ct_abdomen_pelvis(20)
+    p.l3_smi(20, 37.9, ct)
+    out.append(p.write())
+    out.append(p.write_order("oxaliplatin", [p.medreq(
+        atc("L01XA03", "oxaliplatin"), "Oxaliplatin 85 mg/m2 IV day 1 (FOLFOX cycle 1)", 0,
+        status="draft", add=False, rid="syn-29-draft-oxaliplatin")]))
+
+    # 30 - newly diagnosed pancreatic cancer, man 62: fast weight loss in 12 weeks -------
+    p = P("30", "pancreatic-fast-weight-loss-m", "Emil", "Emil", "male", 62)
+    p.condition("C25.0", "Malignant neoplasm of head of pancreas",
+                "Pancreatic ductal adenocarcinoma, head", 40, stage="Borderline resectable",
+                note="Curative intent: neoadjuvant FOLFIRINOX.")
+    p.height(40, 180)
+    p.weight(90, 80.0)
+    p.weight(30, 76.0)
+    p.weight(5, 72.0)
+    p.grip(5, left=32.0, right=33.0)
+    p.gait(5, 1.1)
+    p.ecog(5, 1)
+    out.append(p.write())
+
+    # 31 - NSCLC under palliative care (Z51.5), man 74: palliative referral only --------
+    p = P("31", "nsclc-palliative-care-cachexia-m", "Felix", "Felix", "male", 74)
+    p.condition("C34.31", "Malignant neoplasm of lower lobe, right bronchus or lung",
+                "Lung squamous cell carcinoma, right lower lobe", 300, stage="Stage IVB",
+                note="Best supportive care after three lines of treatment.")
+    p.condition("Z51.5", "Encounter for palliative care", "Specialist palliative care",
+                14, category="encounter-diagnosis")
+    p.height(300, 172)
+    p.weight(180, 70.0)
+    p.weight(90, 67.0)
+    p.weight(6, 64.4)
+    p.grip(6, left=23.0, right=24.0)
+    p.ecog(6, 2)
     out.append(p.write())
 
     return out

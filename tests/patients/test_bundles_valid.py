@@ -69,6 +69,14 @@ INFORMATION_KEYS = frozenset({
 })
 
 HOOKS = {"patient-view", "order-select", "order-sign"}
+
+#: Every key a scenario may carry (a misspelt key would otherwise assert nothing).
+SCENARIO_KEYS = frozenset({
+    "id", "hook", "profile", "ct_cutoffs", "order", "findings", "findings_include",
+    "findings_exclude", "suggestions", "information", "not_suggested", "exercise_supervised",
+    "targets", "exercise_deferred", "no_protein_target", "first_card_topic", "text_includes",
+    "suggestions_text_excludes",
+})
 PROFILES = {("ewgsop2", "martin2013"), ("awgs2019", "zhuang2016")}
 
 BUNDLE_FILES = sorted(HERE.glob("[0-9][0-9]-*.json"))
@@ -177,6 +185,15 @@ def test_expectation_is_well_formed(pid: str, scenario_id: str):
     assert set(scenario.get("information", [])) <= INFORMATION_KEYS
     if scenario.get("information"):
         assert "information-only" in suggestions
+    unknown_keys = set(scenario) - SCENARIO_KEYS
+    assert not unknown_keys, f"unknown scenario keys: {sorted(unknown_keys)}"
+    if scenario.get("exercise_deferred"):
+        assert "exercise-referral" not in suggestions and not scenario.get("exercise_supervised")
+    if scenario.get("no_protein_target"):
+        assert "dietitian-referral" in suggestions and "targets" not in scenario
+    if "first_card_topic" in scenario:
+        assert scenario["first_card_topic"] in set(scenario.get("findings", [])) | set(
+            scenario.get("findings_include", []))
     targets = scenario.get("targets")
     if targets:
         assert "dietitian-referral" in suggestions
