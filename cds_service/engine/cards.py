@@ -199,7 +199,7 @@ def _resolver(rs, run, finding, coding, local=None):
 
                 return display(p.unit, locale)
             if attr == "source":
-                return rs.short_citation(p.source) or ""
+                return rs.short_citation(p.source, locale) or ""
             return format_quantity(p.value, p.unit, None, locale)
         if base == "profile":
             title = rs.profile_title(run.settings.profile, locale)
@@ -262,7 +262,7 @@ def _detail(rs, run, members, locale, local=None) -> str:
                 if "result" not in entry:  # the value it would apply to is missing
                     continue
                 label = _fact_label(rs, entry["fact"], locale)
-                cite = entry.get("source") and rs.short_citation(entry["source"])
+                cite = entry.get("source") and rs.short_citation(entry["source"], locale)
                 if entry.get("local"):
                     cite = ", ".join(x for x in (cite, provenance.words(locale)["local"]) if x)
                 line = f"{label} {entry['comparison']} {_unit(entry['unit'], locale)}".rstrip()

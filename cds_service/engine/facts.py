@@ -740,12 +740,8 @@ class Run:
                         spec = param.spec_for(self.settings.profile, self.ct_cutoffs)
                         shown = " / ".join(_num(v) for v in sorted(set(values)))
                         sex = self.value("sex") if "sex" in self.rs.facts else None
-                        why = (
-                            "the same for both sexes: record the sex used for clinical "
-                            "reference ranges"
-                            if sex not in ("male", "female")
-                            else "the same for every band"
-                        )
+                        why = phrase(self.settings.locale,
+                                     "both_sexes" if sex not in ("male", "female") else "every_band")
                         entry = {
                             "parameter": other,
                             "comparison": f"{symbol} {shown} ({why})",

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from .diagnostics import DUPLICATE_ERROR, YAML_ERROR, PackError, Source
+from .tables import expand_tables
 
 _constructor = yaml.constructor.SafeConstructor()
 _LOADER = getattr(
@@ -51,6 +52,7 @@ def read_source(path: Path, display: str) -> tuple[Source | None, list[PackError
     marks: dict[tuple, tuple[int, int]] = {}
     errors: list[PackError] = []
     data = _build(node, (), marks, errors, display) if node is not None else None
+    expand_tables(path, display, data, marks, errors)
     return Source(display, data, marks), errors
 
 

@@ -65,7 +65,7 @@ def profile_title(title: str, locale: str) -> str:
 
 def source_label(rs, label: str, local: Local, locale: str) -> str:
     """The card's source label, naming the local cut-offs' own references."""
-    refs = ", ".join(r for r in (rs.short_citation(x) or x for x in local.references) if r)
+    refs = ", ".join(r for r in (rs.short_citation(x, locale) or x for x in local.references) if r)
     if not refs:
         return words(locale)["profile"].format(title=label)
     return words(locale)["label"].format(label=label, refs=refs)

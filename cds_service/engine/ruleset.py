@@ -208,9 +208,15 @@ class RuleSet:
         data = self.references.get(ref) if ref else None
         return data["citation"] if data else None
 
-    def short_citation(self, ref: str | None) -> str | None:
+    def short_citation(self, ref: str | None, locale: str = "en") -> str | None:
+        """A reference's short form in the locale (`short` may be a text per locale)."""
         data = self.references.get(ref) if ref else None
-        return (data.get("short") or data["citation"]) if data else None
+        if not data:
+            return None
+        short = data.get("short")
+        if isinstance(short, dict):
+            short = short.get(locale) or short.get("en")
+        return short or data["citation"]
 
     def reference_url(self, ref: str | None) -> str | None:
         data = self.references.get(ref) if ref else None

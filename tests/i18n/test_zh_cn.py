@@ -28,11 +28,11 @@ UNITS = {"kg", "cm", "mg", "kcal", "mL", "dL", "mmol", "µmol", "min"}
 DRUGS = {"gemcitabine", "cisplatin", "letrozole", "cyclophosphamide", "rituximab", "olanzapine", "megestrol",
          "dexamethasone", "anamorelin"}
 PROTOCOL = {"patient-view", "order-select", "order-sign", "prefetch", "fhirServer", "fhirAuthorization",
-            "sarcopenia-cds", "CDS", "Hooks", "JWT", "FHIR", "SMART", "UTC", "mGPS", "SARC-F", "systemActions"}
+            "sarcopenia-cds", "CDS", "Hooks", "JWT", "FHIR", "SMART", "UTC", "mGPS", "eGFR", "SARC-F", "systemActions"}
 WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]")
 REFERENCE = re.compile(r"\b[A-Z][A-Za-z]+/[A-Za-z0-9.\-]+")
 URL = re.compile(r"https?://\S+|/[a-z][\w\-./…]*")
-CITATION = re.compile(r"\b[A-Z][a-z]+(?:-[A-Z][a-z]+)?(?= (?:19|20)\d\d(?!\d))")
+CITATION = re.compile(r"\b(?:Mc|Mac)?[A-Z][a-z]+(?:-[A-Z][a-z]+)?(?= (?:19|20)\d\d(?!\d))")
 
 
 def english_words(text: str, also_allowed: set[str] = frozenset()) -> list[str]:
