@@ -222,8 +222,13 @@ def _plant(p: _Patient, archetype: str, cut: _Cutoffs, rng: random.Random) -> No
         loss = rng.uniform(-1.5, min(1.5, cut.value("cachexia_weight_loss_minor") - 0.5))
     reference = weight / (1 - loss / 100)
     p.obs("body-height", height_cm, "cm", rng.uniform(5, 25))
-    p.obs("body-weight", reference, "kg", cut.value("weight_reference_days_ago") + rng.uniform(-5, 5))
-    p.obs("body-weight", weight, "kg", rng.uniform(1, 20))
+    current_days_ago = rng.uniform(1, 20)
+    # about six months before the current weight, inside the pack's reference window
+    # (weight_reference_min_days..weight_reference_max_days before the current weight)
+    window_end = cut.value("weight_reference_max_days")
+    assert window_end - 35 >= cut.value("weight_reference_min_days"), "reference window too short"
+    p.obs("body-weight", reference, "kg", current_days_ago + window_end - 30 + rng.uniform(-5, 5))
+    p.obs("body-weight", weight, "kg", current_days_ago)
     if archetype == "screening-due":
         return
     grip_cut = cut.value("grip_low", sex)
