@@ -102,11 +102,9 @@ def _serve(host: str, port: int, workers: int | None, threads: int, overrides: d
     """Run the app under gunicorn (sync or gthread workers), migrating the database once first."""
     merged = {"host": host, "port": port, **(overrides or {})}
     config = load_config(overrides=merged)
+    one_of_many = workers is None and default_workers(config) == 1 and cores() > 1
     if workers is None:
         workers = default_workers(config)
-        if workers == 1 and cores() > 1:
-            print(f"sarcopenia-cds: 1 worker of {cores()} cores: set redis.url to run one per core "
-                  "(the JWT replay cache must be shared)", file=sys.stderr, flush=True)
     metrics_port = config["metrics"]["port"]
     if (workers > 1 or metrics_port) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: /metrics then sums every worker's samples
@@ -129,6 +127,9 @@ def _serve(host: str, port: int, workers: int | None, threads: int, overrides: d
                   pseudonym_key_file=config["privacy"]["pseudonym_key_file"])
     store.migrate()
     store.dispose()
+    if one_of_many:  # said once the database is known to work, so a failure stays one line
+        print(f"sarcopenia-cds: 1 worker of {cores()} cores: set redis.url to run one per core "
+              "(the JWT replay cache must be shared)", file=sys.stderr, flush=True)
     # Loaded once in the master and inherited by every worker it forks: a worker that starts
     # later (a crash, a signal during boot) starts from the last good set, never from broken files.
     rules = RuleSetHolder(config["rules"]["paths"] or None)

@@ -32,6 +32,7 @@ from cds_service.store.compiled import (
     fetch_all,
     on_driver,
 )
+from cds_service.config import ConfigError
 from cds_service.store.engine import create_engine, open_private
 from cds_service.store.models import (
     admin_audit,
@@ -132,7 +133,7 @@ class Store:
             str(pseudonym.key_file_beside(database)) if database and database != ":memory:" else None)
         if self._key is None and self._key_file is None:
             if self.engine.dialect.name != "sqlite":
-                raise ValueError("privacy.pseudonym_key or privacy.pseudonym_key_file is required with "
+                raise ConfigError("privacy.pseudonym_key or privacy.pseudonym_key_file is required with "
                                  f"{self.engine.dialect.name}: the key must not live in the database it protects")
             self._key = pseudonym.new_key()  # an in-memory database: the key lives and dies with it
         self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None

@@ -37,6 +37,9 @@ BROKEN = GOOD.replace("version: 1.0.0", "version: 1.1.0").replace("unit: kg", "u
 )
 
 
+#: /metrics answers only with its bearer token (metrics.token)
+METRICS_TOKEN = "reload-test-metrics-token"
+
 def health(base: str) -> dict:
     return requests.get(base + "/healthz", timeout=5).json()
 
@@ -71,6 +74,7 @@ def test_a_broken_pack_saved_while_serving_is_refused_visibly_and_the_old_rules_
     override.write_text(GOOD, encoding="utf-8")
     # the override alone: the bundled packs come first implicitly (from the installed package)
     env = {"SARCOPENIA_CDS_RULES__PATHS": f'["{override}"]', "SARCOPENIA_CDS_RULES__WATCH": "true",
+           "SARCOPENIA_CDS_METRICS__TOKEN": METRICS_TOKEN,
            "SARCOPENIA_CDS_RULES__WATCH_INTERVAL_SECONDS": "0.3", "SARCOPENIA_CDS_LOGGING__FORMAT": "json"}
     with running_service(f"sqlite:///{tmp_path / 'cds.db'}", tmp_path, extra_env=env) as (base, process):
         good = "sarcopenia-core@1.0.0+hospital-test@1.0.0"
@@ -94,7 +98,7 @@ def test_a_broken_pack_saved_while_serving_is_refused_visibly_and_the_old_rules_
                                             f"the last good set {good} keeps serving: ")
         assert severe_card_summary(base) == before  # the old rules keep answering
 
-        metrics = requests.get(base + "/metrics", timeout=5).text
+        metrics = requests.get(base + "/metrics", timeout=5, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
         assert 'cds_rule_reloads_refused_total{trigger="watch"} 1.0' in metrics
 
         log = next(tmp_path.glob("server-*.log")).read_text(encoding="utf-8")

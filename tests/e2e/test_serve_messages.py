@@ -61,10 +61,21 @@ def test_two_instances_share_no_control_socket(tmp_path):
 def test_unreachable_database_gives_one_line_and_exit_1(tmp_path, subcommand):
     url = f"postgresql+psycopg://cds:s3cret@127.0.0.1:{free_port()}/cds"
     result = subprocess.run([*command(), subcommand], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                            env=_env(SARCOPENIA_CDS_DATABASE__URL=url))
+                            env=_env(SARCOPENIA_CDS_DATABASE__URL=url,  # a server database needs its own key
+                                     SARCOPENIA_CDS_PRIVACY__PSEUDONYM_KEY="0" * 64))
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"sarcopenia-cds: cannot reach the database postgresql+psycopg://cds:***@{url.split('@')[1]}: ")
     assert "Connection refused" in lines[0]
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_a_server_database_without_a_pseudonym_key_is_one_configuration_line_and_exit_2(tmp_path):
+    url = f"postgresql+psycopg://cds:s3cret@127.0.0.1:{free_port()}/cds"
+    result = subprocess.run([*command(), "migrate"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env=_env(SARCOPENIA_CDS_DATABASE__URL=url))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "sarcopenia-cds: configuration error: privacy.pseudonym_key or privacy.pseudonym_key_file is required "
+        "with postgresql: the key must not live in the database it protects"]
