@@ -9,26 +9,9 @@ import io
 import pytest
 
 from cds_service.cli_rules import add_rules_commands, run_rules
+from tests.support.hospital import HOSPITAL_X
 
-HOSPITAL = """\
-# Hospital X overrides of the bundled sarcopenia-core pack.
-pack: {id: hospital-x, version: 2026.1.0, title: {en: Hospital X local settings}, locales: [en]}
-references:
-  hospital-x-nc12:
-    citation: "Hospital X nutrition committee, policy NC-12 (2026): grip cut-offs for our dynamometer."
-    short: Hospital X NC-12
-code_systems:
-  hx-lab: urn:oid:1.2.826.0.1.999.42
-value_sets:
-  grip-strength:
-    - {system: hx-lab, code: GRIPMAX}
-parameters:
-  grip_low:
-    unit: kg
-    profiles:
-      ewgsop2: {male: 30, female: 18, source: hospital-x-nc12}
-      awgs2019: {male: 28, female: 18, source: chen-2020}
-"""
+HOSPITAL = "# Hospital X overrides of the bundled sarcopenia-core pack.\n" + HOSPITAL_X
 CASES = """\
 defaults:
   hook: patient-view
