@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from cds_service.auth.audience import normalise_url
 from cds_service.fhir.egress import UNREACHABLE, EgressPolicy, EgressRefused
 
 FHIR_JSON = "application/fhir+json"
@@ -87,28 +88,12 @@ class CircuitBreaker:
                 self._state[server] = (count + 1, time.monotonic())
 
 
-def server_key(url: str) -> str | None:
-    """A fhirServer base URL compared loosely: scheme and host in lower case, default port and
-    trailing slashes dropped (None when it is not an absolute http(s) URL)."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except (ValueError, AttributeError):
-        return None
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host:
-        return None
-    default = 80 if scheme == "http" else 443
-    netloc = host if port in (None, default) else f"{host}:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
-
-
 def is_open_server(url: str | None, open_servers: list[str] | tuple[str, ...]) -> bool:
     """True when `url` is one of the configured fhir.open_servers (called without a token)."""
     if not url or not open_servers:
         return False
-    key = server_key(url)
-    return key is not None and key in {server_key(s) for s in open_servers}
+    key = normalise_url(url)  # compared as the issuers' fhir_servers are (fhir/egress.py)
+    return key is not None and key in {normalise_url(s) for s in open_servers}
 
 
 def _origin(url: str) -> tuple[str, str]:
