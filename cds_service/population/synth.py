@@ -226,7 +226,8 @@ def _plant(p: _Patient, archetype: str, cut: _Cutoffs, rng: random.Random) -> No
     # about six months before the current weight, inside the pack's reference window
     # (weight_reference_min_days..weight_reference_max_days before the current weight)
     window_end = cut.value("weight_reference_max_days")
-    assert window_end - 35 >= cut.value("weight_reference_min_days"), "reference window too short"
+    if window_end - 35 < cut.value("weight_reference_min_days"):
+        raise ValueError("the packs' weight reference window is too short for synthetic six-month weights")
     p.obs("body-weight", reference, "kg", current_days_ago + window_end - 30 + rng.uniform(-5, 5))
     p.obs("body-weight", weight, "kg", current_days_ago)
     if archetype == "screening-due":
